@@ -1,0 +1,55 @@
+# actpatch: `make run` starts the web app, `make test` runs the whole suite. `make help` lists all.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+PYTHON  := $(BIN)/python
+export HF_HUB_OFFLINE ?= 1
+MODEL   ?=
+
+.PHONY: help run test lint format bench demo-model demo-eval browser-deps screenshots clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+$(VENV): $(VENV)/.installed
+
+run: $(VENV)  ## start the web app (ACTPATCH_MODEL or MODEL=... picks the model)
+	$(BIN)/actpatch serve $(if $(MODEL),--model $(MODEL),)
+
+test: $(VENV)  ## run the whole test suite, browser tests included
+	$(MAKE) --no-print-directory browser-deps
+	$(PYTHON) -m pytest -q
+
+lint: $(VENV)  ## ruff (lint + format check) and mypy
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+format: $(VENV)  ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks
+
+bench: $(VENV)  ## time the engine against TransformerLens on a GPT-2-small-shaped model
+	$(PYTHON) benchmarks/bench_sweeps.py
+
+demo-model: $(VENV)  ## retrain the bundled demo model (writes src/actpatch/demo/data)
+	$(PYTHON) -m actpatch.demo.train
+
+demo-eval: $(VENV)  ## measure the bundled demo model's quality
+	$(PYTHON) -m actpatch.demo.evaluate
+
+browser-deps:  ## install Debian's Chromium for the browser tests (if missing)
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "warning: could not install chromium; browser tests will be skipped"
+
+screenshots: $(VENV) browser-deps  ## regenerate docs/screenshots/ from the running page
+	$(PYTHON) -m pytest -q tests/browser -k screenshots --screenshots docs/screenshots
+
+clean:  ## remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,50 @@
+"""actpatch: activation patching, exact and fast.
+
+    >>> import actpatch
+    >>> model = actpatch.load_model("gpt2")          # or a local folder, or "demo"
+    >>> exp = actpatch.Experiment(
+    ...     model,
+    ...     clean="When Mary and John went to the store, John gave a drink to",
+    ...     corrupt="When Mary and John went to the store, Mary gave a drink to",
+    ...     target=" Mary", wrong=" John",
+    ... )
+    >>> heads = actpatch.sweep(exp, "z")                  # (layer, head), normalized logit diff
+    >>> resid = actpatch.sweep(exp, "resid_pre")          # (layer, pos)
+    >>> one = actpatch.patch(exp, layer=9, head=9)       # the specification's /patch numbers
+
+Vocabulary: the *clean* run shows the behaviour, the *corrupted* run does not. *Denoising*
+patches a clean activation into the corrupted run; *noising* patches a corrupted activation
+into the clean run. Results are normalized so that the clean run is 1 and the corrupted run 0.
+"""
+
+from actpatch.errors import ActpatchError, CancelledError, InputError, ModelUnavailableError
+from actpatch.models import LoadedModel, load_model
+from actpatch.patching import (
+    COMPONENTS,
+    DIRECTIONS,
+    METRICS,
+    Experiment,
+    PatchResult,
+    SweepResult,
+    patch,
+    sweep,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "COMPONENTS",
+    "DIRECTIONS",
+    "METRICS",
+    "ActpatchError",
+    "CancelledError",
+    "Experiment",
+    "InputError",
+    "LoadedModel",
+    "ModelUnavailableError",
+    "PatchResult",
+    "SweepResult",
+    "load_model",
+    "patch",
+    "sweep",
+]

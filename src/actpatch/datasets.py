@@ -1,0 +1,438 @@
+"""Prompt-pair datasets for activation patching: clean and corrupted prompts with their answers.
+
+Vocabulary. A *pair* is a clean prompt and a corrupted prompt that differ in a few tokens, so
+that the model's answer changes; `target` is the answer the clean prompt calls for and `wrong`
+the answer the corrupted prompt calls for. Every answer is a string with its leading space
+(" Mary"), which GPT-2 reads as one token. The metric the engine averages over pairs is usually
+the logit difference `logit(target) - logit(wrong)` at the final position.
+
+Two generated tasks ship here, and any other can be read from a JSONL file:
+
+- `ioi`: indirect object identification (Wang et al. 2022, "Interpretability in the Wild").
+  "When Mary and John went to the store, John gave a drink to" -> " Mary". The name said twice
+  is the subject (S); the name said once is the indirect object (IO), the answer.
+- `factual`: factual recall. "The city of Paris is the capital of" -> " France", and
+  "In France, people speak" -> " French".
+- `load_dataset("ioi:N[:SEED]" | "factual:N[:SEED]" | "path/to/pairs.jsonl")`.
+
+Token lengths. Every name, place, object, city and country here is one GPT-2 token, so all
+prompts built from one template have the same token length and a clean prompt and its corrupted
+prompt always have the same length. Different templates have different lengths. The engine
+averages the metric over pairs, and a position-resolved sweep (one patch per position) needs all
+clean prompts to share one token length, and all corrupted prompts too; split a mixed dataset
+with `PromptDataset.group_by_length`, or ask `ioi(..., same_length=True)` for one template.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from actpatch.errors import InputError
+
+Split = Literal["train", "heldout", "all"]
+
+# --- IOI ------------------------------------------------------------------------------------
+
+# Templates are written in ABBA order: {A} is the indirect object (the answer), {B} the subject,
+# said twice. The BABA variant of a template swaps the first {A} with the first {B}
+# ("When {B} and {A} went ..., {B} gave ... to"); `ioi` draws both orders. The first sixteen are
+# Wang et al.'s templates; the last five are new wordings, held out from the demo model's
+# training.
+IOI_TRAIN_TEMPLATES: tuple[str, ...] = (
+    "When {A} and {B} went to the {PLACE}, {B} gave a {OBJECT} to",
+    "Then, {A} and {B} went to the {PLACE}. {B} gave a {OBJECT} to",
+    "Then, {A} and {B} had a lot of fun at the {PLACE}. {B} gave a {OBJECT} to",
+    "Then, {A} and {B} were working at the {PLACE}. {B} decided to give a {OBJECT} to",
+    "Then, {A} and {B} were thinking about going to the {PLACE}. {B} wanted to give a {OBJECT} to",
+    "Then, {A} and {B} had a long argument, and afterwards {B} said to",
+    "After {A} and {B} went to the {PLACE}, {B} gave a {OBJECT} to",
+    "When {A} and {B} got a {OBJECT} at the {PLACE}, {B} decided to give it to",
+    "When {A} and {B} got a {OBJECT} at the {PLACE}, {B} decided to give the {OBJECT} to",
+    "While {A} and {B} were working at the {PLACE}, {B} gave a {OBJECT} to",
+    "While {A} and {B} were commuting to the {PLACE}, {B} gave a {OBJECT} to",
+    "After the lunch, {A} and {B} went to the {PLACE}. {B} gave a {OBJECT} to",
+    "Afterwards, {A} and {B} went to the {PLACE}. {B} gave a {OBJECT} to",
+    "Then, {A} and {B} had a long argument. Afterwards {B} said to",
+    "The {PLACE} {A} and {B} went to had a {OBJECT}. {B} gave it to",
+    "Friends {A} and {B} found a {OBJECT} at the {PLACE}. {B} gave it to",
+)
+IOI_HELDOUT_TEMPLATES: tuple[str, ...] = (
+    "Yesterday, {A} and {B} went to the {PLACE}, and {B} gave a {OBJECT} to",
+    "At the {PLACE}, {A} and {B} found a {OBJECT}. {B} gave it to",
+    "When {A} and {B} were at the {PLACE}, {B} handed a {OBJECT} to",
+    "Later, {A} and {B} had fun at the {PLACE}, and then {B} gave the {OBJECT} to",
+    "After {A} and {B} had a long argument at the {PLACE}, {B} said to",
+)
+IOI_TEMPLATES: tuple[str, ...] = IOI_TRAIN_TEMPLATES + IOI_HELDOUT_TEMPLATES
+
+# First names that are one GPT-2 token with a leading space (" Mary"). Names that are also
+# common words (Grace, Rose, Will, Mark as a verb...) are left out where we noticed them.
+IOI_NAMES: tuple[str, ...] = (
+    "Mary", "John", "Tom", "James", "Dan", "Sid", "Martin", "Amy", "Paul",
+    "Anna", "Jack", "Kate", "Sarah", "David", "Michael", "Robert", "William", "Richard",
+    "Joseph", "Thomas", "Charles", "Chris", "Daniel", "Matthew", "Anthony", "Steven", "Andrew",
+    "Joshua", "Kevin", "Brian", "George", "Edward", "Ryan", "Jacob", "Gary", "Eric",
+    "Stephen", "Larry", "Justin", "Scott", "Frank", "Brandon", "Raymond", "Gregory", "Samuel",
+    "Patrick", "Alexander", "Jerry", "Dennis", "Peter", "Henry", "Carl", "Arthur", "Adam",
+    "Harry", "Nathan", "Kyle", "Walter", "Roger", "Keith", "Jeremy", "Terry", "Sean",
+    "Christian", "Ethan", "Joe", "Jesse", "Bruce", "Albert", "Billy", "Louis", "Alan",
+    "Victor", "Bobby", "Johnny", "Roy", "Ralph", "Russell", "Philip", "Howard", "Randy",
+    "Vincent", "Eugene", "Fred", "Lisa", "Nancy", "Karen", "Betty", "Helen", "Sandra",
+    "Donna", "Carol", "Ruth", "Sharon", "Michelle", "Laura", "Emily", "Kimberly", "Deborah",
+    "Jessica", "Jennifer", "Linda", "Susan", "Margaret", "Dorothy", "Rebecca", "Amanda", "Martha",
+    "Emma", "Julie", "Heather", "Diane", "Joyce", "Victoria", "Kelly", "Christina", "Lauren",
+    "Joan", "Judith", "Megan", "Cheryl", "Andrea", "Hannah", "Olivia", "Alice", "Teresa",
+    "Sara", "Janet", "Catherine", "Maria", "Frances", "Ann", "Kathryn", "Ashley", "Jane",
+    "Tim", "Mike", "Bob", "Jim", "Ben", "Sam", "Max", "Alex", "Ted",
+    "Leo", "Ray", "Ken", "Ian", "Luke", "Ross", "Ron", "Greg", "Jeff",
+    "Matt", "Nick", "Rick", "Phil", "Joel", "Lucy", "Jenny", "Ellen", "Eva",
+    "Nina", "Lily", "Tony", "Marco", "Carlos", "Juan", "Jose", "Luis", "Pedro",
+    "Hugo", "Oscar", "Felix", "Otto", "Ivan", "Igor", "Omar", "Ali", "Ahmed",
+)  # fmt: skip
+# Every fifth name is held out of the demo model's IOI training (it still sees those names in
+# simple sentences such as "My friend Amy is very kind.", so their embeddings are trained).
+IOI_HELDOUT_NAMES: tuple[str, ...] = IOI_NAMES[4::5]
+IOI_TRAIN_NAMES: tuple[str, ...] = tuple(n for n in IOI_NAMES if n not in IOI_HELDOUT_NAMES)
+
+IOI_PLACES: tuple[str, ...] = (
+    "store", "garden", "restaurant", "school", "hospital", "office", "house", "station",
+    "park", "beach", "library", "market", "church", "kitchen", "museum", "theater",
+    "cafe", "bank", "hotel", "airport", "zoo", "farm", "lake", "mall", "gym",
+)  # fmt: skip
+# Objects take the article "a", so none starts with a vowel sound.
+IOI_OBJECTS: tuple[str, ...] = (
+    "ring", "kiss", "bone", "basketball", "computer", "necklace", "drink", "snack", "book",
+    "letter", "gift", "flower", "cake", "hat", "key", "bag", "ball", "phone", "watch", "pen",
+    "card", "ticket", "cookie", "toy", "coin", "map", "box", "cup", "shirt", "candle", "bottle",
+)  # fmt: skip
+
+# --- factual recall -------------------------------------------------------------------------
+
+# (city, country): the city is the capital of the country; both one token with a leading space.
+CAPITALS: tuple[tuple[str, str], ...] = (
+    ("Paris", "France"), ("Berlin", "Germany"), ("London", "England"), ("Rome", "Italy"),
+    ("Madrid", "Spain"), ("Tokyo", "Japan"), ("Moscow", "Russia"), ("Cairo", "Egypt"),
+    ("Dublin", "Ireland"), ("Athens", "Greece"), ("Vienna", "Austria"), ("Oslo", "Norway"),
+    ("Lisbon", "Portugal"), ("Warsaw", "Poland"), ("Beijing", "China"), ("Delhi", "India"),
+    ("Ottawa", "Canada"), ("Canberra", "Australia"), ("Stockholm", "Sweden"),
+    ("Helsinki", "Finland"), ("Copenhagen", "Denmark"), ("Amsterdam", "Netherlands"),
+    ("Brussels", "Belgium"), ("Budapest", "Hungary"), ("Bangkok", "Thailand"), ("Seoul", "Korea"),
+    ("Havana", "Cuba"), ("Tehran", "Iran"), ("Baghdad", "Iraq"), ("Kabul", "Afghanistan"),
+    ("Ankara", "Turkey"), ("Lima", "Peru"), ("Santiago", "Chile"), ("Manila", "Philippines"),
+    ("Jakarta", "Indonesia"), ("Bern", "Switzerland"), ("Kiev", "Ukraine"), ("Damascus", "Syria"),
+    ("Beirut", "Lebanon"), ("Islamabad", "Pakistan"),
+)  # fmt: skip
+# (country, language): the language most people speak there; both one token with a space.
+LANGUAGES: tuple[tuple[str, str], ...] = (
+    ("France", "French"), ("Germany", "German"), ("Italy", "Italian"), ("Spain", "Spanish"),
+    ("Japan", "Japanese"), ("Russia", "Russian"), ("China", "Chinese"), ("Greece", "Greek"),
+    ("Portugal", "Portuguese"), ("Poland", "Polish"), ("Sweden", "Swedish"),
+    ("Norway", "Norwegian"), ("Finland", "Finnish"), ("Denmark", "Danish"),
+    ("Netherlands", "Dutch"), ("Hungary", "Hungarian"), ("Turkey", "Turkish"), ("Korea", "Korean"),
+    ("Iran", "Persian"), ("Egypt", "Arabic"), ("Brazil", "Portuguese"), ("England", "English"),
+    ("Israel", "Hebrew"), ("Thailand", "Thai"), ("Vietnam", "Vietnamese"),
+    ("Ukraine", "Ukrainian"), ("Mexico", "Spanish"), ("India", "Hindi"),
+)  # fmt: skip
+# relation -> (prompt template with {subject}, its facts as (subject, answer)).
+FACTUAL_RELATIONS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
+    "capital": ("The city of {subject} is the capital of", CAPITALS),
+    "language": ("In {subject}, people speak", LANGUAGES),
+}
+
+_PLACEHOLDER = re.compile(r"\{([A-Z]+)\}")
+_JSONL_KEYS = ("clean", "corrupt", "target", "wrong")
+
+
+@dataclass(frozen=True)
+class PromptDataset:
+    """Clean and corrupted prompts with, per pair, the clean answer and the corrupted one.
+
+    `target[i]` is the answer `clean[i]` calls for and `wrong[i]` the one `corrupt[i]` calls
+    for (None when the dataset names no wrong answer), each with its leading space.
+    """
+
+    clean: list[str]
+    corrupt: list[str]
+    target: list[str]
+    wrong: list[str] | None
+    name: str
+
+    def __post_init__(self) -> None:
+        n = len(self.clean)
+        lengths = {"clean": n, "corrupt": len(self.corrupt), "target": len(self.target)}
+        if self.wrong is not None:
+            lengths["wrong"] = len(self.wrong)
+        if len(set(lengths.values())) != 1:
+            raise InputError(
+                f"Dataset {self.name!r} has lists of different lengths ({lengths}): every pair "
+                "needs one clean prompt, one corrupted prompt and one target (and one wrong "
+                "answer if any are given).",
+                field="dataset",
+            )
+        if n == 0:
+            raise InputError(
+                f"Dataset {self.name!r} has no pairs: give at least one clean/corrupted pair.",
+                field="dataset",
+            )
+
+    def __len__(self) -> int:
+        return len(self.clean)
+
+    def select(self, indices: Sequence[int], name: str | None = None) -> PromptDataset:
+        """The sub-dataset made of the pairs at `indices`, in that order."""
+        return PromptDataset(
+            clean=[self.clean[i] for i in indices],
+            corrupt=[self.corrupt[i] for i in indices],
+            target=[self.target[i] for i in indices],
+            wrong=None if self.wrong is None else [self.wrong[i] for i in indices],
+            name=name or self.name,
+        )
+
+    def group_by_length(self, tokenize: Callable[[str], list[int]]) -> list[PromptDataset]:
+        """Split into sub-datasets whose clean prompts share one token length, corrupted too.
+
+        `tokenize` maps a prompt to its token ids (with BOS or without: only the lengths are
+        compared). Groups come in the order their first pair appears; each is named
+        `"{name}[clean=C,corrupt=K]"` with its two lengths.
+        """
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, (clean, corrupt) in enumerate(zip(self.clean, self.corrupt, strict=True)):
+            key = (len(tokenize(clean)), len(tokenize(corrupt)))
+            groups.setdefault(key, []).append(i)
+        return [
+            self.select(indices, name=f"{self.name}[clean={c},corrupt={k}]")
+            for (c, k), indices in groups.items()
+        ]
+
+
+def _check_template(template: str) -> None:
+    """Raise an InputError unless `template` is a usable ABBA IOI template."""
+    found = _PLACEHOLDER.findall(template)
+    unknown = sorted(set(found) - {"A", "B", "PLACE", "OBJECT"})
+    if (
+        unknown
+        or found.count("A") != 1
+        or found.count("B") != 2
+        or found.index("A") > found.index("B")
+    ):
+        raise InputError(
+            f"IOI template {template!r} is not usable: a template names the indirect object "
+            "{A} once and the subject {B} twice, {A} before the first {B} (ABBA order), and "
+            "may use {PLACE} and {OBJECT}; it ends just before the answer, e.g. "
+            "'When {A} and {B} went to the {PLACE}, {B} gave a {OBJECT} to'.",
+            field="templates",
+        )
+
+
+def _fill_ioi(
+    template: str, io: str, s: str, place: str, obj: str, *, baba: bool, corrupted: bool
+) -> str:
+    """The IOI prompt `template` with IO `io` and subject `s` (BABA order if `baba`).
+
+    `corrupted` replaces the subject's second mention with the IO, which flips the answer.
+    """
+    head, _, tail = template.rpartition("{B}")  # tail follows the subject's second mention
+    if baba:  # swap the first mentions: "{A} and {B}" -> "{B} and {A}"
+        head = head.replace("{A}", "\0", 1).replace("{B}", "{A}", 1).replace("\0", "{B}", 1)
+    text = head + ("{A}" if corrupted else "{B}") + tail
+    text = text.replace("{PLACE}", place).replace("{OBJECT}", obj)
+    return text.replace("{A}", io).replace("{B}", s)
+
+
+def _check_single_tokens(words: Sequence[str], what: str, field: str) -> None:
+    """Raise an InputError naming the `words` that are not one GPT-2 token with a leading space."""
+    from actpatch.tokenizer import gpt2_tokenizer
+
+    tokenizer = gpt2_tokenizer()
+    bad = [w for w in words if len(tokenizer(" " + w, add_special_tokens=False)["input_ids"]) != 1]
+    if bad:
+        raise InputError(
+            f"These {what} are not one GPT-2 token with a leading space: {bad[:10]}"
+            f"{' ...' if len(bad) > 10 else ''}. Clean and corrupted prompts must have the same "
+            f"token length, so use {what} that GPT-2 reads as one token (e.g. ' Mary').",
+            field=field,
+        )
+
+
+def ioi(
+    n: int,
+    seed: int = 0,
+    *,
+    split: Split = "all",
+    templates: Sequence[str] | None = None,
+    names: Sequence[str] | None = None,
+    same_length: bool = False,
+) -> PromptDataset:
+    """`n` indirect-object-identification pairs: the answer flips when the subject is swapped.
+
+    Convention (TransformerLens's IOI demo): the clean prompt
+    "When Mary and John went to the store, John gave a drink to" has target " Mary" (the IO)
+    and wrong " John" (the subject S). The corrupted prompt is the same sentence with the
+    repeated subject replaced by the other name,
+    "When Mary and John went to the store, Mary gave a drink to", whose answer is " John" (the
+    `wrong` of the pair). So `logit(target) - logit(wrong)` is positive on clean prompts and
+    negative on corrupted ones, and the two prompts have the same token length.
+
+    Each pair draws a template, two distinct names, a place, an object and the order of the
+    first two names (ABBA or BABA) from `random.Random(seed)`: the same arguments give the
+    same dataset. `split` picks the templates and names: "train" (those the demo model was
+    trained on), "heldout" (those it never saw in an IOI sentence) or "all"; `templates` and
+    `names` override it. With `same_length=True` one template (drawn from the seed) is used for
+    every pair, so all prompts have one token length, as a position-resolved sweep needs.
+    """
+    if n < 1:
+        raise InputError(f"An IOI dataset needs n >= 1 pairs, got n={n}.", field="dataset")
+    if split not in ("train", "heldout", "all"):
+        raise InputError(
+            f"Unknown IOI split {split!r}: use 'train', 'heldout' or 'all'.", field="split"
+        )
+    default_templates = {
+        "train": IOI_TRAIN_TEMPLATES,
+        "heldout": IOI_HELDOUT_TEMPLATES,
+        "all": IOI_TEMPLATES,
+    }[split]
+    default_names = {"train": IOI_TRAIN_NAMES, "heldout": IOI_HELDOUT_NAMES, "all": IOI_NAMES}[
+        split
+    ]
+    chosen_templates = list(templates) if templates is not None else list(default_templates)
+    chosen_names = list(names) if names is not None else list(default_names)
+    if not chosen_templates:
+        raise InputError("Give at least one IOI template.", field="templates")
+    for template in chosen_templates:
+        _check_template(template)
+    if len(set(chosen_names)) < 2:
+        raise InputError("IOI needs at least two distinct names.", field="names")
+    if names is not None:
+        _check_single_tokens(chosen_names, "names", "names")
+
+    rng = random.Random(seed)
+    if same_length:
+        chosen_templates = [rng.choice(chosen_templates)]
+    clean, corrupt, target, wrong = [], [], [], []
+    for _ in range(n):
+        template = rng.choice(chosen_templates)
+        io, s = rng.sample(chosen_names, 2)
+        place, obj = rng.choice(IOI_PLACES), rng.choice(IOI_OBJECTS)
+        baba = rng.random() < 0.5
+        clean.append(_fill_ioi(template, io, s, place, obj, baba=baba, corrupted=False))
+        corrupt.append(_fill_ioi(template, io, s, place, obj, baba=baba, corrupted=True))
+        target.append(" " + io)
+        wrong.append(" " + s)
+    suffix = "" if split == "all" else f":{split}"
+    return PromptDataset(clean, corrupt, target, wrong, name=f"ioi:{n}:{seed}{suffix}")
+
+
+def factual(
+    n: int, seed: int = 0, *, relations: Sequence[str] = tuple(FACTUAL_RELATIONS)
+) -> PromptDataset:
+    """`n` factual-recall pairs: a fact's prompt, and the same prompt about another subject.
+
+    "The city of Paris is the capital of" -> target " France"; its corrupted prompt names
+    another city of the same relation whose answer differs, "The city of Berlin is the capital
+    of", and `wrong` is that city's answer, " Germany". Relations: "capital" (city -> country)
+    and "language" ("In France, people speak" -> " French"). Pairs alternate between the
+    relations asked for; subjects are drawn from `random.Random(seed)`.
+    """
+    if n < 1:
+        raise InputError(f"A factual dataset needs n >= 1 pairs, got n={n}.", field="dataset")
+    unknown = [r for r in relations if r not in FACTUAL_RELATIONS]
+    if unknown or not relations:
+        raise InputError(
+            f"Unknown factual relations {unknown}: choose from {sorted(FACTUAL_RELATIONS)}.",
+            field="relations",
+        )
+    rng = random.Random(seed)
+    clean, corrupt, target, wrong = [], [], [], []
+    for i in range(n):
+        template, facts = FACTUAL_RELATIONS[relations[i % len(relations)]]
+        subject, answer = rng.choice(facts)
+        other_subject, other_answer = rng.choice([f for f in facts if f[1] != answer])
+        clean.append(template.format(subject=subject))
+        corrupt.append(template.format(subject=other_subject))
+        target.append(" " + answer)
+        wrong.append(" " + other_answer)
+    return PromptDataset(clean, corrupt, target, wrong, name=f"factual:{n}:{seed}")
+
+
+_SPEC_HELP = (
+    "Give 'ioi:N' or 'ioi:N:SEED' (indirect object identification), 'factual:N' or "
+    "'factual:N:SEED' (factual recall), or the path of a JSONL file with one pair per line: "
+    '{"clean": "...", "corrupt": "...", "target": " X", "wrong": " Y"} ("wrong" optional).'
+)
+
+
+def load_dataset(spec: str) -> PromptDataset:
+    """The dataset named by `spec`: "ioi:N[:SEED]", "factual:N[:SEED]" or a JSONL file of pairs."""
+    head = spec.split(":", 1)[0]
+    if head in ("ioi", "factual") and not Path(spec).exists():
+        parts = spec.split(":")
+        if len(parts) not in (2, 3) or not all(p.strip().isdigit() for p in parts[1:]):
+            raise InputError(
+                f"Cannot read dataset spec {spec!r}: N and SEED must be whole numbers. "
+                + _SPEC_HELP,
+                field="dataset",
+            )
+        n, seed = int(parts[1]), int(parts[2]) if len(parts) == 3 else 0
+        return ioi(n, seed) if head == "ioi" else factual(n, seed)
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise InputError(
+            f"Dataset {spec!r} is neither a known spec nor a file. " + _SPEC_HELP, field="dataset"
+        )
+    return _read_jsonl(path)
+
+
+def _read_jsonl(path: Path) -> PromptDataset:
+    """The pairs of a JSONL file, one {"clean", "corrupt", "target", "wrong"?} object a line."""
+
+    def fail(lineno: int, why: str) -> InputError:
+        return InputError(
+            f"{path}, line {lineno}: {why}. Each line must be a JSON object "
+            '{"clean": "...", "corrupt": "...", "target": " X", "wrong": " Y"} with string '
+            'values ("wrong" optional, but on every line or on none).',
+            field="dataset",
+        )
+
+    rows: list[tuple[int, dict[str, str]]] = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"Cannot read dataset file {path}: {exc}.", field="dataset") from exc
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise fail(lineno, f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(row, dict):
+            raise fail(lineno, f"expected a JSON object, got {type(row).__name__}")
+        unknown = sorted(set(row) - set(_JSONL_KEYS))
+        if unknown:
+            raise fail(lineno, f"unknown key(s) {unknown}")
+        missing = [k for k in ("clean", "corrupt", "target") if k not in row]
+        if missing:
+            raise fail(lineno, f"missing key(s) {missing}")
+        not_str = [k for k, v in row.items() if not isinstance(v, str)]
+        if not_str:
+            raise fail(lineno, f"value(s) of {not_str} are not strings")
+        rows.append((lineno, row))
+    if not rows:
+        raise InputError(f"Dataset file {path} has no pairs. " + _SPEC_HELP, field="dataset")
+    has_wrong = "wrong" in rows[0][1]
+    for lineno, row in rows:
+        if ("wrong" in row) != has_wrong:
+            raise fail(lineno, "'wrong' is given on some lines and not on others")
+    return PromptDataset(
+        clean=[r["clean"] for _, r in rows],
+        corrupt=[r["corrupt"] for _, r in rows],
+        target=[r["target"] for _, r in rows],
+        wrong=[r["wrong"] for _, r in rows] if has_wrong else None,
+        name=path.stem,
+    )

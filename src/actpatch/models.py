@@ -1,0 +1,260 @@
+"""Loading models: a hub name, a local Hugging Face-format folder, or the bundled demo model.
+
+`load_model(spec)` accepts
+- a Hugging Face hub name (default `gpt2`, GPT-2 small): loaded by `transformers`, which caches
+  the weights on first use when there is a network;
+- a local folder in Hugging Face format (config.json, weights, tokenizer files);
+- `demo`: the small GPT-2-architecture model bundled with actpatch, which loads offline.
+
+The loaded model keeps the name it was asked for and where it came from, so every result can
+say which model computed it. Nothing is substituted silently: when weights cannot be had the
+error names the model, says why, and says how to fix it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+
+from actpatch.errors import InputError, ModelUnavailableError
+from actpatch.gpt2 import GPT2, supports
+from actpatch.tokenizer import gpt2_tokenizer
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+DEFAULT_MODEL = "gpt2"
+BUNDLED = ("demo",)
+# TransformerLens's names for hub models, mapped to the hub's.
+ALIASES = {"gpt2-small": "gpt2", "gpt2-medium": "gpt2-medium", "gpt2-large": "gpt2-large"}
+GPT2_FAMILY = {"gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2"}
+
+
+def default_model_spec() -> str:
+    """The model asked for by ACTPATCH_MODEL, else GPT-2 small."""
+    return os.environ.get("ACTPATCH_MODEL") or DEFAULT_MODEL
+
+
+@dataclass
+class LoadedModel:
+    """A causal language model with its tokenizer, its name and where it came from."""
+
+    name: str
+    source: str  # "hub", "local folder" or "bundled"
+    hf_model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    notes: list[str] = field(default_factory=list)
+    _bridge: Any = field(default=None, repr=False)
+    _bridge_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _fast: Any = field(default=None, repr=False)
+
+    @property
+    def config(self) -> Any:
+        return self.hf_model.config
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.config.n_layer)
+
+    @property
+    def n_heads(self) -> int:
+        return int(self.config.n_head)
+
+    @property
+    def d_model(self) -> int:
+        return int(self.config.n_embd)
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def n_ctx(self) -> int:
+        return int(self.config.n_positions)
+
+    @property
+    def d_vocab(self) -> int:
+        return int(self.config.vocab_size)
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.hf_model.parameters())
+
+    @property
+    def bos_token_id(self) -> int:
+        bos = self.tokenizer.bos_token_id
+        if bos is None:
+            bos = self.config.bos_token_id
+        return int(bos)
+
+    def describe(self) -> dict[str, Any]:
+        """The model's name, origin and shape, for display."""
+        return {
+            "name": self.name,
+            "source": self.source,
+            "architecture": self.config.model_type,
+            "n_layers": self.n_layers,
+            "n_heads": self.n_heads,
+            "d_model": self.d_model,
+            "d_head": self.d_head,
+            "n_ctx": self.n_ctx,
+            "d_vocab": self.d_vocab,
+            "n_params": self.n_params,
+            "notes": list(self.notes),
+        }
+
+    def to_tokens(self, text: str, *, prepend_bos: bool = True) -> list[int]:
+        """Token ids of `text`, with a BOS token first as TransformerLens does for GPT-2."""
+        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return [self.bos_token_id, *ids] if prepend_bos else ids
+
+    def to_str_tokens(self, ids: list[int] | torch.Tensor) -> list[str]:
+        """The string of each token id (decoded one by one, spaces kept)."""
+        if isinstance(ids, torch.Tensor):
+            ids = ids.tolist()
+        return [self.tokenizer.decode([int(i)]) for i in ids]
+
+    def fast_path(self) -> GPT2:
+        """The engine's GPT-2 view of these weights; a teaching error for other architectures."""
+        with self._bridge_lock:
+            if self._fast is None:
+                reason = supports(self.hf_model)
+                if reason is not None:
+                    raise InputError(
+                        f"{self.name} cannot be patched by actpatch's engine: {reason}. The "
+                        "engine runs GPT-2-architecture models (gpt2, gpt2-medium, distilgpt2, "
+                        "local GPT-2 folders, demo).",
+                        field="model",
+                    )
+                self._fast = GPT2(self.hf_model)
+            return self._fast
+
+    def bridge(self) -> Any:
+        """TransformerLens's `TransformerBridge` around this model (built once, on demand)."""
+        with self._bridge_lock:
+            if self._bridge is None:
+                from transformer_lens.model_bridge import TransformerBridge
+
+                bridge = TransformerBridge.boot_transformers(
+                    self.tokenizer.name_or_path or self.name,
+                    hf_model=self.hf_model,
+                    tokenizer=self.tokenizer,
+                )
+                bridge.enable_compatibility_mode()
+                bridge.eval()
+                self._bridge = bridge
+            return self._bridge
+
+
+def _load_tokenizer(where: str, model_type: str, notes: list[str]) -> PreTrainedTokenizerBase:
+    try:
+        return AutoTokenizer.from_pretrained(where)
+    except Exception as exc:
+        if model_type == "gpt2":
+            notes.append(
+                f"no tokenizer files found for {where!r}; using GPT-2's tokenizer "
+                "(built offline), as every GPT-2-architecture model does"
+            )
+            return gpt2_tokenizer()
+        raise ModelUnavailableError(
+            f"Cannot load the tokenizer for model {where!r}: {exc}. Put the tokenizer files "
+            "(tokenizer.json or vocab/merges) in the model folder.",
+            field="model",
+        ) from exc
+
+
+def _finish(model: PreTrainedModel, device: str) -> PreTrainedModel:
+    model = model.to(device).float()
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+def load_model(spec: str | None = None, *, device: str = "cpu") -> LoadedModel:
+    """Load a model by hub name, local folder or `demo`; raise a teaching error if it can't be had."""
+    spec = spec or default_model_spec()
+    if spec in BUNDLED:
+        from actpatch.demo import load_demo
+
+        hf_model, tokenizer = load_demo()
+        return LoadedModel("demo", "bundled", _finish(hf_model, device), tokenizer)
+
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise InputError(
+                f"{spec!r} is a folder but has no config.json: a local model must be a Hugging "
+                "Face-format folder (config.json, model.safetensors, tokenizer files), as written "
+                "by `model.save_pretrained(folder)`.",
+                field="model",
+            )
+        notes: list[str] = []
+        hf_model = AutoModelForCausalLM.from_pretrained(str(path))
+        tokenizer = _load_tokenizer(str(path), hf_model.config.model_type, notes)
+        return LoadedModel(str(path), "local folder", _finish(hf_model, device), tokenizer, notes)
+    if spec.startswith((".", "/", "~")):
+        raise InputError(
+            f"Model folder {spec!r} does not exist. Give the path of a Hugging Face-format "
+            "folder, a hub name such as 'gpt2', or 'demo' for the bundled model.",
+            field="model",
+        )
+
+    name = ALIASES.get(spec, spec)
+    try:  # the Hugging Face cache first: no network needed once downloaded
+        hf_model = AutoModelForCausalLM.from_pretrained(name, local_files_only=True)
+    except Exception as cache_exc:
+        if os.environ.get("HF_HUB_OFFLINE") == "1" or not _hub_reachable():
+            raise ModelUnavailableError(
+                _unavailable_message(spec, cache_exc), field="model"
+            ) from None
+        try:
+            hf_model = AutoModelForCausalLM.from_pretrained(name)
+        except Exception as exc:  # no such repo, or the download broke off
+            raise ModelUnavailableError(_unavailable_message(spec, exc), field="model") from None
+    notes = []
+    if name in GPT2_FAMILY:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(name)
+        except Exception:
+            tokenizer = gpt2_tokenizer()
+    else:
+        tokenizer = _load_tokenizer(name, hf_model.config.model_type, notes)
+    return LoadedModel(spec, "hub", _finish(hf_model, device), tokenizer, notes)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers a TCP connection within `timeout` seconds."""
+    import socket
+    from urllib.parse import urlparse
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    host = urlparse(endpoint).hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _unavailable_message(spec: str, exc: BaseException) -> str:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    why = (
+        "HF_HUB_OFFLINE=1 is set and it is not in the Hugging Face cache"
+        if offline
+        else "it is not in the Hugging Face cache and the hub could not be reached"
+    )
+    return (
+        f"Model {spec!r} could not be loaded: {why} ({reason[:200]}).\n"
+        "To fix it, either\n"
+        f"  - download it once with network access (e.g. `python -c \"from transformers import "
+        f"AutoModelForCausalLM as M; M.from_pretrained('{spec}')\"`), after which it loads offline;\n"
+        "  - point --model (or ACTPATCH_MODEL) at a local Hugging Face-format folder; or\n"
+        "  - use the bundled model: --model demo."
+    )

@@ -1,0 +1,416 @@
+"""The sweep engine: every cell of a patching sweep, computed exactly and without waste.
+
+Activation patching runs the model on a *clean* prompt and a *corrupted* one, copies one
+activation from one run (the source) into the other (the base), and measures the answer.
+*Denoising* patches clean activations into the corrupted run (is this activation sufficient
+to restore the behaviour?); *noising* patches corrupted activations into the clean run (is it
+necessary?). A sweep does this for every cell: every (layer, head), or (layer, position), ...
+
+Each cell equals what `transformer_lens.patching` computes with one full forward pass per
+cell. We get the same numbers doing much less work:
+- cells are batched: one batched run per layer computes every head (or position) at once;
+- a patched run starts at the patched layer, from the base run's cached residual stream;
+- positions before the first token where the prompts differ are identical in both runs, and a
+  causal model's earlier positions cannot see later ones, so those positions are never
+  recomputed: their keys and values come from the base run's cache, and a patch there is a
+  no-op whose answer is the base run's;
+- the last layer computes only the final position, and a logit difference reads only the two
+  answers' columns of the unembedding.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from actpatch.errors import CancelledError, InputError
+from actpatch.gpt2 import GPT2
+from actpatch.patching.components import Component, get_component
+from actpatch.patching.experiment import Experiment, Run
+from actpatch.patching.metrics import check_metric, is_normalizable, normalize
+from actpatch.patching.results import PatchResult, SweepResult, TopToken
+
+Progress = Callable[[int, int], None]
+DIRECTIONS = ("denoising", "noising")
+# How many activation floats one batched run may hold per layer (bounds memory on long prompts).
+BATCH_BUDGET = 1 << 24
+
+
+def check_direction(direction: str) -> str:
+    """The direction, checked: denoising (clean into corrupted) or noising (the reverse)."""
+    if direction not in DIRECTIONS:
+        raise InputError(
+            f"Unknown direction {direction!r}. Choose 'denoising' (clean activations into the "
+            "corrupted run) or 'noising' (corrupted activations into the clean run).",
+            field="direction",
+        )
+    return direction
+
+
+@dataclass
+class _Setup:
+    """The runs and position bookkeeping shared by every cell of a sweep."""
+
+    exp: Experiment
+    component: Component
+    metric: str
+    direction: str
+    base: Run
+    source: Run
+    start: int  # first position that can differ between the runs
+    base_to_source: dict[int, int]  # aligned positions, base index -> source index
+
+    @property
+    def n_positions(self) -> int:
+        return int(self.base.tokens.shape[1])
+
+    def aligned(self, pos: int) -> bool:
+        return pos in self.base_to_source
+
+
+def _setup(exp: Experiment, component: str, metric: str | None, direction: str) -> _Setup:
+    comp = get_component(component)
+    metric = check_metric(metric, exp.wrong_ids is not None)
+    direction = check_direction(direction)
+    if comp.hook == "pattern" and not exp.alignment.identity:
+        raise InputError(
+            "Attention patterns can only be patched between prompts of the same token length "
+            f"(here {exp.alignment.clean_len} clean vs {exp.alignment.corrupt_len} corrupted "
+            "tokens): a pattern's rows and columns are both positions. Patch z, q, k or v "
+            "instead, or make the prompts the same length.",
+            field="component",
+        )
+    clean = exp.run("clean", [comp.hook])
+    corrupt = exp.run("corrupt", [comp.hook])
+    if direction == "denoising":
+        base, source, mapping = corrupt, clean, exp.alignment.corrupt_to_clean()
+    else:
+        base, source, mapping = clean, corrupt, exp.alignment.clean_to_corrupt()
+    n_pos = int(base.tokens.shape[1])
+    start = min(exp.first_diff, n_pos - 1)
+    return _Setup(exp, comp, metric, direction, base, source, start, mapping)
+
+
+def _metric_values(setup: _Setup, final: Tensor, metric: str | None = None) -> Tensor:
+    """The metric of each final residual (cells * pairs, d_model), averaged over pairs. (cells,)"""
+    metric = metric or setup.metric
+    exp, gpt2 = setup.exp, setup.exp.gpt2
+    n_pairs = exp.n_pairs
+    reps = final.shape[0] // n_pairs
+    target = exp.target_ids.repeat(reps)
+    if metric == "logit_diff":
+        assert exp.wrong_ids is not None
+        wrong = exp.wrong_ids.repeat(reps)
+        logits = gpt2.unembed(final, torch.stack([target, wrong], dim=1))
+        values = logits[:, 0] - logits[:, 1]
+    else:
+        from actpatch.patching.metrics import from_logits
+
+        values = from_logits(metric, gpt2.unembed(final), target, None)
+    return values.reshape(reps, n_pairs).mean(dim=1)
+
+
+class _Patch:
+    """A hook that patches one hook point of one layer, a different cell per batch row.
+
+    Batch rows are ordered cell-major: row = cell * n_pairs + pair. `mask` says, per cell, which
+    entries take the source's value: (cells, pos) or (cells, pos, head) for vector activations,
+    (cells, head) for attention patterns. `source` is the source activation re-indexed to the
+    base run's positions: (pairs, pos, ...) or, for patterns, (pairs, head, query, key).
+    """
+
+    def __init__(self, hook: str, layer: int, mask: Tensor, source: Tensor, n_pairs: int):
+        self.hook, self.layer = hook, layer
+        self.mask, self.source, self.n_pairs = mask, source, n_pairs
+
+    def __call__(self, name: str, layer: int, act: Tensor, pos0: int) -> Tensor:
+        if name != self.hook or layer != self.layer:
+            return act
+        n_cells = self.mask.shape[0]
+        if name == "pattern":  # act: (batch, head, query, key); queries start at pos0
+            n = act.shape[2]
+            source = self.source[:, :, pos0 : pos0 + n]
+            mask = self.mask[:, None, :, None, None]
+        else:  # act: (batch, pos, ...); positions start at pos0
+            n = act.shape[1]
+            source = self.source[:, pos0 : pos0 + n]
+            mask = self.mask[:, pos0 : pos0 + n]
+            mask = mask.reshape(n_cells, 1, *mask.shape[1:], *([1] * (act.dim() - mask.dim())))
+        rows = act.reshape(n_cells, self.n_pairs, *act.shape[1:])
+        return torch.where(mask, source.unsqueeze(0), rows).reshape(act.shape)
+
+
+def _aligned_source(setup: _Setup, layer: int) -> Tensor:
+    """The source run's activation at the component's hook, indexed by the base run's positions."""
+    src = setup.source.cache[(setup.component.hook, layer)]
+    if setup.exp.alignment.identity:
+        return src
+    base = setup.base.cache[(setup.component.hook, layer)]
+    out = torch.zeros_like(base)
+    for b, s in setup.base_to_source.items():
+        out[:, b] = src[:, s]
+    return out
+
+
+def _cell_mask(setup: _Setup, cells: list[tuple[int, ...]]) -> Tensor:
+    """Which entries each cell patches. cells are index tuples in the component's axes order."""
+    comp, n_pos = setup.component, setup.n_positions
+    n_heads = setup.exp.model.n_heads
+    aligned = torch.tensor([setup.aligned(p) for p in range(n_pos)])
+    if comp.hook == "pattern":
+        mask = torch.zeros(len(cells), n_heads, dtype=torch.bool)
+        for i, (_, head) in enumerate(cells):
+            mask[i, head] = True
+        return mask
+    if not comp.per_head:  # (layer, pos)
+        mask = torch.zeros(len(cells), n_pos, dtype=torch.bool)
+        for i, (_, pos) in enumerate(cells):
+            mask[i, pos] = True
+        return mask
+    mask = torch.zeros(len(cells), n_pos, n_heads, dtype=torch.bool)
+    for i, cell in enumerate(cells):
+        if comp.by_pos:  # (layer, pos, head)
+            _, pos, head = cell
+            mask[i, pos, head] = True
+        else:  # (layer, head): every aligned position
+            _, head = cell
+            mask[i, :, head] = aligned
+    return mask
+
+
+def _run_cells(setup: _Setup, layer: int, cells: list[tuple[int, ...]]) -> Tensor:
+    """Final residuals of the base run patched at each cell of one layer. (cells * pairs, d_model)"""
+    exp, gpt2, start = setup.exp, setup.exp.gpt2, setup.start
+    n_pairs, n_cells = exp.n_pairs, len(cells)
+    patch = _Patch(
+        setup.component.hook, layer, _cell_mask(setup, cells), _aligned_source(setup, layer), n_pairs
+    )
+    cache = setup.base.cache
+    x = cache[("resid_pre", layer)][:, start:].repeat(n_cells, 1, 1)
+    past = [
+        (
+            cache[("k", i)][:, :start].repeat(n_cells, 1, 1, 1),
+            cache[("v", i)][:, :start].repeat(n_cells, 1, 1, 1),
+        )
+        for i in range(gpt2.n_layers)
+    ]
+    return gpt2.run(x, layer, start, past, hook=patch, last_only=True)
+
+
+def _chunk_size(setup: _Setup) -> int:
+    exp = setup.exp
+    n = setup.n_positions - setup.start
+    per_cell = exp.n_pairs * n * max(4 * exp.model.d_model, exp.model.n_heads * setup.n_positions)
+    return max(1, BATCH_BUDGET // max(1, per_cell))
+
+
+def _all_cells(setup: _Setup) -> list[tuple[int, ...]]:
+    sizes = {
+        "layer": setup.exp.model.n_layers,
+        "head": setup.exp.model.n_heads,
+        "pos": setup.n_positions,
+    }
+    shape = [sizes[a] for a in setup.component.axes]
+    return [tuple(int(i) for i in idx) for idx in torch.cartesian_prod(
+        *[torch.arange(s) for s in shape]
+    ).reshape(-1, len(shape)).tolist()]
+
+
+def sweep(
+    exp: Experiment,
+    component: str = "z",
+    metric: str | None = None,
+    direction: str = "denoising",
+    *,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> SweepResult:
+    """Patch every cell of `component` and return the metric after each patch.
+
+    `component` is one of `actpatch.COMPONENTS` (e.g. "z" for heads over all positions,
+    "resid_pre" by layer and position). `metric` defaults to logit_diff when the experiment
+    has a wrong answer, else the target's probability. `progress(done, total)` is called as
+    cells finish; `should_stop()` returning True cancels the sweep (CancelledError).
+    """
+    t0 = time.perf_counter()
+    setup = _setup(exp, component, metric, direction)
+    comp, model = setup.component, exp.model
+    with torch.inference_mode():
+        clean_value = float(_metric_values(setup, exp.run("clean").final)[0])
+        corrupt_value = float(_metric_values(setup, exp.run("corrupt").final)[0])
+        base_value = corrupt_value if setup.direction == "denoising" else clean_value
+
+        cells = _all_cells(setup)
+        shape = tuple(
+            {"layer": model.n_layers, "head": model.n_heads, "pos": setup.n_positions}[a]
+            for a in comp.axes
+        )
+        raw = torch.full(shape, float("nan"))
+        todo: dict[int, list[tuple[int, ...]]] = {}
+        for cell in cells:
+            if comp.by_pos:
+                pos = cell[1]
+                if not setup.aligned(pos):
+                    continue  # no counterpart in the other prompt: not patched (NaN)
+                if pos < setup.start:
+                    raw[cell] = base_value  # identical in both runs: a no-op patch
+                    continue
+            todo.setdefault(cell[0], []).append(cell)
+
+        total = sum(len(v) for v in todo.values())
+        done = 0
+        if progress is not None:
+            progress(0, total)
+        chunk = _chunk_size(setup)
+        for layer in sorted(todo):
+            layer_cells = todo[layer]
+            for i in range(0, len(layer_cells), chunk):
+                if should_stop is not None and should_stop():
+                    raise CancelledError("The sweep was cancelled.")
+                part = layer_cells[i : i + chunk]
+                values = _metric_values(setup, _run_cells(setup, layer, part))
+                for cell, value in zip(part, values.tolist(), strict=True):
+                    raw[cell] = value
+                done += len(part)
+                if progress is not None:
+                    progress(done, total)
+
+    if is_normalizable(clean_value, corrupt_value):
+        normalized = (raw - corrupt_value) / (clean_value - corrupt_value)
+        note = None
+    else:
+        normalized = torch.full_like(raw, float("nan"))
+        note = (
+            f"The clean and corrupted runs give the same {setup.metric} ({clean_value:.6g}), so "
+            "the normalized metric (clean = 1, corrupted = 0) is undefined; only raw values are "
+            "shown. Choose prompts or answers that the model tells apart."
+        )
+    n_pos = setup.n_positions
+    patched = [p for p in range(n_pos) if setup.aligned(p)]
+    return SweepResult(
+        model=model.name,
+        component=comp.name,
+        metric=setup.metric,
+        direction=setup.direction,
+        axes=comp.axes,
+        raw=raw,
+        normalized=normalized,
+        clean=clean_value,
+        corrupt=corrupt_value,
+        tokens=exp.model.to_str_tokens(setup.base.tokens[0]),
+        clean_tokens=exp.str_tokens("clean"),
+        corrupt_tokens=exp.str_tokens("corrupt"),
+        patched_positions=patched,
+        unpatched_positions=[p for p in range(n_pos) if not setup.aligned(p)],
+        identical_positions=list(range(min(exp.first_diff, n_pos))),
+        alignment=exp.alignment.to_dict(),
+        n_pairs=exp.n_pairs,
+        seconds=time.perf_counter() - t0,
+        note=note,
+    )
+
+
+def _top_tokens(exp: Experiment, probs: Tensor, k: int) -> list[TopToken]:
+    values, ids = probs.topk(k)
+    return [
+        TopToken(exp.model.tokenizer.decode([int(i)]), float(v))
+        for v, i in zip(values.tolist(), ids.tolist(), strict=True)
+    ]
+
+
+def _rank(logits: Tensor, target: Tensor) -> Tensor:
+    rows = torch.arange(logits.shape[0])
+    return 1 + (logits > logits[rows, target][:, None]).sum(-1)
+
+
+def patch(
+    exp: Experiment,
+    layer: int,
+    head: int | None = None,
+    pos: int | None = None,
+    *,
+    component: str = "z",
+    metric: str | None = None,
+    direction: str = "denoising",
+    top_k: int = 10,
+) -> PatchResult:
+    """Patch one cell (by default one head's output over all positions) and report the result.
+
+    Returns the target's probability and rank in the clean, corrupted and patched runs, the
+    recovery (normalized probability, %), each run's top-k tokens, and the chosen metric.
+    """
+    setup = _setup(exp, component, metric, direction)
+    comp, model = setup.component, exp.model
+    _check_index(model.n_layers, "layer", layer)
+    index: dict[str, int] = {"layer": layer}
+    cell: list[int] = [layer]
+    for axis in comp.axes[1:]:
+        value = head if axis == "head" else pos
+        if value is None:
+            raise InputError(
+                f"Component {comp.name!r} is indexed by {', '.join(comp.axes)}: give {axis}.",
+                field=axis,
+            )
+        size = model.n_heads if axis == "head" else setup.n_positions
+        _check_index(size, axis, value)
+        index[axis] = value
+        cell.append(value)
+
+    with torch.inference_mode():
+        gpt2: GPT2 = exp.gpt2
+        clean_final, corrupt_final = exp.run("clean").final, exp.run("corrupt").final
+        base_final = corrupt_final if setup.direction == "denoising" else clean_final
+        note = None
+        if comp.by_pos and not setup.aligned(cell[1]):
+            patched_final = base_final
+            note = f"Position {cell[1]} has no counterpart in the other prompt: nothing was patched."
+        elif comp.by_pos and cell[1] < setup.start:
+            patched_final = base_final
+            note = f"Position {cell[1]} is identical in both prompts: the patch changes nothing."
+        else:
+            patched_final = _run_cells(setup, layer, [tuple(cell)])
+
+        target = exp.target_ids
+        runs = {"clean": clean_final, "corrupt": corrupt_final, "patched": patched_final}
+        logits = {k: gpt2.unembed(v) for k, v in runs.items()}
+        probs = {k: v.softmax(-1) for k, v in logits.items()}
+        rows = torch.arange(exp.n_pairs)
+        prob = {k: float(v[rows, target].mean()) for k, v in probs.items()}
+        rank = {k: float(_rank(v, target).float().mean()) for k, v in logits.items()}
+        values = {k: float(_metric_values(setup, v)[0]) for k, v in runs.items()}
+
+    return PatchResult(
+        model=model.name,
+        component=comp.name,
+        direction=setup.direction,
+        index=index,
+        clean_prob=prob["clean"],
+        corrupt_prob=prob["corrupt"],
+        patched_prob=prob["patched"],
+        recovery_pct=100 * normalize(prob["patched"], prob["clean"], prob["corrupt"]),
+        clean_rank=round(rank["clean"]),
+        corrupt_rank=round(rank["corrupt"]),
+        patched_rank=round(rank["patched"]),
+        top_clean=_top_tokens(exp, probs["clean"].mean(0), top_k),
+        top_corrupt=_top_tokens(exp, probs["corrupt"].mean(0), top_k),
+        top_patched=_top_tokens(exp, probs["patched"].mean(0), top_k),
+        metric=setup.metric,
+        metric_clean=values["clean"],
+        metric_corrupt=values["corrupt"],
+        metric_patched=values["patched"],
+        metric_normalized=normalize(values["patched"], values["clean"], values["corrupt"]),
+        patched_positions=[p for p in range(setup.n_positions) if setup.aligned(p)],
+        tokens=model.to_str_tokens(setup.base.tokens[0]),
+        note=note,
+    )
+
+
+def _check_index(size: int, axis: str, value: int) -> None:
+    if not 0 <= value < size:
+        raise InputError(
+            f"{axis} {value} is out of range: this model has {axis}s 0 to {size - 1}.", field=axis
+        )

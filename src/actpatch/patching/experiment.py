@@ -1,0 +1,182 @@
+"""An experiment: a model, clean and corrupted prompts, and the answers that tell them apart.
+
+`Experiment` tokenizes and checks the input (each error names the field at fault and says how
+to fix it), aligns the two prompts' positions, and caches each run's activations so that any
+number of sweeps and single patches on the same prompts share two forward passes.
+
+Several prompt pairs may be given (e.g. a dataset); the metric is then averaged over pairs, as
+TransformerLens averages over its batch. All clean prompts must share one token length, and all
+corrupted prompts another, since each position is one column of the result.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from actpatch.errors import InputError
+from actpatch.gpt2 import GPT2, HOOK_NAMES
+from actpatch.models import LoadedModel
+from actpatch.patching.alignment import Alignment, align
+
+
+@dataclass
+class Run:
+    """One unpatched run of a batch of prompts: tokens, final residuals and cached activations."""
+
+    tokens: Tensor  # (pairs, pos)
+    final: Tensor  # (pairs, d_model), the final position's residual before ln_f
+    cache: dict[tuple[str, int], Tensor]
+
+
+def _as_list(value: str | Sequence[str], field: str) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    values = list(value)
+    if not values:
+        raise InputError(f"No {field} given: give at least one.", field=field)
+    return values
+
+
+class Experiment:
+    """Clean and corrupted prompts with their answers, tokenized, aligned and ready to patch."""
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        clean: str | Sequence[str],
+        corrupt: str | Sequence[str],
+        target: str | Sequence[str],
+        wrong: str | Sequence[str] | None = None,
+    ) -> None:
+        self.model = model
+        self.clean_prompts = _as_list(clean, "clean_prompt")
+        self.corrupt_prompts = _as_list(corrupt, "corrupt_prompt")
+        if len(self.clean_prompts) != len(self.corrupt_prompts):
+            raise InputError(
+                f"{len(self.clean_prompts)} clean prompts but {len(self.corrupt_prompts)} "
+                "corrupted ones: give one corrupted prompt per clean prompt.",
+                field="corrupt_prompt",
+            )
+        n_pairs = len(self.clean_prompts)
+        targets = _as_list(target, "target_token")
+        self.target_strs = targets * n_pairs if len(targets) == 1 else targets
+        self.wrong_strs: list[str] | None = None
+        if wrong is not None and not (isinstance(wrong, str) and wrong == ""):
+            wrongs = _as_list(wrong, "wrong_token")
+            self.wrong_strs = wrongs * n_pairs if len(wrongs) == 1 else wrongs
+        for name, values in (("target_token", self.target_strs), ("wrong_token", self.wrong_strs)):
+            if values is not None and len(values) != n_pairs:
+                raise InputError(
+                    f"{len(values)} values of {name} for {n_pairs} prompt pairs: give one per "
+                    "pair, or one for all.",
+                    field=name,
+                )
+
+        clean_ids = [self._tokenize(p, "clean_prompt") for p in self.clean_prompts]
+        corrupt_ids = [self._tokenize(p, "corrupt_prompt") for p in self.corrupt_prompts]
+        self._check_lengths(clean_ids, "clean_prompt")
+        self._check_lengths(corrupt_ids, "corrupt_prompt")
+        alignments = [align(c, k) for c, k in zip(clean_ids, corrupt_ids, strict=True)]
+        if any(a.pairs != alignments[0].pairs for a in alignments):
+            raise InputError(
+                "The prompt pairs align differently (their common prefixes or suffixes differ "
+                "in length). Patch pairs of different lengths one pair at a time.",
+                field="corrupt_prompt",
+            )
+        self.alignment: Alignment = alignments[0]
+        # The first position where any pair's runs can differ; before it they are identical.
+        self.first_diff = min(a.first_diff for a in alignments)
+        self.clean_tokens = torch.tensor(clean_ids)
+        self.corrupt_tokens = torch.tensor(corrupt_ids)
+        self.target_ids = torch.tensor([self.answer_id(t, "target_token") for t in self.target_strs])
+        self.wrong_ids = (
+            torch.tensor([self.answer_id(w, "wrong_token") for w in self.wrong_strs])
+            if self.wrong_strs is not None
+            else None
+        )
+        self._runs: dict[str, Run] = {}
+        self._lock = threading.Lock()
+
+    # -- input checks ---------------------------------------------------------------------
+
+    def _tokenize(self, prompt: str, field: str) -> list[int]:
+        if not prompt.strip():
+            raise InputError(f"The {field.replace('_', ' ')} is empty: type a prompt.", field=field)
+        ids = self.model.to_tokens(prompt)
+        if len(ids) > self.model.n_ctx:
+            raise InputError(
+                f"The {field.replace('_', ' ')} is {len(ids)} tokens (with BOS) but "
+                f"{self.model.name} reads at most {self.model.n_ctx}: shorten it.",
+                field=field,
+            )
+        return ids
+
+    @staticmethod
+    def _check_lengths(ids: list[list[int]], field: str) -> None:
+        lengths = sorted({len(x) for x in ids})
+        if len(lengths) > 1:
+            raise InputError(
+                f"The {field.replace('_', ' ')}s have different token lengths {lengths}: each "
+                "position is one column of the result, so all must share one length. Group "
+                "the pairs by length (e.g. one template per dataset) and patch each group.",
+                field=field,
+            )
+
+    def answer_id(self, answer: str, field: str = "target_token") -> int:
+        """The single token id of `answer`; a teaching error if it is not exactly one token."""
+        if answer == "":
+            raise InputError(f"The {field.replace('_', ' ')} is empty: give one token.", field=field)
+        ids = self.model.to_tokens(answer, prepend_bos=False)
+        if len(ids) == 1:
+            return ids[0]
+        pieces = self.model.to_str_tokens(ids)
+        hint = ""
+        if not answer.startswith(" ") and len(self.model.to_tokens(" " + answer, prepend_bos=False)) == 1:
+            hint = f" Did you mean {' ' + answer!r}, with a leading space? Words after a space tokenize with it."
+        elif answer.startswith(" ") and len(self.model.to_tokens(answer.strip(), prepend_bos=False)) == 1:
+            hint = f" Without the leading space, {answer.strip()!r} is one token."
+        raise InputError(
+            f"The {field.replace('_', ' ')} {answer!r} is {len(ids)} tokens for {self.model.name}: "
+            f"{pieces}. Answers must be a single token.{hint}",
+            field=field,
+        )
+
+    # -- the runs ---------------------------------------------------------------------------
+
+    @property
+    def n_pairs(self) -> int:
+        return len(self.clean_prompts)
+
+    @property
+    def gpt2(self) -> GPT2:
+        """The fast-path view of the model's weights (built once)."""
+        return self.model.fast_path()
+
+    def run(self, which: str, names: Iterable[str] = ()) -> Run:
+        """The unpatched clean or corrupted run, caching at least `names` (and resid/k/v)."""
+        wanted = {"resid_pre", "k", "v", *names}
+        with self._lock:
+            known = self._runs.get(which)
+            have = {name for name, _ in known.cache} if known is not None else set()
+            if known is not None and wanted <= have:
+                return known
+            wanted |= have
+            tokens = self.clean_tokens if which == "clean" else self.corrupt_tokens
+            with torch.inference_mode():
+                final, cache = self.gpt2.run_with_cache(tokens, wanted)
+            run = Run(tokens, final, cache)
+            self._runs[which] = run
+            return run
+
+    def str_tokens(self, which: str) -> list[str]:
+        """The token strings of the first pair's clean or corrupted prompt."""
+        tokens = self.clean_tokens if which == "clean" else self.corrupt_tokens
+        return self.model.to_str_tokens(tokens[0])
+
+
+__all__ = ["HOOK_NAMES", "Experiment", "Run"]

@@ -1,0 +1,165 @@
+"""What a sweep or a single patch returns: the numbers, what they were computed on, and how."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor
+
+
+def _jsonable(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
+def nested(t: Tensor) -> Any:
+    """A tensor as nested lists with NaN as None (JSON's null)."""
+    if t.dim() == 0:
+        return _jsonable(float(t))
+    return [nested(row) for row in t]
+
+
+@dataclass
+class SweepResult:
+    """A patching sweep: the metric after each patch, raw and normalized (clean = 1, corrupt = 0).
+
+    `raw[i, j, ...]` is indexed by `axes` (e.g. ("layer", "head")). NaN marks a cell that was
+    not patched (a position with no counterpart in the other prompt); `normalized` is all NaN
+    when the clean and corrupted metrics are equal, and `note` says so.
+    """
+
+    model: str
+    component: str
+    metric: str
+    direction: str
+    axes: tuple[str, ...]
+    raw: Tensor
+    normalized: Tensor
+    clean: float
+    corrupt: float
+    tokens: list[str]
+    clean_tokens: list[str]
+    corrupt_tokens: list[str]
+    patched_positions: list[int]
+    unpatched_positions: list[int]
+    identical_positions: list[int]
+    alignment: dict[str, Any]
+    n_pairs: int
+    seconds: float
+    note: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def top(self, k: int = 10) -> list[tuple[tuple[int, ...], float]]:
+        """The k cells whose normalized value is largest in magnitude, with that value."""
+        values = self.normalized if not self.normalized.isnan().all() else self.raw - self.corrupt
+        flat = values.flatten().nan_to_num(0.0)
+        order = flat.abs().argsort(descending=True)[:k]
+        shape = values.shape
+        out = []
+        for i in order.tolist():
+            index, rest = [], i
+            for size in reversed(shape):
+                index.append(rest % size)
+                rest //= size
+            out.append((tuple(reversed(index)), float(values.flatten()[i])))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict, as the CLI's --json and the API print it."""
+        return {
+            "model": self.model,
+            "component": self.component,
+            "metric": self.metric,
+            "direction": self.direction,
+            "axes": list(self.axes),
+            "clean": _jsonable(self.clean),
+            "corrupt": _jsonable(self.corrupt),
+            "raw": nested(self.raw),
+            "normalized": nested(self.normalized),
+            "tokens": self.tokens,
+            "clean_tokens": self.clean_tokens,
+            "corrupt_tokens": self.corrupt_tokens,
+            "patched_positions": self.patched_positions,
+            "unpatched_positions": self.unpatched_positions,
+            "identical_positions": self.identical_positions,
+            "alignment": self.alignment,
+            "n_pairs": self.n_pairs,
+            "seconds": round(self.seconds, 4),
+            "note": self.note,
+            **self.extra,
+        }
+
+
+@dataclass
+class TopToken:
+    token: str
+    prob: float
+
+
+@dataclass
+class PatchResult:
+    """One patch (e.g. one head): the target's probability and rank in the clean, corrupted and
+    patched runs, the recovery, and each run's top tokens; plus the chosen metric."""
+
+    model: str
+    component: str
+    direction: str
+    index: dict[str, int]
+    clean_prob: float
+    corrupt_prob: float
+    patched_prob: float
+    recovery_pct: float  # NaN when clean and corrupted probabilities are equal
+    clean_rank: int
+    corrupt_rank: int
+    patched_rank: int
+    top_clean: list[TopToken]
+    top_corrupt: list[TopToken]
+    top_patched: list[TopToken]
+    metric: str
+    metric_clean: float
+    metric_corrupt: float
+    metric_patched: float
+    metric_normalized: float
+    patched_positions: list[int]
+    tokens: list[str]
+    note: str | None = None
+
+    def to_spec_dict(self) -> dict[str, Any]:
+        """The specification's /patch response: exactly its fields, in its order."""
+
+        def tops(items: list[TopToken]) -> list[dict[str, Any]]:
+            return [{"token": t.token, "prob": round(t.prob, 6)} for t in items]
+
+        return {
+            "clean_prob": round(self.clean_prob, 6),
+            "corrupt_prob": round(self.corrupt_prob, 6),
+            "patched_prob": round(self.patched_prob, 6),
+            "recovery_pct": None
+            if math.isnan(self.recovery_pct)
+            else round(self.recovery_pct, 4),
+            "clean_rank": self.clean_rank,
+            "corrupt_rank": self.corrupt_rank,
+            "patched_rank": self.patched_rank,
+            "top_clean": tops(self.top_clean),
+            "top_corrupt": tops(self.top_corrupt),
+            "top_patched": tops(self.top_patched),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec's fields first, then what else was computed and on which model."""
+        return {
+            **self.to_spec_dict(),
+            "model": self.model,
+            "component": self.component,
+            "direction": self.direction,
+            **self.index,
+            "metric": self.metric,
+            "metric_clean": _jsonable(self.metric_clean),
+            "metric_corrupt": _jsonable(self.metric_corrupt),
+            "metric_patched": _jsonable(self.metric_patched),
+            "metric_normalized": _jsonable(self.metric_normalized),
+            "patched_positions": self.patched_positions,
+            "tokens": self.tokens,
+            "note": self.note,
+        }
