@@ -60,6 +60,15 @@ def supports(hf_model: torch.nn.Module) -> str | None:
     return None
 
 
+def _activation(name: str, registry: dict) -> Callable[[Tensor], Tensor]:
+    """GPT-2's activation; gelu_new is the tanh GELU, one fused kernel instead of five ops."""
+    if name in ("gelu_new", "gelu_pytorch_tanh"):
+        return lambda x: F.gelu(x, approximate="tanh")
+    if name == "gelu":
+        return F.gelu
+    return registry[name]
+
+
 @dataclass
 class Block:
     """One transformer block's weights, laid out for `x @ W` (Hugging Face's Conv1D layout)."""
@@ -95,7 +104,7 @@ class GPT2:
         self.d_model = int(config.n_embd)
         self.d_head = self.d_model // self.n_heads
         self.eps = float(config.layer_norm_epsilon)
-        self.act = ACT2FN[config.activation_function]
+        self.act = _activation(config.activation_function, ACT2FN)
         self.W_E = transformer.wte.weight.detach()  # (d_vocab, d_model)
         self.W_pos = transformer.wpe.weight.detach()  # (n_ctx, d_model)
         self.lnf_w = transformer.ln_f.weight.detach()
@@ -137,6 +146,10 @@ class GPT2:
     def _layer_norm(self, x: Tensor, w: Tensor, b: Tensor) -> Tensor:
         return F.layer_norm(x, (self.d_model,), w, b, self.eps)
 
+    def _linear(self, x: Tensor, W: Tensor, b: Tensor) -> Tensor:
+        """x @ W + b in one fused call. (..., d_in) -> (..., d_out)"""
+        return torch.addmm(b, x.reshape(-1, x.shape[-1]), W).reshape(*x.shape[:-1], W.shape[1])
+
     def block(
         self,
         layer: int,
@@ -146,54 +159,64 @@ class GPT2:
         past_v: Tensor | None,
         hook: Hook | None,
         last_only: bool = False,
-        keep_kv: list[tuple[Tensor, Tensor]] | None = None,
     ) -> Tensor:
         """Run block `layer` on positions pos0.. of `x` (batch, n, d_model); return its output.
 
-        `past_k`/`past_v` (batch or 1, pos0, head, d_head) hold the keys and values of the
-        positions before pos0. With `last_only`, only the final position's output is computed
-        (every position's keys and values still are, since the final position attends to them).
+        `past_k`/`past_v` (groups, pos0, head, d_head) hold the keys and values of positions
+        before pos0, shared by every row of a group: batch row r uses group r % groups. (A sweep
+        patches many cells of the same base run, so the cells share one cache, never copied.)
+        With `last_only`, only the final position's output is computed; every position's keys
+        and values still are, since the final position attends to them.
         """
         w = self.blocks[layer]
         batch, n, _ = x.shape
         H, dh = self.n_heads, self.d_head
         if hook is not None:
             x = hook("resid_pre", layer, x, pos0)
-        qkv = self._layer_norm(x, w.ln1_w, w.ln1_b) @ w.W_qkv + w.b_qkv
+        qkv = self._linear(self._layer_norm(x, w.ln1_w, w.ln1_b), w.W_qkv, w.b_qkv)
         q, k, v = (t.reshape(batch, n, H, dh) for t in qkv.split(self.d_model, dim=-1))
         if hook is not None:
             q = hook("q", layer, q, pos0)
             k = hook("k", layer, k, pos0)
             v = hook("v", layer, v, pos0)
-        if keep_kv is not None:
-            keep_kv.append((k, v))
-        if past_k is not None and past_v is not None and pos0 > 0:
-            k = torch.cat([past_k.expand(batch, -1, -1, -1), k], dim=1)
-            v = torch.cat([past_v.expand(batch, -1, -1, -1), v], dim=1)
         q_pos0 = pos0
         if last_only:
             q, x = q[:, -1:], x[:, -1:]
             q_pos0 = pos0 + n - 1
-        n_q, n_k = q.shape[1], k.shape[1]
-        # (batch, head, query_pos, key_pos); query i sits at absolute position q_pos0 + i
+        n_q = q.shape[1]
+        # Scores against this run's own keys: (batch, head, query_pos, key_pos), causal.
         scores = torch.einsum("bqhd,bkhd->bhqk", q, k) * w.attn_scale
         query_at = torch.arange(q_pos0, q_pos0 + n_q, device=x.device)[:, None]
-        key_at = torch.arange(n_k, device=x.device)[None, :]
+        key_at = torch.arange(pos0, pos0 + n, device=x.device)[None, :]
         scores = scores.masked_fill(key_at > query_at, torch.finfo(scores.dtype).min)
+        has_past = past_k is not None and past_v is not None and pos0 > 0
+        if has_past:
+            assert past_k is not None and past_v is not None
+            groups = past_k.shape[0]
+            q_grouped = q.reshape(batch // groups, groups, n_q, H, dh)
+            past_scores = torch.einsum("cgqhd,gkhd->cghqk", q_grouped, past_k) * w.attn_scale
+            scores = torch.cat([past_scores.reshape(batch, H, n_q, pos0), scores], dim=-1)
         pattern = scores.softmax(dim=-1)
         if hook is not None:
             pattern = hook("pattern", layer, pattern, q_pos0)
-        z = torch.einsum("bhqk,bkhd->bqhd", pattern, v)  # (batch, query_pos, head, d_head)
+        if has_past:
+            assert past_v is not None
+            groups = past_v.shape[0]
+            past_pattern = pattern[..., :pos0].reshape(batch // groups, groups, H, n_q, pos0)
+            z = torch.einsum("bhqk,bkhd->bqhd", pattern[..., pos0:], v)
+            z = z + torch.einsum("cghqk,gkhd->cgqhd", past_pattern, past_v).reshape(z.shape)
+        else:
+            z = torch.einsum("bhqk,bkhd->bqhd", pattern, v)  # (batch, query_pos, head, d_head)
         if hook is not None:
             z = hook("z", layer, z, q_pos0)
-        attn_out = z.reshape(batch, n_q, self.d_model) @ w.W_O + w.b_O
+        attn_out = self._linear(z.reshape(batch, n_q, self.d_model), w.W_O, w.b_O)
         if hook is not None:
             attn_out = hook("attn_out", layer, attn_out, q_pos0)
         x = x + attn_out
         if hook is not None:
             x = hook("resid_mid", layer, x, q_pos0)
-        mlp_out = self.act(self._layer_norm(x, w.ln2_w, w.ln2_b) @ w.W_in + w.b_in) @ w.W_out
-        mlp_out = mlp_out + w.b_out
+        hidden = self.act(self._linear(self._layer_norm(x, w.ln2_w, w.ln2_b), w.W_in, w.b_in))
+        mlp_out = self._linear(hidden, w.W_out, w.b_out)
         if hook is not None:
             mlp_out = hook("mlp_out", layer, mlp_out, q_pos0)
         x = x + mlp_out

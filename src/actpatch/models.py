@@ -253,7 +253,7 @@ def _unavailable_message(spec: str, exc: BaseException) -> str:
     return (
         f"Model {spec!r} could not be loaded: {why} ({reason[:200]}).\n"
         "To fix it, either\n"
-        f"  - download it once with network access (e.g. `python -c \"from transformers import "
+        f'  - download it once with network access (e.g. `python -c "from transformers import '
         f"AutoModelForCausalLM as M; M.from_pretrained('{spec}')\"`), after which it loads offline;\n"
         "  - point --model (or ACTPATCH_MODEL) at a local Hugging Face-format folder; or\n"
         "  - use the bundled model: --model demo."

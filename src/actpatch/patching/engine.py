@@ -187,17 +187,16 @@ def _run_cells(setup: _Setup, layer: int, cells: list[tuple[int, ...]]) -> Tenso
     exp, gpt2, start = setup.exp, setup.exp.gpt2, setup.start
     n_pairs, n_cells = exp.n_pairs, len(cells)
     patch = _Patch(
-        setup.component.hook, layer, _cell_mask(setup, cells), _aligned_source(setup, layer), n_pairs
+        setup.component.hook,
+        layer,
+        _cell_mask(setup, cells),
+        _aligned_source(setup, layer),
+        n_pairs,
     )
     cache = setup.base.cache
     x = cache[("resid_pre", layer)][:, start:].repeat(n_cells, 1, 1)
-    past = [
-        (
-            cache[("k", i)][:, :start].repeat(n_cells, 1, 1, 1),
-            cache[("v", i)][:, :start].repeat(n_cells, 1, 1, 1),
-        )
-        for i in range(gpt2.n_layers)
-    ]
+    # Keys and values before `start` are the base run's, shared by every cell (never copied).
+    past = [(cache[("k", i)][:, :start], cache[("v", i)][:, :start]) for i in range(gpt2.n_layers)]
     return gpt2.run(x, layer, start, past, hook=patch, last_only=True)
 
 
@@ -215,9 +214,12 @@ def _all_cells(setup: _Setup) -> list[tuple[int, ...]]:
         "pos": setup.n_positions,
     }
     shape = [sizes[a] for a in setup.component.axes]
-    return [tuple(int(i) for i in idx) for idx in torch.cartesian_prod(
-        *[torch.arange(s) for s in shape]
-    ).reshape(-1, len(shape)).tolist()]
+    return [
+        tuple(int(i) for i in idx)
+        for idx in torch.cartesian_prod(*[torch.arange(s) for s in shape])
+        .reshape(-1, len(shape))
+        .tolist()
+    ]
 
 
 def sweep(
@@ -367,7 +369,9 @@ def patch(
         note = None
         if comp.by_pos and not setup.aligned(cell[1]):
             patched_final = base_final
-            note = f"Position {cell[1]} has no counterpart in the other prompt: nothing was patched."
+            note = (
+                f"Position {cell[1]} has no counterpart in the other prompt: nothing was patched."
+            )
         elif comp.by_pos and cell[1] < setup.start:
             patched_final = base_final
             note = f"Position {cell[1]} is identical in both prompts: the patch changes nothing."

@@ -93,7 +93,9 @@ class Experiment:
         self.first_diff = min(a.first_diff for a in alignments)
         self.clean_tokens = torch.tensor(clean_ids)
         self.corrupt_tokens = torch.tensor(corrupt_ids)
-        self.target_ids = torch.tensor([self.answer_id(t, "target_token") for t in self.target_strs])
+        self.target_ids = torch.tensor(
+            [self.answer_id(t, "target_token") for t in self.target_strs]
+        )
         self.wrong_ids = (
             torch.tensor([self.answer_id(w, "wrong_token") for w in self.wrong_strs])
             if self.wrong_strs is not None
@@ -130,15 +132,23 @@ class Experiment:
     def answer_id(self, answer: str, field: str = "target_token") -> int:
         """The single token id of `answer`; a teaching error if it is not exactly one token."""
         if answer == "":
-            raise InputError(f"The {field.replace('_', ' ')} is empty: give one token.", field=field)
+            raise InputError(
+                f"The {field.replace('_', ' ')} is empty: give one token.", field=field
+            )
         ids = self.model.to_tokens(answer, prepend_bos=False)
         if len(ids) == 1:
             return ids[0]
         pieces = self.model.to_str_tokens(ids)
         hint = ""
-        if not answer.startswith(" ") and len(self.model.to_tokens(" " + answer, prepend_bos=False)) == 1:
+        if (
+            not answer.startswith(" ")
+            and len(self.model.to_tokens(" " + answer, prepend_bos=False)) == 1
+        ):
             hint = f" Did you mean {' ' + answer!r}, with a leading space? Words after a space tokenize with it."
-        elif answer.startswith(" ") and len(self.model.to_tokens(answer.strip(), prepend_bos=False)) == 1:
+        elif (
+            answer.startswith(" ")
+            and len(self.model.to_tokens(answer.strip(), prepend_bos=False)) == 1
+        ):
             hint = f" Without the leading space, {answer.strip()!r} is one token."
         raise InputError(
             f"The {field.replace('_', ' ')} {answer!r} is {len(ids)} tokens for {self.model.name}: "

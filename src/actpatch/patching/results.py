@@ -135,9 +135,7 @@ class PatchResult:
             "clean_prob": round(self.clean_prob, 6),
             "corrupt_prob": round(self.corrupt_prob, 6),
             "patched_prob": round(self.patched_prob, 6),
-            "recovery_pct": None
-            if math.isnan(self.recovery_pct)
-            else round(self.recovery_pct, 4),
+            "recovery_pct": None if math.isnan(self.recovery_pct) else round(self.recovery_pct, 4),
             "clean_rank": self.clean_rank,
             "corrupt_rank": self.corrupt_rank,
             "patched_rank": self.patched_rank,

@@ -1,0 +1,60 @@
+"""Shared fixtures: tiny random-weight GPT-2-shaped models in Hugging Face-format folders.
+
+No test touches the network: HF_HUB_OFFLINE is forced on before anything imports the hub.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path
+
+import pytest
+import torch
+
+IOI_CLEAN = "When Mary and John went to the store, John gave a drink to"
+IOI_CORRUPT = "When Mary and John went to the store, Mary gave a drink to"
+
+
+def make_random_gpt2(
+    folder: Path,
+    *,
+    n_layer: int = 3,
+    n_head: int = 4,
+    n_embd: int = 64,
+    seed: int = 0,
+    initializer_range: float = 0.3,
+) -> Path:
+    """Write a GPT-2-architecture model with random weights and GPT-2's tokenizer to `folder`."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from actpatch.tokenizer import save_gpt2_tokenizer
+
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        n_layer=n_layer,
+        n_head=n_head,
+        n_embd=n_embd,
+        n_positions=64,
+        initializer_range=initializer_range,
+    )
+    GPT2LMHeadModel(config).save_pretrained(str(folder))
+    save_gpt2_tokenizer(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 3-layer, 4-head, d_model 64 GPT-2 with random weights, as a local model folder."""
+    return make_random_gpt2(tmp_path_factory.mktemp("tiny-gpt2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir: Path):
+    """The tiny model, loaded through actpatch's own loader."""
+    import actpatch
+
+    return actpatch.load_model(str(tiny_model_dir))

@@ -1,0 +1,371 @@
+"""The engine against TransformerLens's own `transformer_lens.patching` functions.
+
+Every component, both directions, every metric: our sweep must equal TransformerLens's loop
+(one full forward pass per cell, through its TransformerBridge) to 1e-4 in the normalized
+metric. Where TransformerLens has no function (resid_mid under the bridge, prompts of different
+lengths) the reference is a naive loop of TransformerLens hook runs, written here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+from transformer_lens import patching as tlp
+
+import actpatch
+from actpatch.patching.metrics import from_logits
+from tests.conftest import IOI_CLEAN, IOI_CORRUPT
+
+TOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def bridge(tiny_model):
+    return tiny_model.bridge()
+
+
+def _pick_answers(model, clean: str, corrupt: str) -> tuple[str, str]:
+    """A target the clean run ranks high and the corrupted run does not, and a wrong answer
+    the other way round, so every metric differs between the runs. Each must be one token
+    that survives a decode/encode round trip."""
+    with torch.no_grad():
+        c = model.hf_model(torch.tensor([model.to_tokens(clean)])).logits[0, -1].softmax(-1)
+        k = model.hf_model(torch.tensor([model.to_tokens(corrupt)])).logits[0, -1].softmax(-1)
+
+    def best(gain: torch.Tensor) -> str:
+        for i in gain.argsort(descending=True)[:200].tolist():
+            text = model.tokenizer.decode([i])
+            if model.to_tokens(text, prepend_bos=False) == [i]:
+                return text
+        raise AssertionError("no round-trippable answer token")
+
+    return best(c - k), best(k - c)
+
+
+@pytest.fixture(scope="module")
+def answers(tiny_model) -> tuple[str, str]:
+    return _pick_answers(tiny_model, IOI_CLEAN, IOI_CORRUPT)
+
+
+def _tl_normalized_metric(
+    bridge, exp: actpatch.Experiment, metric: str
+) -> tuple[Callable[[torch.Tensor], torch.Tensor], float, float]:
+    """TransformerLens-side metric: our metric definition on its logits, normalized by its runs."""
+    target, wrong = exp.target_ids, exp.wrong_ids
+
+    def raw(logits: torch.Tensor) -> torch.Tensor:
+        return from_logits(metric, logits[:, -1], target, wrong).mean()
+
+    with torch.no_grad():
+        clean = float(raw(bridge(exp.clean_tokens)))
+        corrupt = float(raw(bridge(exp.corrupt_tokens)))
+    assert abs(clean - corrupt) > 1e-3, "test set-up: clean and corrupted must differ"
+    return (lambda logits: (raw(logits) - corrupt) / (clean - corrupt)), clean, corrupt
+
+
+def _generic(activation: str, setter, axes):
+    def run(model, tokens, cache, metric):
+        return tlp.generic_activation_patch(
+            model,
+            tokens,
+            cache,
+            metric,
+            patch_setter=setter,
+            activation_name=activation,
+            index_axis_names=axes,
+        )
+
+    return run
+
+
+TL_FUNCTIONS = {
+    "resid_pre": tlp.get_act_patch_resid_pre,
+    "resid_post": _generic("resid_post", tlp.layer_pos_patch_setter, ("layer", "pos")),
+    "attn_out": tlp.get_act_patch_attn_out,
+    "mlp_out": tlp.get_act_patch_mlp_out,
+    "z": tlp.get_act_patch_attn_head_out_all_pos,
+    "z_by_pos": tlp.get_act_patch_attn_head_out_by_pos,
+    "q": tlp.get_act_patch_attn_head_q_all_pos,
+    "k": tlp.get_act_patch_attn_head_k_all_pos,
+    "v": tlp.get_act_patch_attn_head_v_all_pos,
+    "q_by_pos": tlp.get_act_patch_attn_head_q_by_pos,
+    "k_by_pos": tlp.get_act_patch_attn_head_k_by_pos,
+    "v_by_pos": tlp.get_act_patch_attn_head_v_by_pos,
+    "pattern": tlp.get_act_patch_attn_head_pattern_all_pos,
+}
+
+
+def _tl_sweep(bridge, exp, component: str, metric: str, direction: str) -> torch.Tensor:
+    metric_fn, _, _ = _tl_normalized_metric(bridge, exp, metric)
+    base, source = (
+        (exp.corrupt_tokens, exp.clean_tokens)
+        if direction == "denoising"
+        else (exp.clean_tokens, exp.corrupt_tokens)
+    )
+    with torch.no_grad():
+        _, source_cache = bridge.run_with_cache(source)
+        return TL_FUNCTIONS[component](bridge, base, source_cache, metric_fn)
+
+
+# Short prompts for the (layer, pos, head) components: TransformerLens runs one forward per cell.
+SHORT_CLEAN, SHORT_CORRUPT = "Mary met John, and John thanked", "Mary met John, and Mary thanked"
+
+
+# Both directions for every component; q/k/v by position (slow in TransformerLens, one forward
+# per layer x position x head) denoise only, as z_by_pos covers noising by position.
+CASES = [
+    (component, direction)
+    for component in TL_FUNCTIONS
+    for direction in ("denoising", "noising")
+    if not (component in ("q_by_pos", "k_by_pos", "v_by_pos") and direction == "noising")
+]
+
+
+@pytest.mark.parametrize(("component", "direction"), CASES)
+def test_every_component_matches_transformer_lens(
+    tiny_model, bridge, answers, component, direction
+):
+    if component.endswith("_by_pos"):
+        short = _pick_answers(tiny_model, SHORT_CLEAN, SHORT_CORRUPT)
+        exp = actpatch.Experiment(tiny_model, SHORT_CLEAN, SHORT_CORRUPT, *short)
+    else:
+        exp = actpatch.Experiment(tiny_model, IOI_CLEAN, IOI_CORRUPT, *answers)
+    ours = actpatch.sweep(exp, component, "logit_diff", direction)
+    reference = _tl_sweep(bridge, exp, component, "logit_diff", direction)
+    assert ours.normalized.shape == reference.shape
+    assert (ours.normalized - reference).abs().max() < TOL
+
+
+@pytest.mark.parametrize("metric", ["prob", "logprob", "logit_diff"])
+@pytest.mark.parametrize("component", ["z", "resid_pre"])
+def test_every_metric_matches_transformer_lens(tiny_model, bridge, answers, component, metric):
+    exp = actpatch.Experiment(tiny_model, IOI_CLEAN, IOI_CORRUPT, *answers)
+    ours = actpatch.sweep(exp, component, metric)
+    reference = _tl_sweep(bridge, exp, component, metric, "denoising")
+    assert (ours.normalized - reference).abs().max() < TOL
+
+
+def test_rank_matches_transformer_lens_up_to_float_ties(tiny_model, bridge, answers):
+    exp = actpatch.Experiment(tiny_model, IOI_CLEAN, IOI_CORRUPT, *answers)
+    ours = actpatch.sweep(exp, "z", "rank")
+    reference = _tl_sweep(bridge, exp, "z", "rank", "denoising")
+    # ranks are integers; two logits within float noise of each other may swap places
+    step = 1 / abs(ours.clean - ours.corrupt)
+    assert (ours.normalized - reference).abs().max() <= step + TOL
+    assert ours.raw.min() >= 1
+
+
+def test_batch_of_pairs_matches_transformer_lens_batch_mean(tiny_model, bridge):
+    clean = [IOI_CLEAN, IOI_CLEAN.replace("store", "park"), IOI_CLEAN.replace("drink", "book")]
+    corrupt = [p.replace("store, John", "store, Mary") for p in clean]
+    corrupt = [c.replace("park, John", "park, Mary") for c in corrupt]
+    target, wrong = _pick_answers(tiny_model, IOI_CLEAN, IOI_CORRUPT)
+    exp = actpatch.Experiment(tiny_model, clean, corrupt, target, wrong)
+    assert exp.n_pairs == 3
+    for component in ("z", "resid_pre"):
+        ours = actpatch.sweep(exp, component, "logit_diff")
+        reference = _tl_sweep(bridge, exp, component, "logit_diff", "denoising")
+        assert (ours.normalized - reference).abs().max() < TOL
+
+
+@pytest.mark.parametrize("direction", ["denoising", "noising"])
+def test_resid_mid_matches_a_transformer_lens_hook_loop(tiny_model, bridge, answers, direction):
+    """The bridge's hook_resid_mid feeds only the MLP (it is ln2's input); HookedTransformer's
+    resid_mid is the residual stream itself. We patch the residual stream, and check it with
+    TransformerLens hooks: setting attn_out[p] = source resid_mid[p] - base resid_pre[p] makes
+    the residual stream after attention equal the source's resid_mid at p."""
+    exp = actpatch.Experiment(tiny_model, IOI_CLEAN, IOI_CORRUPT, *answers)
+    ours = actpatch.sweep(exp, "resid_mid", "logit_diff", direction)
+    metric_fn, _, _ = _tl_normalized_metric(bridge, exp, "logit_diff")
+    base, source = (
+        (exp.corrupt_tokens, exp.clean_tokens)
+        if direction == "denoising"
+        else (exp.clean_tokens, exp.corrupt_tokens)
+    )
+    with torch.no_grad():
+        _, source_cache = bridge.run_with_cache(source)
+        _, base_cache = bridge.run_with_cache(base)
+        reference = torch.zeros_like(ours.normalized)
+        for layer in range(tiny_model.n_layers):
+            for pos in range(base.shape[1]):
+                wanted = (
+                    source_cache[f"blocks.{layer}.hook_resid_mid"][:, pos]
+                    - base_cache[f"blocks.{layer}.hook_resid_pre"][:, pos]
+                )
+
+                def hook(act, hook, pos=pos, wanted=wanted):
+                    act = act.clone()
+                    act[:, pos] = wanted
+                    return act
+
+                logits = bridge.run_with_hooks(
+                    base, fwd_hooks=[(f"blocks.{layer}.hook_attn_out", hook)]
+                )
+                reference[layer, pos] = metric_fn(logits)
+    assert (ours.normalized - reference).abs().max() < TOL
+
+
+PARIS, BERLIN = "Paris is the capital of", "Berlin is the capital of"
+
+
+def test_different_lengths_align_prefix_and_suffix(tiny_model):
+    exp = actpatch.Experiment(tiny_model, PARIS, BERLIN, " France", " Germany")
+    # BOS | Paris | is the capital of   vs   BOS | Ber lin | is the capital of
+    assert exp.alignment.pairs == ((0, 0), (2, 3), (3, 4), (4, 5), (5, 6))
+    result = actpatch.sweep(exp, "resid_pre")
+    assert result.tokens[1:3] == ["Ber", "lin"]
+    assert result.unpatched_positions == [1, 2]
+    assert result.raw[:, 1:3].isnan().all()
+    assert not result.raw[:, 3:].isnan().any()
+
+
+@pytest.mark.parametrize("direction", ["denoising", "noising"])
+@pytest.mark.parametrize("component", ["resid_pre", "z"])
+def test_different_lengths_match_a_transformer_lens_hook_loop(
+    tiny_model, bridge, component, direction
+):
+    exp = actpatch.Experiment(tiny_model, PARIS, BERLIN, " France", " Germany")
+    ours = actpatch.sweep(exp, component, "logit_diff", direction)
+    metric_fn, _, _ = _tl_normalized_metric(bridge, exp, "logit_diff")
+    if direction == "denoising":
+        base, source = exp.corrupt_tokens, exp.clean_tokens
+        mapping = exp.alignment.corrupt_to_clean()
+    else:
+        base, source = exp.clean_tokens, exp.corrupt_tokens
+        mapping = exp.alignment.clean_to_corrupt()
+    reference = torch.full_like(ours.normalized, float("nan"))
+    with torch.no_grad():
+        _, source_cache = bridge.run_with_cache(source)
+        for layer in range(tiny_model.n_layers):
+            if component == "resid_pre":
+                name = f"blocks.{layer}.hook_resid_pre"
+                for pos, src_pos in mapping.items():
+
+                    def hook(act, hook, pos=pos, src_pos=src_pos, name=name):
+                        act = act.clone()
+                        act[:, pos] = source_cache[name][:, src_pos]
+                        return act
+
+                    reference[layer, pos] = metric_fn(
+                        bridge.run_with_hooks(base, fwd_hooks=[(name, hook)])
+                    )
+            else:
+                name = f"blocks.{layer}.attn.hook_z"
+                for head in range(tiny_model.n_heads):
+
+                    def hook(act, hook, head=head, name=name):
+                        act = act.clone()
+                        for pos, src_pos in mapping.items():
+                            act[:, pos, head] = source_cache[name][:, src_pos, head]
+                        return act
+
+                    reference[layer, head] = metric_fn(
+                        bridge.run_with_hooks(base, fwd_hooks=[(name, hook)])
+                    )
+    both = ~reference.isnan()
+    assert torch.equal(both, ~ours.normalized.isnan())
+    assert (ours.normalized[both] - reference[both]).abs().max() < TOL
+
+
+def test_single_patch_equals_the_sweep_cell(tiny_model, answers):
+    exp = actpatch.Experiment(tiny_model, IOI_CLEAN, IOI_CORRUPT, *answers)
+    heads = actpatch.sweep(exp, "z", "logit_diff")
+    probs = actpatch.sweep(exp, "z", "prob")
+    one = actpatch.patch(exp, layer=1, head=2, metric="logit_diff")
+    assert one.metric_patched == pytest.approx(float(heads.raw[1, 2]), abs=1e-5)
+    assert one.patched_prob == pytest.approx(float(probs.raw[1, 2]), abs=1e-6)
+    expected = 100 * (one.patched_prob - one.corrupt_prob) / (one.clean_prob - one.corrupt_prob)
+    assert one.recovery_pct == pytest.approx(expected, rel=1e-6)
+    spec = one.to_spec_dict()
+    assert list(spec) == [
+        "clean_prob",
+        "corrupt_prob",
+        "patched_prob",
+        "recovery_pct",
+        "clean_rank",
+        "corrupt_rank",
+        "patched_rank",
+        "top_clean",
+        "top_corrupt",
+        "top_patched",
+    ]
+    assert len(spec["top_clean"]) == 10
+    assert set(spec["top_clean"][0]) == {"token", "prob"}
+
+
+def test_single_patch_probabilities_match_the_hf_model(tiny_model, answers):
+    """Clean and corrupted probabilities and ranks come straight from Hugging Face's forward."""
+    exp = actpatch.Experiment(tiny_model, IOI_CLEAN, IOI_CORRUPT, *answers)
+    one = actpatch.patch(exp, layer=0, head=0)
+    target = int(exp.target_ids[0])
+    with torch.no_grad():
+        for tokens, prob, rank, top in (
+            (exp.clean_tokens, one.clean_prob, one.clean_rank, one.top_clean),
+            (exp.corrupt_tokens, one.corrupt_prob, one.corrupt_rank, one.top_corrupt),
+        ):
+            logits = tiny_model.hf_model(tokens).logits[0, -1]
+            probs = logits.softmax(-1)
+            assert prob == pytest.approx(float(probs[target]), abs=1e-6)
+            assert rank == int((logits > logits[target]).sum()) + 1
+            assert top[0].prob == pytest.approx(float(probs.max()), abs=1e-6)
+
+
+def test_identical_prompts_say_normalization_is_undefined(tiny_model):
+    exp = actpatch.Experiment(tiny_model, IOI_CLEAN, IOI_CLEAN, " Mary", " John")
+    result = actpatch.sweep(exp, "z")
+    assert result.normalized.isnan().all()
+    assert result.note is not None and "undefined" in result.note
+    assert result.to_dict()["normalized"][0][0] is None
+
+
+def test_progress_is_reported_and_cancel_stops(tiny_model, answers):
+    exp = actpatch.Experiment(tiny_model, IOI_CLEAN, IOI_CORRUPT, *answers)
+    seen: list[tuple[int, int]] = []
+    actpatch.sweep(exp, "z", progress=lambda done, total: seen.append((done, total)))
+    assert seen[0] == (0, 12) and seen[-1] == (12, 12)
+    with pytest.raises(actpatch.CancelledError):
+        actpatch.sweep(exp, "z", should_stop=lambda: True)
+
+
+def test_sweep_to_dict_has_what_the_cli_prints(tiny_model, answers):
+    exp = actpatch.Experiment(tiny_model, IOI_CLEAN, IOI_CORRUPT, *answers)
+    d = actpatch.sweep(exp, "resid_pre").to_dict()
+    for key in (
+        "component",
+        "metric",
+        "direction",
+        "clean",
+        "corrupt",
+        "raw",
+        "normalized",
+        "tokens",
+        "patched_positions",
+        "model",
+        "seconds",
+    ):
+        assert key in d
+    assert len(d["raw"]) == tiny_model.n_layers and len(d["raw"][0]) == len(d["tokens"])
+    assert d["model"] == tiny_model.name
+
+
+def test_unknown_component_metric_direction_teach(tiny_model):
+    exp = actpatch.Experiment(tiny_model, IOI_CLEAN, IOI_CORRUPT, " Mary", " John")
+    with pytest.raises(actpatch.InputError, match="Choose one of") as err:
+        actpatch.sweep(exp, "heads_everywhere")
+    assert err.value.field == "component"
+    with pytest.raises(actpatch.InputError, match="Choose one of"):
+        actpatch.sweep(exp, "z", metric="accuracy")
+    with pytest.raises(actpatch.InputError, match="denoising"):
+        actpatch.sweep(exp, "z", direction="sideways")
+    with pytest.raises(actpatch.InputError, match="out of range"):
+        actpatch.patch(exp, layer=99, head=0)
+    with pytest.raises(actpatch.InputError, match="out of range"):
+        actpatch.patch(exp, layer=0, head=99)
+
+
+def test_pattern_needs_equal_lengths(tiny_model):
+    exp = actpatch.Experiment(tiny_model, PARIS, BERLIN, " France")
+    with pytest.raises(actpatch.InputError, match="same token length"):
+        actpatch.sweep(exp, "pattern")
