@@ -178,6 +178,9 @@ def _finish(model: PreTrainedModel, device: str) -> PreTrainedModel:
 
 def load_model(spec: str | None = None, *, device: str = "cpu") -> LoadedModel:
     """Load a model by hub name, local folder or `demo`; raise a teaching error if it can't be had."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # no "Loading weights" bars: the caller reports progress
     spec = spec or default_model_spec()
     if spec in BUNDLED:
         from actpatch.demo import load_demo

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from actpatch.errors import CancelledError, InputError
 from actpatch.gpt2 import GPT2
+from actpatch.models import LoadedModel
 from actpatch.patching.components import Component, get_component
 from actpatch.patching.experiment import Experiment, Run
 from actpatch.patching.metrics import check_metric, is_normalizable, normalize
@@ -418,3 +419,92 @@ def _check_index(size: int, axis: str, value: int) -> None:
         raise InputError(
             f"{axis} {value} is out of range: this model has {axis}s 0 to {size - 1}.", field=axis
         )
+
+
+def group_by_length(
+    model: LoadedModel,
+    clean: list[str],
+    corrupt: list[str],
+    target: list[str],
+    wrong: list[str] | None = None,
+) -> list[Experiment]:
+    """Experiments over prompt pairs, one per (clean length, corrupted length) group."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, (c, k) in enumerate(zip(clean, corrupt, strict=True)):
+        key = (len(model.to_tokens(c)), len(model.to_tokens(k)))
+        groups.setdefault(key, []).append(i)
+    return [
+        Experiment(
+            model,
+            [clean[i] for i in idx],
+            [corrupt[i] for i in idx],
+            [target[i] for i in idx],
+            [wrong[i] for i in idx] if wrong is not None else None,
+        )
+        for idx in groups.values()
+    ]
+
+
+def sweep_many(
+    experiments: list[Experiment],
+    component: str = "z",
+    metric: str | None = None,
+    direction: str = "denoising",
+    *,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> SweepResult:
+    """One sweep over several experiments (e.g. a dataset's length groups), averaged per pair.
+
+    Raw values, clean and corrupted baselines are averaged over all pairs (each group weighted
+    by its number of pairs), as TransformerLens averages a metric over its batch; the normalized
+    value is then computed from those averages. Position-resolved components need one group.
+    """
+    if len(experiments) == 1:
+        return sweep(
+            experiments[0], component, metric, direction, progress=progress,
+            should_stop=should_stop,
+        )
+    comp = get_component(component)
+    if comp.by_pos:
+        lengths = sorted({(e.clean_tokens.shape[1], e.corrupt_tokens.shape[1]) for e in experiments})
+        raise InputError(
+            f"Component {comp.name!r} is resolved by position, but the prompt pairs have "
+            f"{len(lengths)} different token lengths {lengths}: a position means different "
+            "things in each. Use one template (same length) or a component over all positions "
+            "(z, q, k, v, pattern).",
+            field="component",
+        )
+    t0 = time.perf_counter()
+    results = []
+    for i, exp in enumerate(experiments):
+
+        def report(done: int, total: int, offset: int = i) -> None:
+            if progress is not None:
+                progress(offset * total + done, len(experiments) * total)
+
+        results.append(
+            sweep(exp, component, metric, direction, progress=report, should_stop=should_stop)
+        )
+    weights = torch.tensor([float(e.n_pairs) for e in experiments])
+    weights = weights / weights.sum()
+    raw = sum(w * r.raw for w, r in zip(weights, results, strict=True))
+    clean = float(sum(w * r.clean for w, r in zip(weights, results, strict=True)))
+    corrupt = float(sum(w * r.corrupt for w, r in zip(weights, results, strict=True)))
+    assert isinstance(raw, Tensor)
+    first = results[0]
+    if is_normalizable(clean, corrupt):
+        normalized, note = (raw - corrupt) / (clean - corrupt), None
+    else:
+        normalized, note = torch.full_like(raw, float("nan")), first.note
+    first.raw, first.normalized, first.clean, first.corrupt = raw, normalized, clean, corrupt
+    first.note = note
+    first.n_pairs = sum(e.n_pairs for e in experiments)
+    first.seconds = time.perf_counter() - t0
+    first.extra["length_groups"] = [
+        {"clean_len": int(e.clean_tokens.shape[1]), "corrupt_len": int(e.corrupt_tokens.shape[1]),
+         "n_pairs": e.n_pairs}
+        for e in experiments
+    ]
+    first.extra["note_tokens"] = "tokens are those of the first group's first pair"
+    return first

@@ -1,0 +1,332 @@
+"""The `actpatch` command line: thin wrappers that parse arguments, call the core, and print.
+
+    actpatch info   [--model M]
+    actpatch patch  --clean P --corrupt P --target T [--wrong W] --layer L --head H
+    actpatch sweep  heads|resid|COMPONENT  --clean P --corrupt P --target T [--wrong W]
+    actpatch serve  [--model M] [--host H] [--port N]
+
+Every command takes --model (hub name, local folder, or `demo`; default $ACTPATCH_MODEL or
+gpt2), --json (machine-readable output on stdout) and --out DIR (save JSON and heatmaps).
+Errors in the input print one message that says how to fix it, and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from actpatch.errors import ActpatchError, InputError
+
+SAMPLE_PROMPT = "The Eiffel Tower is in the city of"
+SWEEP_KINDS = {"heads": "z", "heads-by-pos": "z_by_pos", "resid": "resid_pre"}
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        default=None,
+        help="hub name, local Hugging Face-format folder, or 'demo' (default: $ACTPATCH_MODEL "
+        "or gpt2)",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON on stdout instead of tables")
+    p.add_argument("--out", type=Path, default=None, help="folder to save JSON (and heatmaps) in")
+
+
+def _add_experiment(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--clean", help="the clean prompt (shows the behaviour)")
+    p.add_argument("--corrupt", help="the corrupted prompt (does not)")
+    p.add_argument("--target", help="the clean answer, one token, e.g. ' Mary' (leading space)")
+    p.add_argument("--wrong", default=None, help="the wrong answer, for logit_diff, e.g. ' John'")
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="prompt pairs instead of one: 'ioi:N', 'factual:N' or a JSONL file of "
+        '{"clean", "corrupt", "target", "wrong"}; the metric is averaged over pairs',
+    )
+    p.add_argument(
+        "--metric",
+        default=None,
+        choices=["logit_diff", "prob", "logprob", "rank"],
+        help="default: logit_diff if --wrong is given, else prob",
+    )
+    p.add_argument(
+        "--direction",
+        default="denoising",
+        choices=["denoising", "noising"],
+        help="denoising: clean activations into the corrupted run (default); noising: reverse",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="actpatch", description="Activation patching, exact and fast."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    info = sub.add_parser("info", help="load a model, show its shape and its next-token guesses")
+    _add_common(info)
+    info.add_argument("--prompt", default=SAMPLE_PROMPT, help="sample prompt to run")
+
+    patch = sub.add_parser("patch", help="patch one head (or one cell) and show the effect")
+    _add_common(patch)
+    _add_experiment(patch)
+    patch.add_argument("--layer", type=int, required=True)
+    patch.add_argument("--head", type=int, default=None)
+    patch.add_argument("--pos", type=int, default=None, help="position, for by-position components")
+    patch.add_argument("--component", default="z", help="what to patch (default z: a head's output)")
+    patch.add_argument("--top", type=int, default=10, help="how many top tokens to show")
+
+    sweep = sub.add_parser("sweep", help="patch every layer x head (or layer x position) cell")
+    _add_common(sweep)
+    _add_experiment(sweep)
+    sweep.add_argument(
+        "what",
+        help="heads (layer x head), heads-by-pos, resid (layer x position), or any component: "
+        "resid_pre, resid_mid, resid_post, attn_out, mlp_out, z, z_by_pos, q, k, v, q_by_pos, "
+        "k_by_pos, v_by_pos, pattern",
+    )
+    sweep.add_argument("--component", default=None, help="overrides WHAT, e.g. --component mlp_out")
+    sweep.add_argument("--top", type=int, default=10, help="how many top cells to list")
+
+    serve = sub.add_parser("serve", help="start the web app and REST API")
+    serve.add_argument("--model", default=None, help="model to serve (default: gpt2, else demo)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    return parser
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _load(spec: str | None) -> Any:
+    from actpatch.models import load_model
+
+    return load_model(spec)
+
+
+def _experiments(args: argparse.Namespace, model: Any) -> list[Any]:
+    from actpatch.patching.engine import group_by_length
+    from actpatch.patching.experiment import Experiment
+
+    if args.dataset:
+        if args.clean or args.corrupt:
+            raise InputError("Give either --dataset or --clean/--corrupt, not both.", field="dataset")
+        from actpatch.datasets import load_dataset
+
+        data = load_dataset(args.dataset)
+        return group_by_length(model, data.clean, data.corrupt, data.target, data.wrong)
+    missing = [f"--{n}" for n in ("clean", "corrupt", "target") if getattr(args, n) is None]
+    if missing:
+        raise InputError(
+            f"Missing {', '.join(missing)}. Example: --clean 'Paris is the capital of' "
+            "--corrupt 'Berlin is the capital of' --target ' France' (or --dataset ioi:20).",
+            field=missing[0].lstrip("-"),
+        )
+    return [Experiment(model, args.clean, args.corrupt, args.target, args.wrong)]
+
+
+def _progress_bar(label: str) -> Any:
+    from tqdm import tqdm
+
+    bar: dict[str, Any] = {}
+
+    def update(done: int, total: int) -> None:
+        if "bar" not in bar:
+            bar["bar"] = tqdm(total=total, desc=label, unit="cell", file=sys.stderr, delay=0.5,
+                              leave=False)
+        bar["bar"].update(done - bar["bar"].n)
+        if done >= total:
+            bar["bar"].close()
+
+    return update
+
+
+def _fmt(value: float, pct: bool = True) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "·"
+    return f"{value * 100:+.1f}" if pct else f"{value:+.3g}"
+
+
+def _save_json(out: Path | None, name: str, payload: dict[str, Any]) -> Path | None:
+    if out is None:
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / name
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
+
+
+# -- commands --------------------------------------------------------------------------------
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import torch
+
+    model = _load(args.model)
+    ids = torch.tensor([model.to_tokens(args.prompt)])
+    with torch.inference_mode():
+        probs = model.hf_model(ids).logits[0, -1].softmax(-1)
+    values, top = probs.topk(10)
+    guesses = [
+        {"token": model.tokenizer.decode([int(i)]), "prob": round(float(v), 6)}
+        for v, i in zip(values, top, strict=True)
+    ]
+    payload = {**model.describe(), "prompt": args.prompt,
+               "prompt_tokens": model.to_str_tokens(ids[0]), "top_next_tokens": guesses}
+    _save_json(args.out, "info.json", payload)
+    if args.json:
+        print(json.dumps(payload, indent=2))
+        return 0
+    d = model.describe()
+    print(f"model      {d['name']}  ({d['source']}, {d['architecture']})")
+    print(f"shape      {d['n_layers']} layers x {d['n_heads']} heads, d_model {d['d_model']}, "
+          f"d_head {d['d_head']}, context {d['n_ctx']}, vocabulary {d['d_vocab']}")
+    print(f"parameters {d['n_params']:,}")
+    for note in d["notes"]:
+        print(f"note       {note}")
+    print(f"\nprompt     {args.prompt!r}")
+    print(f"tokens     {payload['prompt_tokens']}")
+    print("next token (top 10):")
+    for g in guesses:
+        print(f"  {g['token']!r:<16} {g['prob'] * 100:6.2f}%")
+    return 0
+
+
+def cmd_patch(args: argparse.Namespace) -> int:
+    from actpatch.patching.engine import patch
+
+    model = _load(args.model)
+    experiments = _experiments(args, model)
+    if len(experiments) > 1:
+        raise InputError(
+            "A single patch needs prompt pairs of one token length; this dataset has "
+            f"{len(experiments)} length groups. Use a single-template dataset.",
+            field="dataset",
+        )
+    result = patch(
+        experiments[0], args.layer, args.head, args.pos, component=args.component,
+        metric=args.metric, direction=args.direction, top_k=args.top,
+    )
+    payload = result.to_dict()
+    _save_json(args.out, "patch.json", payload)
+    if args.json:
+        print(json.dumps(payload, indent=2))
+        return 0
+    where = ", ".join(f"{k} {v}" for k, v in result.index.items())
+    print(f"{result.component} patch at {where} ({result.direction}) on {result.model}")
+    recovery = "undefined (clean = corrupted)" if math.isnan(result.recovery_pct) else (
+        f"{result.recovery_pct:.1f}%"
+    )
+    target = experiments[0].target_strs[0]
+    print(f"\n  P({target!r})  clean {result.clean_prob:.4g}   corrupted {result.corrupt_prob:.4g}"
+          f"   patched {result.patched_prob:.4g}")
+    print(f"  recovery    {recovery}")
+    print(f"  rank        {result.clean_rank} (clean) -> {result.corrupt_rank} (corrupted) -> "
+          f"{result.patched_rank} (patched)")
+    if result.metric != "prob":
+        norm = result.metric_normalized
+        print(f"  {result.metric:<11} clean {result.metric_clean:+.4f}   corrupted "
+              f"{result.metric_corrupt:+.4f}   patched {result.metric_patched:+.4f}   "
+              f"normalized {'undefined' if math.isnan(norm) else f'{norm * 100:.1f}%'}")
+    if result.note:
+        print(f"  note        {result.note}")
+    print(f"\n  {'clean':<24}{'corrupted':<24}{'patched':<24}")
+    for c, k, p in zip(result.top_clean, result.top_corrupt, result.top_patched, strict=True):
+        row = [f"{t.token!r:<15} {t.prob * 100:5.1f}%" for t in (c, k, p)]
+        print("  " + "  ".join(f"{r:<22}" for r in row))
+    return 0
+
+
+def _print_table(result: Any) -> None:
+    values = result.normalized if not result.normalized.isnan().all() else None
+    pct = values is not None
+    table = values if pct else result.raw
+    axes = result.axes
+    print(("recovery % (normalized " + result.metric + ")") if pct else f"raw {result.metric}",
+          "by", " x ".join(axes))
+    if len(axes) == 3:
+        return  # (layer, pos, head): too big for a terminal table; see the top cells
+    if axes[1] == "head":
+        print("      " + "".join(f"{'H' + str(h):>7}" for h in range(table.shape[1])))
+        for layer in range(table.shape[0]):
+            cells = "".join(f"{_fmt(float(v), pct):>7}" for v in table[layer])
+            print(f"  L{layer:<3}" + cells)
+    else:  # positions as rows, layers as columns: fits a terminal
+        print(f"  {'pos':>3} {'token':<16}" + "".join(f"{'L' + str(i):>7}" for i in range(table.shape[0])))
+        for pos, token in enumerate(result.tokens):
+            cells = "".join(f"{_fmt(float(v), pct):>7}" for v in table[:, pos])
+            print(f"  {pos:>3} {token!r:<16}" + cells)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from actpatch.patching.components import get_component
+    from actpatch.patching.engine import sweep_many
+    from actpatch.plotting import heatmap
+
+    component = get_component(args.component or SWEEP_KINDS.get(args.what, args.what)).name
+    model = _load(args.model)
+    experiments = _experiments(args, model)
+    result = sweep_many(
+        experiments, component, args.metric, args.direction,
+        progress=_progress_bar(f"{component} sweep"),
+    )
+    payload = result.to_dict()
+    saved = _save_json(args.out, f"sweep_{component}.json", payload)
+    png = heatmap(result, args.out / f"sweep_{component}.png") if args.out else None
+    if args.json:
+        print(json.dumps(payload))
+        return 0
+    print(f"{component} sweep ({result.direction}) on {result.model}: {result.n_pairs} pair(s), "
+          f"metric {result.metric}")
+    print(f"clean {result.metric} = {result.clean:.4g}, corrupted = {result.corrupt:.4g}")
+    if result.unpatched_positions:
+        print(f"not patched (no counterpart in the other prompt): positions "
+              f"{result.unpatched_positions}")
+    if result.note:
+        print(f"note: {result.note}")
+    print()
+    _print_table(result)
+    print(f"\ntop {args.top} cells (" + ", ".join(result.axes) + "):")
+    pct = not result.normalized.isnan().all()
+    for index, value in result.top(args.top):
+        label = " ".join(f"{a[0].upper() if a != 'pos' else 'P'}{i}" for a, i in zip(
+            result.axes, index, strict=True))
+        shown = f"{value * 100:+.1f}%" if pct else f"{value:+.4f}"
+        print(f"  {label:<14} {shown}")
+    print(f"\nsweep took {result.seconds:.2f} s")
+    for path in (saved, png):
+        if path is not None:
+            print(f"saved {path}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from actpatch.api import serve
+
+    serve(model=args.model, host=args.host, port=args.port)
+    return 0
+
+
+COMMANDS = {"info": cmd_info, "patch": cmd_patch, "sweep": cmd_sweep, "serve": cmd_serve}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status (0 ok, 2 bad input or model)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ActpatchError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,587 @@
+"""Planted-circuit models: tiny GPT-2s whose mechanism is known because it was written by hand.
+
+Each builder writes a Hugging Face-format folder holding a `GPT2LMHeadModel` (GPT-2's exact
+architecture and 50257-token vocabulary, GPT-2's tokenizer) whose weights were set, not
+trained, so that its answer is computed by a circuit we know: which head moves which token's
+identity from which position to which, at which layer. What a patching sweep must find then
+follows from the construction, not from an engine's output, which makes these models the
+ground truth of the test suite. docs/planted-circuits.md describes each one.
+
+Vocabulary. A *feature* is a direction of the residual stream. A *name* is a single-token
+answer (" Mary", " John", ...); its embedding is a unit vector along its own feature of a
+*name subspace*. A head *moves* a name when its query at one position (`dest_pos`) matches a
+key found only at another (`source_pos`) and its OV circuit copies that position's name
+features into the destination's residual stream. A *decoy* is a head or MLP whose activation
+differs between the clean and corrupted runs but is written where nothing reads it, so
+patching it changes nothing. *Idle* heads attend to BOS and write a constant.
+
+Taming layer norm. Every feature is `(e[2i] - e[2i+1]) / sqrt(2)` on a pair of coordinates that
+no other feature uses, so every vector is mean-zero (layer norm's centering does nothing) and
+layer norm gains can be set feature by feature. Every position carries a large constant bias
+feature (norm `BIAS_NORM`, from the position embedding) and every name has the same norm, so a
+position's norm does not depend on which name it holds: the clean, corrupted and every patched
+run are divided by the same scales. After the heads are placed, the builder measures those
+scales on the clean prompt and sets each planted head's output, and the final layer norm's
+gain, so that every moved copy of a name has norm exactly 1 and is worth exactly
+`ANSWER_LOGIT` to its token. MLPs that are not decoys are exactly zero; tokens other than the
+names have a zero embedding, so their logits are 0.
+
+Attention is one-hot. Every query scores the key it looks for (or BOS, where it rests) more
+than 104 above every other key, and exp(-104) underflows to exactly 0 in float32, so no head
+leaks even a trace of another position: the constructions are exact up to float rounding.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerBase
+
+from actpatch.tokenizer import gpt2_tokenizer, save_gpt2_tokenizer
+
+GPT2_VOCAB_SIZE = 50257
+BOS_TOKEN_ID = 50256
+N_CTX = 16  # positions the models read; every prompt here is shorter
+BIAS_NORM = 10.0  # norm of the constant feature every position carries
+ANSWER_LOGIT = 25.0  # the logit one moved copy of a name gives its token
+# Attention scores (at the nominal layer norm scale): a query on the key it looks for, and every
+# query on BOS, where heads rest. Both gaps stay above 104 whatever the true scales.
+MATCH_SCORE = 400.0
+REST_SCORE = 150.0
+NAMES = (" Mary", " John", " Alice", " Bob")
+NULL = " someone"  # a subject whose identity the unembedding cannot read
+
+
+@dataclass(frozen=True)
+class Move:
+    """A planted head that copies the name at `source_pos` into the residual at `dest_pos`."""
+
+    layer: int
+    head: int
+    source_pos: int
+    dest_pos: int
+
+
+@dataclass(frozen=True)
+class PromptPair:
+    """One clean/corrupted prompt pair and the answers that tell the two runs apart."""
+
+    clean: str
+    corrupt: str
+    target: str
+    wrong: str
+
+
+@dataclass(frozen=True)
+class PlantedModel:
+    """A planted-circuit model's folder and its ground truth.
+
+    `moves` is the circuit, in the order information flows: through them and nothing else, the
+    name at `source_pos` decides the answer read at `final_pos`. With several moves, `parallel`
+    says whether they are redundant paths (each carries the name from the source to the final
+    position on its own) or a chain (each move's destination is the next one's source).
+    `decoy_heads` (layer, head) and `decoy_mlps` (layer) see the name but write where nothing
+    reads. `clean_logit_diff` and `corrupt_logit_diff` are logit(target) - logit(wrong) of the
+    first pair, as constructed.
+    """
+
+    kind: str
+    folder: Path
+    n_layers: int
+    n_heads: int
+    pairs: tuple[PromptPair, ...]
+    moves: tuple[Move, ...]
+    parallel: bool
+    source_pos: int
+    final_pos: int
+    decoy_heads: tuple[tuple[int, int], ...]
+    decoy_mlps: tuple[int, ...]
+    clean_logit_diff: float
+    corrupt_logit_diff: float
+    str_tokens: tuple[str, ...]  # the first clean prompt's tokens, BOS first
+
+    @property
+    def heads(self) -> tuple[tuple[int, int], ...]:
+        """The planted heads as (layer, head), in the order of `moves`."""
+        return tuple((m.layer, m.head) for m in self.moves)
+
+    def prompts(self, n_pairs: int = 1) -> dict[str, Any]:
+        """Keyword arguments for `actpatch.Experiment`: the first `n_pairs` prompt pairs."""
+        if not 1 <= n_pairs <= len(self.pairs):
+            raise ValueError(f"n_pairs must be 1 to {len(self.pairs)}, not {n_pairs}.")
+        if n_pairs == 1:
+            p = self.pairs[0]
+            return {"clean": p.clean, "corrupt": p.corrupt, "target": p.target, "wrong": p.wrong}
+        chosen = self.pairs[:n_pairs]
+        return {
+            "clean": [p.clean for p in chosen],
+            "corrupt": [p.corrupt for p in chosen],
+            "target": [p.target for p in chosen],
+            "wrong": [p.wrong for p in chosen],
+        }
+
+
+@functools.cache
+def _tokenizer() -> PreTrainedTokenizerBase:
+    return gpt2_tokenizer()
+
+
+# -- the assembler: a zeroed GPT-2, filled in feature by feature --------------------------------
+
+
+class _Assembler:
+    """A GPT-2 with every weight zero, filled in one feature, token, head and MLP at a time."""
+
+    def __init__(self, n_layers: int, n_heads: int, d_model: int) -> None:
+        if d_model % n_heads:
+            raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}.")
+        self.n_layers, self.n_heads, self.d_model = n_layers, n_heads, d_model
+        self.d_head = d_model // n_heads
+        config = GPT2Config(
+            vocab_size=GPT2_VOCAB_SIZE,
+            n_positions=N_CTX,
+            n_embd=d_model,
+            n_layer=n_layers,
+            n_head=n_heads,
+            activation_function="gelu_new",
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            bos_token_id=BOS_TOKEN_ID,
+            eos_token_id=BOS_TOKEN_ID,
+        )
+        self.model = GPT2LMHeadModel(config).eval()
+        self.eps = float(config.layer_norm_epsilon)
+        self.tokenizer = _tokenizer()
+        self._n_features = 0
+        self._moves: list[tuple[Move, list[int], list[int]]] = []
+        self.answers: list[int] = []  # features the unembedding reads
+        with torch.no_grad():
+            for param in self.model.parameters():
+                param.zero_()
+            for module in self.model.modules():
+                if isinstance(module, torch.nn.LayerNorm):
+                    module.weight.fill_(1.0)
+        self.bias = self.feature()
+        self.positions = self.subspace(N_CTX)  # one feature per position
+        self.idle = self.feature()
+        with torch.no_grad():
+            for pos, feature in enumerate(self.positions):
+                self.wpe[pos] = BIAS_NORM * self.unit(self.bias) + self.unit(feature)
+            for layer in range(n_layers):
+                for head in range(n_heads):
+                    self.idle_head(layer, head)
+
+    # -- features, and the scale layer norm divides by
+
+    @property
+    def sigma(self) -> float:
+        """About the scale layer norm divides a residual by: the bias feature's share of it."""
+        return BIAS_NORM / math.sqrt(self.d_model)
+
+    def feature(self) -> int:
+        """A new feature: the index of a coordinate pair that no other feature uses."""
+        if 2 * (self._n_features + 1) > self.d_model:
+            raise ValueError(
+                f"d_model {self.d_model} has room for {self.d_model // 2} features and this "
+                "construction needs more: raise d_model."
+            )
+        self._n_features += 1
+        return self._n_features - 1
+
+    def subspace(self, n: int) -> list[int]:
+        return [self.feature() for _ in range(n)]
+
+    def unit(self, feature: int) -> Tensor:
+        """The feature's unit vector, which is mean-zero. (d_model,)"""
+        v = torch.zeros(self.d_model)
+        v[2 * feature] = 1 / math.sqrt(2)
+        v[2 * feature + 1] = -1 / math.sqrt(2)
+        return v
+
+    # -- the weights, as views into the Hugging Face model
+
+    @property
+    def wte(self) -> Tensor:
+        return self.model.transformer.wte.weight.data
+
+    @property
+    def wpe(self) -> Tensor:
+        return self.model.transformer.wpe.weight.data
+
+    def block(self, layer: int) -> Any:
+        return self.model.transformer.h[layer]
+
+    def tokens(self, text: str, *, bos: bool = True) -> list[int]:
+        ids = [int(i) for i in self.tokenizer(text, add_special_tokens=False)["input_ids"]]
+        return [BOS_TOKEN_ID, *ids] if bos else ids
+
+    def str_tokens(self, prompt: str) -> list[str]:
+        """The prompt's tokens as strings, BOS first; an error if the model cannot read it."""
+        ids = self.tokens(prompt)
+        if len(ids) > N_CTX:
+            raise ValueError(f"{prompt!r} is {len(ids)} tokens; planted models read {N_CTX}.")
+        return [str(self.tokenizer.decode([i])) for i in ids]
+
+    def embed(self, token: str, features: Sequence[int]) -> None:
+        """Give `token` an embedding with a unit component along each of `features`."""
+        ids = self.tokens(token, bos=False)
+        if len(ids) != 1:
+            raise ValueError(f"{token!r} is {len(ids)} GPT-2 tokens; a name must be one token.")
+        with torch.no_grad():
+            self.wte[ids[0]] = torch.stack([self.unit(f) for f in features]).sum(0)
+
+    def head(
+        self,
+        layer: int,
+        head: int,
+        *,
+        query_pos: int | None,
+        key_pos: int,
+        read: Sequence[int] = (),
+        write: Sequence[int] = (),
+    ) -> None:
+        """Make (layer, head) attend from `query_pos` (None: every position) to `key_pos` and
+        copy the features `read` there into `write`, one to one, at about one unit per unit.
+
+        Queries that do not look for `key_pos`, and those before it, rest on BOS, whose name
+        features are zero. Scores assume layer norm divides by `sigma`; they are large enough
+        that the true scales (within a few percent of it) change nothing.
+        """
+        if len(read) != len(write) or len(read) > self.d_head:
+            raise ValueError(f"a head copies at most d_head = {self.d_head} features, one to one.")
+        d, dh = self.d_model, self.d_head
+        q0, k0, v0 = head * dh, d + head * dh, 2 * d + head * dh
+        attn = self.block(layer).attn
+        W = attn.c_attn.weight.data  # (d_model, 3 * d_model): queries | keys | values
+        W_O = attn.c_proj.weight.data  # (d_model, d_model), row = head * d_head + i
+
+        def weight(score: float, query_norm: float) -> float:
+            # (query_norm * w / sigma) * (1 * w / sigma) / sqrt(d_head) = score
+            return math.sqrt(score * math.sqrt(dh) / query_norm) * self.sigma
+
+        for start in (q0, k0, v0):
+            W[:, start : start + dh] = 0
+        W_O[q0 : q0 + dh] = 0
+        # query-key dimension 0 finds key_pos; dimension 1 rests on BOS (position 0)
+        if query_pos is None:  # every position asks, through the constant bias feature
+            w = weight(MATCH_SCORE, BIAS_NORM)
+            W[:, q0] = w * self.unit(self.bias)
+        else:
+            w = weight(MATCH_SCORE, 1.0)
+            W[:, q0] = w * self.unit(self.positions[query_pos])
+        W[:, k0] = w * self.unit(self.positions[key_pos])
+        w = weight(REST_SCORE, BIAS_NORM)
+        W[:, q0 + 1] = w * self.unit(self.bias)
+        W[:, k0 + 1] = w * self.unit(self.positions[0])
+        # OV: value dimension i reads feature read[i]; the output writes it along write[i]
+        for i, (src, dst) in enumerate(zip(read, write, strict=True)):
+            W[:, v0 + i] = self.unit(src)
+            W_O[q0 + i] = self.sigma * self.unit(dst)
+
+    def move(self, move: Move, read: Sequence[int], write: Sequence[int]) -> None:
+        """Plant `move`: its head copies features `read` at the source into `write` at the
+        destination; `finish` sets the copy's norm to exactly 1."""
+        self.head(
+            move.layer,
+            move.head,
+            query_pos=move.dest_pos,
+            key_pos=move.source_pos,
+            read=read,
+            write=write,
+        )
+        self._moves.append((move, list(read), list(write)))
+
+    def idle_head(self, layer: int, head: int) -> None:
+        """Rest (layer, head) on BOS and write a small constant, the same in every run."""
+        self.head(layer, head, query_pos=0, key_pos=0)
+        attn = self.block(layer).attn
+        d, dh = self.d_model, self.d_head
+        attn.c_attn.weight.data[:, 2 * d + head * dh] = self.unit(self.bias)
+        attn.c_proj.weight.data[head * dh] = 0.1 * self.sigma / BIAS_NORM * self.unit(self.idle)
+
+    def mlp(self, layer: int, read: Sequence[int], write: Sequence[int]) -> None:
+        """Make `layer`'s MLP map feature read[i] to write[i] through one GELU neuron each."""
+        mlp = self.block(layer).mlp
+        W_in, W_out = mlp.c_fc.weight.data, mlp.c_proj.weight.data  # (d, d_mlp), (d_mlp, d)
+        for i, (src, dst) in enumerate(zip(read, write, strict=True)):
+            W_in[:, i] = 2.0 * self.sigma * self.unit(src)  # pre-activation ~2 per unit
+            W_out[i] = self.unit(dst)
+
+    def mute(self, features: Sequence[int]) -> None:
+        """Zero ln_f's gain on `features`: the unembedding cannot read them."""
+        for f in features:
+            self.model.transformer.ln_f.weight.data[2 * f : 2 * f + 2] = 0.0
+
+    # -- calibration on the clean prompt, and saving
+
+    def _scale(self, prompt: str, layer: int | None, pos: int) -> float:
+        """The scale layer norm divides the clean residual at `pos` by, before block `layer`
+        (None: before the final layer norm)."""
+        where = self.model.transformer.ln_f if layer is None else self.block(layer).ln_1
+        seen: list[Tensor] = []
+        handle = where.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+        try:
+            with torch.no_grad():  # the transformer alone: the logits are not needed
+                self.model.transformer(torch.tensor([self.tokens(prompt)]))
+        finally:
+            handle.remove()
+        x = seen[0][0, pos]
+        return float(torch.sqrt(x.var(unbiased=False) + self.eps))
+
+    def finish(self, prompt: str, final_pos: int) -> None:
+        """Scale each move's output so its copy has norm 1 at the destination, in layer order,
+        then ln_f's gain on the answer features so one copy is worth ANSWER_LOGIT."""
+        for move, _, write in sorted(self._moves, key=lambda m: m[0].layer):
+            scale = self._scale(prompt, move.layer, move.source_pos)
+            W_O = self.block(move.layer).attn.c_proj.weight.data
+            for i, dst in enumerate(write):
+                W_O[move.head * self.d_head + i] = scale * self.unit(dst)
+        scale = self._scale(prompt, None, final_pos)
+        for f in self.answers:
+            self.model.transformer.ln_f.weight.data[2 * f : 2 * f + 2] = ANSWER_LOGIT * scale
+
+    def save(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(str(folder))
+        save_gpt2_tokenizer(folder)
+        return folder
+
+
+def _check(value: int, size: int, what: str) -> None:
+    if not 0 <= value < size:
+        raise ValueError(f"{what} {value} is out of range: the model has {what}s 0 to {size - 1}.")
+
+
+def _free_head(n_heads: int, taken: Sequence[int]) -> int:
+    """The first head of a layer that is not in `taken`, for a decoy."""
+    for h in range(n_heads):
+        if h not in taken:
+            return h
+    raise ValueError("no head is left for a decoy in this layer: raise n_heads.")
+
+
+def _pairs(template: str, clean: Sequence[str], corrupt: Sequence[str]) -> tuple[PromptPair, ...]:
+    """Prompt pairs from a template; the answers are the clean subject and the corrupted one,
+    or the next name when the corrupted subject is not a name."""
+    pairs = []
+    for c, k in zip(clean, corrupt, strict=True):
+        wrong = k if k in NAMES else NAMES[NAMES.index(c) + 1]
+        pairs.append(PromptPair(template.format(name=c), template.format(name=k), c, wrong))
+    return tuple(pairs)
+
+
+# -- the planted models ------------------------------------------------------------------------
+
+HEAD_TEMPLATE = "When{name} arrived at the party, everyone greeted"
+POSITION_TEMPLATE = "After lunch{name} said she would pay, so the bill went to"
+
+
+def build_head_circuit(
+    folder: str | Path,
+    *,
+    n_layers: int = 3,
+    n_heads: int = 4,
+    d_model: int = 128,
+    circuit_layer: int = 1,
+    circuit_head: int = 2,
+) -> PlantedModel:
+    """Write a model whose answer is moved by one head, (circuit_layer, circuit_head).
+
+    "When Mary arrived at the party, everyone greeted" -> " Mary"; the corrupted prompt has
+    " John" -> " John". The planted head attends from the final position to the subject and
+    copies its name into the final residual, which the unembedding reads. Decoys: another head
+    of the same layer copies the subject's name to every later position, and that layer's MLP
+    maps the names it sees (the subject's token, the planted head's copy), both into subspaces
+    nothing reads.
+    """
+    _check(circuit_layer, n_layers, "layer")
+    _check(circuit_head, n_heads, "head")
+    if n_heads < 2:
+        raise ValueError("the head circuit needs n_heads >= 2: the planted head and a decoy.")
+    asm = _Assembler(n_layers, n_heads, d_model)
+    names, seen, mlp_seen = (asm.subspace(len(NAMES)) for _ in range(3))
+    for token, feature in zip(NAMES, names, strict=True):
+        asm.embed(token, [feature])
+    asm.answers = names
+
+    pairs = _pairs(HEAD_TEMPLATE, [" Mary", " Alice"], [" John", " Bob"])
+    str_tokens = asm.str_tokens(pairs[0].clean)
+    source, final = str_tokens.index(" Mary"), len(str_tokens) - 1
+    move = Move(circuit_layer, circuit_head, source, final)
+    decoy = (circuit_layer, _free_head(n_heads, [circuit_head]))
+    with torch.no_grad():
+        asm.move(move, read=names, write=names)
+        asm.head(*decoy, query_pos=None, key_pos=source, read=names, write=seen)
+        asm.mlp(circuit_layer, read=names, write=mlp_seen)
+        asm.finish(pairs[0].clean, final)
+    asm.save(folder)
+    return PlantedModel(
+        kind="head circuit",
+        folder=Path(folder),
+        n_layers=n_layers,
+        n_heads=n_heads,
+        pairs=pairs,
+        moves=(move,),
+        parallel=False,
+        source_pos=source,
+        final_pos=final,
+        decoy_heads=(decoy,),
+        decoy_mlps=(circuit_layer,),
+        clean_logit_diff=ANSWER_LOGIT,
+        corrupt_logit_diff=-ANSWER_LOGIT,
+        str_tokens=tuple(str_tokens),
+    )
+
+
+def build_position_circuit(
+    folder: str | Path,
+    *,
+    n_layers: int = 4,
+    n_heads: int = 4,
+    d_model: int = 128,
+    relay_layer: int = 1,
+    relay_head: int = 1,
+    final_layer: int = 2,
+    final_head: int = 3,
+) -> PlantedModel:
+    """Write a model whose answer travels subject -> " she" -> final position at known layers.
+
+    "After lunch Mary said she would pay, so the bill went to" -> " Mary"; the corrupted prompt
+    has " John" -> " John". At `relay_layer`, head `relay_head` copies the subject's name into
+    the residual at " she"; at `final_layer`, head `final_head` copies it from " she" to the
+    final position, where the unembedding reads it. So the residual stream carries the answer
+    at the subject up to relay_layer, at " she" after it up to final_layer, and at the final
+    position after that. Decoys: a layer-0 head copies the subject's name to every later
+    position, a `final_layer` head reads it straight from the subject at the final position,
+    and `relay_layer`'s MLP maps the names it sees; all three write where nothing reads.
+    """
+    for layer, head in ((relay_layer, relay_head), (final_layer, final_head)):
+        _check(layer, n_layers, "layer")
+        _check(head, n_heads, "head")
+    if relay_layer >= final_layer:
+        raise ValueError(f"relay_layer {relay_layer} must come before final_layer {final_layer}.")
+    asm = _Assembler(n_layers, n_heads, d_model)
+    names, spread, late, mlp_seen = (asm.subspace(len(NAMES)) for _ in range(4))
+    for token, feature in zip(NAMES, names, strict=True):
+        asm.embed(token, [feature])
+    asm.answers = names
+
+    pairs = _pairs(POSITION_TEMPLATE, [" Mary", " Alice"], [" John", " Bob"])
+    str_tokens = asm.str_tokens(pairs[0].clean)
+    source, relay = str_tokens.index(" Mary"), str_tokens.index(" she")
+    final = len(str_tokens) - 1
+    moves = (
+        Move(relay_layer, relay_head, source, relay),
+        Move(final_layer, final_head, relay, final),
+    )
+    spreader = (0, _free_head(n_heads, [m.head for m in moves if m.layer == 0]))
+    reader = (final_layer, _free_head(n_heads, [final_head]))
+    with torch.no_grad():
+        asm.head(*spreader, query_pos=None, key_pos=source, read=names, write=spread)
+        for move in moves:
+            asm.move(move, read=names, write=names)
+        asm.head(*reader, query_pos=final, key_pos=source, read=names, write=late)
+        asm.mlp(relay_layer, read=names, write=mlp_seen)
+        asm.finish(pairs[0].clean, final)
+    asm.save(folder)
+    return PlantedModel(
+        kind="position circuit",
+        folder=Path(folder),
+        n_layers=n_layers,
+        n_heads=n_heads,
+        pairs=pairs,
+        moves=moves,
+        parallel=False,
+        source_pos=source,
+        final_pos=final,
+        decoy_heads=(spreader, reader),
+        decoy_mlps=(relay_layer,),
+        clean_logit_diff=ANSWER_LOGIT,
+        corrupt_logit_diff=-ANSWER_LOGIT,
+        str_tokens=tuple(str_tokens),
+    )
+
+
+def build_redundant_circuit(
+    folder: str | Path,
+    *,
+    n_layers: int = 3,
+    n_heads: int = 4,
+    d_model: int = 128,
+    first: tuple[int, int] = (1, 0),
+    second: tuple[int, int] = (2, 3),
+) -> PlantedModel:
+    """Write a model in which two heads each move the answer on their own: two parallel paths.
+
+    "When Mary arrived at the party, everyone greeted" -> " Mary"; the corrupted prompt has
+    " someone", a subject whose features the unembedding cannot read (ln_f's gain is zero on
+    them), so the corrupted run favours no name. Heads `first` and `second` both attend from the
+    final position to the subject and copy its name, into two different subspaces that the
+    name's embedding spans, each copy worth ANSWER_LOGIT. Each head carries exactly half of
+    the clean logit difference, but one copy (a logit of 25 against 50256 zeros) already gives
+    almost all of the clean probability: measured by probability each head is sufficient and
+    neither is necessary. A decoy head in `first`'s layer copies the name where nothing reads.
+    """
+    for layer, head in (first, second):
+        _check(layer, n_layers, "layer")
+        _check(head, n_heads, "head")
+    if first == second:
+        raise ValueError("first and second must be different heads.")
+    asm = _Assembler(n_layers, n_heads, d_model)
+    tokens = (*NAMES, NULL)
+    names, names_too, seen = (asm.subspace(len(tokens)) for _ in range(3))
+    for token, a, b in zip(tokens, names, names_too, strict=True):
+        asm.embed(token, [a, b])
+    asm.answers = names[:-1] + names_too[:-1]
+    asm.mute([names[-1], names_too[-1]])
+
+    pairs = _pairs(HEAD_TEMPLATE, [" Mary", " Alice"], [NULL, NULL])
+    str_tokens = asm.str_tokens(pairs[0].clean)
+    source, final = str_tokens.index(" Mary"), len(str_tokens) - 1
+    moves = (Move(*first, source, final), Move(*second, source, final))
+    decoy = (
+        first[0],
+        _free_head(n_heads, [h for layer, h in (first, second) if layer == first[0]]),
+    )
+    with torch.no_grad():
+        asm.move(moves[0], read=names, write=names)
+        asm.move(moves[1], read=names_too, write=names_too)
+        asm.head(*decoy, query_pos=None, key_pos=source, read=names, write=seen)
+        asm.finish(pairs[0].clean, final)
+    asm.save(folder)
+    return PlantedModel(
+        kind="redundant circuit",
+        folder=Path(folder),
+        n_layers=n_layers,
+        n_heads=n_heads,
+        pairs=pairs,
+        moves=moves,
+        parallel=True,
+        source_pos=source,
+        final_pos=final,
+        decoy_heads=(decoy,),
+        decoy_mlps=(),
+        clean_logit_diff=2 * ANSWER_LOGIT,
+        corrupt_logit_diff=0.0,
+        str_tokens=tuple(str_tokens),
+    )
+
+
+__all__ = [
+    "ANSWER_LOGIT",
+    "Move",
+    "PlantedModel",
+    "PromptPair",
+    "build_head_circuit",
+    "build_position_circuit",
+    "build_redundant_circuit",
+]

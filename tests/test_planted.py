@@ -1,0 +1,386 @@
+"""Planted-circuit models: the engine must find the circuits that were built by hand.
+
+Every expected number here follows from a model's description (`PlantedModel.moves`, which
+heads and MLPs are decoys, `ANSWER_LOGIT`), never from the engine's output. The first tests
+check the constructions themselves with Hugging Face's own forward pass and hooks, without
+actpatch's engine; the rest check that the engine's sweeps and patches find what was built.
+The constructions are exact up to float rounding, so the tolerance is tight.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import pytest
+import torch
+from transformers import GPT2LMHeadModel
+
+import actpatch
+from actpatch.planted import (
+    ANSWER_LOGIT,
+    BOS_TOKEN_ID,
+    GPT2_VOCAB_SIZE,
+    PlantedModel,
+    build_head_circuit,
+    build_position_circuit,
+    build_redundant_circuit,
+)
+
+TOL = 1e-3
+CHAINS = ["head_circuit", "position_circuit"]
+ALL = [*CHAINS, "redundant_circuit"]
+
+
+class Loaded:
+    """A planted model's ground truth, actpatch's view of the model, and Hugging Face's,
+    loaded independently."""
+
+    def __init__(self, planted: PlantedModel) -> None:
+        self.truth = planted
+        self.model = actpatch.load_model(str(planted.folder))
+        self.hf = GPT2LMHeadModel.from_pretrained(str(planted.folder), attn_implementation="eager")
+        self.hf.eval()
+        self.tokenizer = self.model.tokenizer  # loaded from the folder by transformers
+        self._experiments: dict[int, actpatch.Experiment] = {}
+
+    def experiment(self, n_pairs: int = 1) -> actpatch.Experiment:
+        if n_pairs not in self._experiments:
+            self._experiments[n_pairs] = actpatch.Experiment(
+                self.model, **self.truth.prompts(n_pairs)
+            )
+        return self._experiments[n_pairs]
+
+    def ids(self, text: str) -> torch.Tensor:
+        return torch.tensor(
+            [[BOS_TOKEN_ID, *self.tokenizer(text, add_special_tokens=False)["input_ids"]]]
+        )
+
+    def answer(self, text: str) -> int:
+        (token,) = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return int(token)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These models are tiny: a second thread only adds OpenMP hand-offs, which on a busy
+    two-core machine cost ~10 ms per operation."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def head_circuit(tmp_path_factory) -> Loaded:
+    return Loaded(build_head_circuit(tmp_path_factory.mktemp("head")))
+
+
+@pytest.fixture(scope="module")
+def position_circuit(tmp_path_factory) -> Loaded:
+    return Loaded(build_position_circuit(tmp_path_factory.mktemp("position")))
+
+
+@pytest.fixture(scope="module")
+def redundant_circuit(tmp_path_factory) -> Loaded:
+    return Loaded(build_redundant_circuit(tmp_path_factory.mktemp("redundant")))
+
+
+@pytest.fixture
+def loaded(request) -> Loaded:
+    return request.getfixturevalue(request.param)
+
+
+# -- Hugging Face hooks: the construction checked without actpatch ------------------------------
+
+
+def hf_run(
+    fx: Loaded, text: str, *, patch: tuple[int, int, torch.Tensor] | None = None
+) -> tuple[torch.Tensor, dict[int, torch.Tensor], dict[int, torch.Tensor], tuple]:
+    """Final-position logits, each layer's head outputs z (the input to attn.c_proj), each
+    layer's MLP output and the attention patterns. `patch` = (layer, head, z) replaces one head's
+    z at every position before its output projection."""
+    z: dict[int, torch.Tensor] = {}
+    mlp: dict[int, torch.Tensor] = {}
+    d_head = fx.hf.config.n_embd // fx.hf.config.n_head
+    handles = []
+    for layer, block in enumerate(fx.hf.transformer.h):
+
+        def keep_z(module, args, layer=layer):
+            (x,) = args
+            if patch is not None and patch[0] == layer:
+                x = x.clone()
+                cols = slice(patch[1] * d_head, (patch[1] + 1) * d_head)
+                x[..., cols] = patch[2][..., cols]
+            z[layer] = x
+            return (x,)
+
+        def keep_mlp(module, args, out, layer=layer):
+            mlp[layer] = out
+
+        handles.append(block.attn.c_proj.register_forward_pre_hook(keep_z))
+        handles.append(block.mlp.register_forward_hook(keep_mlp))
+    try:
+        with torch.no_grad():
+            out = fx.hf(fx.ids(text), output_attentions=True)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return out.logits[0, -1], z, mlp, out.attentions
+
+
+def logit_diff(fx: Loaded, logits: torch.Tensor, pair_index: int = 0) -> float:
+    pair = fx.truth.pairs[pair_index]
+    return float(logits[fx.answer(pair.target)] - logits[fx.answer(pair.wrong)])
+
+
+@pytest.mark.parametrize("loaded", ALL, indirect=True)
+def test_construction_gives_the_designed_logits(loaded: Loaded) -> None:
+    """Hugging Face's forward pass: the clean prompt predicts the target, with the designed
+    logit difference; the corrupted prompt gives the designed (opposite or zero) one."""
+    p = loaded.truth
+    for i, pair in enumerate(p.pairs):
+        clean, *_ = hf_run(loaded, pair.clean)
+        corrupt, *_ = hf_run(loaded, pair.corrupt)
+        assert int(clean.argmax()) == loaded.answer(pair.target)
+        assert logit_diff(loaded, clean, i) == pytest.approx(p.clean_logit_diff, abs=TOL)
+        assert logit_diff(loaded, corrupt, i) == pytest.approx(p.corrupt_logit_diff, abs=TOL)
+        if p.corrupt_logit_diff < 0:
+            assert int(corrupt.argmax()) == loaded.answer(pair.wrong)
+        else:  # the redundant circuit's corrupted subject is no name: the target is unlikely
+            assert float(corrupt.softmax(-1)[loaded.answer(pair.target)]) < 1e-3
+
+
+@pytest.mark.parametrize("loaded", ALL, indirect=True)
+def test_planted_heads_attend_from_destination_to_source(loaded: Loaded) -> None:
+    """Each move's head puts all its attention at its destination on its source, in both runs."""
+    p = loaded.truth
+    for text in (p.pairs[0].clean, p.pairs[0].corrupt):
+        *_, attentions = hf_run(loaded, text)
+        for move in p.moves:
+            weight = attentions[move.layer][0, move.head, move.dest_pos, move.source_pos]
+            assert float(weight) > 1 - 1e-6
+
+
+@pytest.mark.parametrize("loaded", ALL, indirect=True)
+def test_decoys_see_the_name(loaded: Loaded) -> None:
+    """The decoys' activations do differ between the runs, so their zero effect on the answer
+    is a property of where they write, not of identical activations."""
+    p = loaded.truth
+    d_head = loaded.hf.config.n_embd // loaded.hf.config.n_head
+    _, z_clean, mlp_clean, _ = hf_run(loaded, p.pairs[0].clean)
+    _, z_corrupt, mlp_corrupt, _ = hf_run(loaded, p.pairs[0].corrupt)
+    for layer, head in p.decoy_heads:
+        cols = slice(head * d_head, (head + 1) * d_head)
+        assert (z_clean[layer][..., cols] - z_corrupt[layer][..., cols]).abs().max() > 0.5
+    for layer in p.decoy_mlps:
+        assert (mlp_clean[layer] - mlp_corrupt[layer]).abs().max() > 0.5
+
+
+@pytest.mark.parametrize("loaded", ALL, indirect=True)
+def test_construction_patched_in_hugging_face(loaded: Loaded) -> None:
+    """Patching one planted head's clean output into the corrupted run, with Hugging Face
+    hooks: a chain's head restores the whole logit difference, a parallel path half of it."""
+    p = loaded.truth
+    pair = p.pairs[0]
+    _, z_clean, _, _ = hf_run(loaded, pair.clean)
+    share = 1 / len(p.moves) if p.parallel else 1.0
+    for layer, head in p.heads:
+        logits, *_ = hf_run(loaded, pair.corrupt, patch=(layer, head, z_clean[layer]))
+        expected = p.corrupt_logit_diff + share * (p.clean_logit_diff - p.corrupt_logit_diff)
+        assert logit_diff(loaded, logits) == pytest.approx(expected, abs=TOL)
+
+
+# -- what the engine must find ------------------------------------------------------------------
+
+
+def expected_grid(
+    shape: tuple[int, ...], cell_value: Callable[[tuple[int, ...]], float]
+) -> torch.Tensor:
+    grid = torch.zeros(shape)
+    for index in torch.cartesian_prod(*[torch.arange(n) for n in shape]).reshape(-1, len(shape)):
+        cell = tuple(int(i) for i in index)
+        grid[cell] = cell_value(cell)
+    return grid
+
+
+def name_position(p: PlantedModel, layer: int, after_block: bool) -> int:
+    """In a chain, the position whose residual stream holds the name before (or after) block
+    `layer`: the destination of the last move at an earlier layer (or this one), else the
+    source."""
+    pos = p.source_pos
+    for move in p.moves:
+        if move.layer < layer or (after_block and move.layer == layer):
+            pos = move.dest_pos
+    return pos
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    torch.testing.assert_close(actual, expected, atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("metric", ["logit_diff", "prob"])
+@pytest.mark.parametrize("loaded", CHAINS, indirect=True)
+def test_head_sweep_finds_the_planted_heads(loaded: Loaded, metric: str) -> None:
+    """Denoising: each planted head alone restores the answer (sufficient), every other head
+    (decoys included) does nothing. Noising: each planted head alone destroys it (necessary)."""
+    p, exp = loaded.truth, loaded.experiment()
+    denoising = actpatch.sweep(exp, "z", metric=metric, direction="denoising")
+    noising = actpatch.sweep(exp, "z", metric=metric, direction="noising")
+    expected = expected_grid((p.n_layers, p.n_heads), lambda cell: float(cell in p.heads))
+    assert denoising.axes == ("layer", "head")
+    assert_close(denoising.normalized, expected)
+    assert_close(noising.normalized, 1 - expected)
+
+
+@pytest.mark.parametrize("loaded", CHAINS, indirect=True)
+def test_head_sweep_raw_values_are_the_designed_logits(loaded: Loaded) -> None:
+    p = loaded.truth
+    result = actpatch.sweep(loaded.experiment(), "z")
+    assert result.clean == pytest.approx(p.clean_logit_diff, abs=TOL)
+    assert result.corrupt == pytest.approx(p.corrupt_logit_diff, abs=TOL)
+    for layer, head in p.heads:
+        assert float(result.raw[layer, head]) == pytest.approx(p.clean_logit_diff, abs=TOL)
+
+
+@pytest.mark.parametrize("loaded", CHAINS, indirect=True)
+def test_head_sweep_over_two_prompt_pairs(loaded: Loaded) -> None:
+    """Two pairs with different names (Mary/John, Alice/Bob) batch into the same result."""
+    p = loaded.truth
+    result = actpatch.sweep(loaded.experiment(n_pairs=2), "z")
+    assert result.n_pairs == 2
+    expected = expected_grid((p.n_layers, p.n_heads), lambda cell: float(cell in p.heads))
+    assert_close(result.normalized, expected)
+
+
+@pytest.mark.parametrize("loaded", CHAINS, indirect=True)
+def test_head_by_position_sweep(loaded: Loaded) -> None:
+    """Each planted head matters only at the position it writes to."""
+    p = loaded.truth
+    result = actpatch.sweep(loaded.experiment(), "z_by_pos")
+    n_pos = len(p.str_tokens)
+    writes = {(m.layer, m.dest_pos, m.head) for m in p.moves}
+    expected = expected_grid((p.n_layers, n_pos, p.n_heads), lambda cell: float(cell in writes))
+    assert result.axes == ("layer", "pos", "head")
+    assert_close(result.normalized, expected)
+
+
+@pytest.mark.parametrize("direction", ["denoising", "noising"])
+@pytest.mark.parametrize("component", ["resid_pre", "resid_post"])
+@pytest.mark.parametrize("loaded", CHAINS, indirect=True)
+def test_residual_sweep_follows_the_name(loaded: Loaded, component: str, direction: str) -> None:
+    """The residual stream matters exactly where the name is at each layer: at the source up
+    to the first move's layer, then at each move's destination, and nowhere else."""
+    p = loaded.truth
+    result = actpatch.sweep(loaded.experiment(), component, direction=direction)
+    after_block = component == "resid_post"
+    carries = expected_grid(
+        (p.n_layers, len(p.str_tokens)),
+        lambda cell: float(cell[1] == name_position(p, cell[0], after_block)),
+    )
+    assert result.axes == ("layer", "pos")
+    assert_close(result.normalized, carries if direction == "denoising" else 1 - carries)
+
+
+@pytest.mark.parametrize("loaded", CHAINS, indirect=True)
+def test_attention_and_mlp_output_sweeps(loaded: Loaded) -> None:
+    """attn_out matters where a planted head writes; no MLP output matters, decoys included."""
+    p, exp = loaded.truth, loaded.experiment()
+    n_pos = len(p.str_tokens)
+    writes = {(m.layer, m.dest_pos) for m in p.moves}
+    attn = actpatch.sweep(exp, "attn_out")
+    mlp = actpatch.sweep(exp, "mlp_out")
+    assert_close(attn.normalized, expected_grid((p.n_layers, n_pos), lambda c: float(c in writes)))
+    assert_close(mlp.normalized, torch.zeros(p.n_layers, n_pos))
+
+
+@pytest.mark.parametrize("loaded", CHAINS, indirect=True)
+def test_value_query_key_sweeps(loaded: Loaded) -> None:
+    """The planted heads' attention depends only on positions, their values on the name: the
+    values carry the whole effect, queries and keys none (they are equal in both runs)."""
+    p, exp = loaded.truth, loaded.experiment()
+    planted_heads = expected_grid((p.n_layers, p.n_heads), lambda cell: float(cell in p.heads))
+    assert_close(actpatch.sweep(exp, "v").normalized, planted_heads)
+    assert_close(actpatch.sweep(exp, "q").normalized, torch.zeros(p.n_layers, p.n_heads))
+    assert_close(actpatch.sweep(exp, "k").normalized, torch.zeros(p.n_layers, p.n_heads))
+
+
+@pytest.mark.parametrize("loaded", CHAINS, indirect=True)
+def test_single_patch_recovers_the_answer(loaded: Loaded) -> None:
+    p, exp = loaded.truth, loaded.experiment()
+    for layer, head in p.heads:
+        result = actpatch.patch(exp, layer, head)
+        assert result.recovery_pct == pytest.approx(100.0, abs=0.1)
+        assert result.patched_prob == pytest.approx(result.clean_prob, abs=1e-4)
+        assert result.clean_prob > 0.99 and result.corrupt_prob < 1e-3
+        assert result.patched_rank == 1
+        assert result.top_patched[0].token == p.pairs[0].target
+        broken = actpatch.patch(exp, layer, head, direction="noising")
+        assert broken.recovery_pct == pytest.approx(0.0, abs=0.1)
+        assert broken.top_patched[0].token == p.pairs[0].wrong
+    for layer, head in p.decoy_heads:
+        assert actpatch.patch(exp, layer, head).recovery_pct == pytest.approx(0.0, abs=0.1)
+
+
+# -- parallel paths: sufficiency and necessity part ways ----------------------------------------
+
+
+def test_redundant_heads_split_the_logit_difference(redundant_circuit: Loaded) -> None:
+    """Two parallel copies, each worth half of the logit difference: patching one moves the
+    metric halfway, in both directions; other heads, the decoy included, do nothing."""
+    p, exp = redundant_circuit.truth, redundant_circuit.experiment()
+    share = expected_grid((p.n_layers, p.n_heads), lambda cell: (cell in p.heads) / len(p.moves))
+    denoising = actpatch.sweep(exp, "z", metric="logit_diff", direction="denoising")
+    noising = actpatch.sweep(exp, "z", metric="logit_diff", direction="noising")
+    assert_close(denoising.normalized, share)
+    assert_close(noising.normalized, 1 - share)
+
+
+def test_redundant_heads_are_each_sufficient_and_neither_necessary(
+    redundant_circuit: Loaded,
+) -> None:
+    """By probability one copy is enough (logit 25 against 50256 zeros): denoising either head
+    restores the clean probability, and noising either leaves it intact. Noising is not
+    1 - denoising here, so an engine that computed one from the other would fail."""
+    p, exp = redundant_circuit.truth, redundant_circuit.experiment()
+    denoising = actpatch.sweep(exp, "z", metric="prob", direction="denoising")
+    noising = actpatch.sweep(exp, "z", metric="prob", direction="noising")
+    planted_heads = expected_grid((p.n_layers, p.n_heads), lambda cell: float(cell in p.heads))
+    assert_close(denoising.normalized, planted_heads)
+    assert_close(noising.normalized, torch.ones(p.n_layers, p.n_heads))
+    # with one copy the target's logit is ANSWER_LOGIT and every other logit 0
+    one_copy = math.exp(ANSWER_LOGIT) / (math.exp(ANSWER_LOGIT) + GPT2_VOCAB_SIZE - 1)
+    for layer, head in p.heads:
+        assert float(denoising.raw[layer, head]) == pytest.approx(one_copy, rel=1e-5)
+        assert float(noising.raw[layer, head]) == pytest.approx(one_copy, rel=1e-5)
+    assert denoising.corrupt == pytest.approx(1 / GPT2_VOCAB_SIZE, rel=1e-5)
+    result = actpatch.patch(exp, *p.heads[0])
+    assert result.recovery_pct == pytest.approx(100.0, abs=0.1)
+    assert result.metric_normalized == pytest.approx(0.5, abs=TOL)
+
+
+@pytest.mark.parametrize("direction", ["denoising", "noising"])
+@pytest.mark.parametrize("metric", ["logit_diff", "prob"])
+def test_redundant_residual_sweep(redundant_circuit: Loaded, metric: str, direction: str) -> None:
+    """Before block `layer`, the source's residual feeds the moves at that layer or later and
+    the final position's holds the copies of the moves before it. A patch there swaps those
+    copies: by logit difference each is worth 1/k; by probability any one clean copy is all."""
+    p, exp = redundant_circuit.truth, redundant_circuit.experiment()
+    k = len(p.moves)
+
+    def copies(layer: int, pos: int) -> int:
+        if pos == p.source_pos:
+            return sum(move.layer >= layer for move in p.moves)
+        if pos == p.final_pos:
+            return sum(move.layer < layer for move in p.moves)
+        return 0
+
+    def value(cell: tuple[int, ...]) -> float:
+        swapped = copies(*cell)
+        clean_copies = swapped if direction == "denoising" else k - swapped
+        if metric == "logit_diff":
+            return clean_copies / k
+        return float(clean_copies > 0)
+
+    result = actpatch.sweep(exp, "resid_pre", metric=metric, direction=direction)
+    assert_close(result.normalized, expected_grid((p.n_layers, len(p.str_tokens)), value))
