@@ -152,21 +152,36 @@ class LoadedModel:
             return self._bridge
 
 
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model", "vocab.txt")
+
+
 def _load_tokenizer(where: str, model_type: str, notes: list[str]) -> PreTrainedTokenizerBase:
-    try:
-        return AutoTokenizer.from_pretrained(where)
-    except Exception as exc:
-        if model_type == "gpt2":
-            notes.append(
-                f"no tokenizer files found for {where!r}; using GPT-2's tokenizer "
-                "(built offline), as every GPT-2-architecture model does"
-            )
-            return gpt2_tokenizer()
-        raise ModelUnavailableError(
-            f"Cannot load the tokenizer for model {where!r}: {exc}. Put the tokenizer files "
-            "(tokenizer.json or vocab/merges) in the model folder.",
-            field="model",
-        ) from exc
+    """The folder's own tokenizer; GPT-2's (said in `notes`) for a GPT-2 folder without one."""
+    folder = Path(where)
+    has_files = not folder.is_dir() or any((folder / f).exists() for f in TOKENIZER_FILES)
+    tokenizer = None
+    error: Exception | None = None
+    if has_files:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(where)
+        except Exception as exc:
+            error = exc
+    # transformers can hand back a tokenizer with no vocabulary instead of failing: check it.
+    if tokenizer is not None and len(tokenizer("hello world")["input_ids"]) >= 1 and len(
+        tokenizer) > 2:
+        return tokenizer
+    if model_type == "gpt2":
+        notes.append(
+            f"no usable tokenizer files in {where!r}; using GPT-2's tokenizer (built offline), "
+            "as GPT-2-architecture models do"
+        )
+        return gpt2_tokenizer()
+    raise ModelUnavailableError(
+        f"Cannot load a tokenizer for model {where!r}"
+        + (f": {error}" if error else ": no tokenizer files")
+        + ". Put the tokenizer files (tokenizer.json, or vocab.json + merges.txt) in the folder.",
+        field="model",
+    )
 
 
 def _finish(model: PreTrainedModel, device: str) -> PreTrainedModel:

@@ -1,0 +1,48 @@
+"""Input checks: each error names the field and says how to fix it."""
+
+import pytest
+
+import actpatch
+from actpatch.errors import InputError
+from tests.conftest import IOI_CLEAN, IOI_CORRUPT
+
+
+def test_multi_token_answer_shows_its_tokens_and_suggests_the_space(tiny_model):
+    with pytest.raises(InputError) as err:
+        actpatch.Experiment(tiny_model, IOI_CLEAN, IOI_CORRUPT, "Marylebone")
+    assert err.value.field == "target_token"
+    assert "tokens" in str(err.value) and "single token" in str(err.value)
+    with pytest.raises(InputError, match="leading space"):
+        actpatch.Experiment(tiny_model, "The capital is", "The capital was", "Berlin")
+
+
+def test_empty_and_too_long_prompts(tiny_model):
+    with pytest.raises(InputError, match="empty") as err:
+        actpatch.Experiment(tiny_model, "  ", IOI_CORRUPT, " Mary")
+    assert err.value.field == "clean_prompt"
+    with pytest.raises(InputError, match="at most 64") as err:
+        actpatch.Experiment(tiny_model, IOI_CLEAN, "word " * 80, " Mary")
+    assert err.value.field == "corrupt_prompt"
+
+
+def test_pairs_must_match_in_number_and_length(tiny_model):
+    with pytest.raises(InputError, match="one corrupted prompt per clean"):
+        actpatch.Experiment(tiny_model, [IOI_CLEAN, IOI_CLEAN], [IOI_CORRUPT], " Mary")
+    with pytest.raises(InputError, match="different token lengths"):
+        actpatch.Experiment(
+            tiny_model, [IOI_CLEAN, "Short one"], [IOI_CORRUPT, "Short two"], " Mary"
+        )
+
+
+def test_logit_diff_needs_a_wrong_answer(tiny_model):
+    exp = actpatch.Experiment(tiny_model, IOI_CLEAN, IOI_CORRUPT, " Mary")
+    with pytest.raises(InputError, match="wrong answer"):
+        actpatch.sweep(exp, "z", metric="logit_diff")
+    assert actpatch.sweep(exp, "z").metric == "prob"  # the default without a wrong answer
+
+
+def test_caches_are_reused(tiny_model):
+    exp = actpatch.Experiment(tiny_model, IOI_CLEAN, IOI_CORRUPT, " Mary", " John")
+    first = exp.run("clean")
+    assert exp.run("clean") is first
+    assert ("z", 0) in exp.run("clean", ["z"]).cache

@@ -1,0 +1,90 @@
+"""The command line: each command on a local model folder, its JSON, and its errors."""
+
+import json
+
+import pytest
+
+from actpatch.cli import main
+from tests.conftest import IOI_CLEAN, IOI_CORRUPT
+
+PARIS = ["--clean", "Paris is the capital of", "--corrupt", "Berlin is the capital of",
+         "--target", " France"]
+IOI = ["--clean", IOI_CLEAN, "--corrupt", IOI_CORRUPT, "--target", " Mary", "--wrong", " John"]
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_info_shows_shape_and_next_tokens(capsys, tiny_model_dir):
+    code, out, _ = run(capsys, "info", "--model", tiny_model_dir)
+    assert code == 0
+    assert "3 layers x 4 heads" in out and "next token" in out
+    code, out, _ = run(capsys, "info", "--model", tiny_model_dir, "--json")
+    data = json.loads(out)
+    assert data["n_layers"] == 3 and len(data["top_next_tokens"]) == 10
+
+
+def test_patch_json_has_the_spec_fields_and_the_model(capsys, tiny_model_dir):
+    code, out, _ = run(capsys, "patch", "--model", tiny_model_dir, *PARIS, "--layer", 1,
+                       "--head", 2, "--json")
+    assert code == 0
+    data = json.loads(out)
+    spec = ["clean_prob", "corrupt_prob", "patched_prob", "recovery_pct", "clean_rank",
+            "corrupt_rank", "patched_rank", "top_clean", "top_corrupt", "top_patched"]
+    assert list(data)[: len(spec)] == spec
+    assert data["model"] == str(tiny_model_dir)
+    assert data["top_patched"][0].keys() == {"token", "prob"}
+
+
+def test_patch_table(capsys, tiny_model_dir):
+    code, out, _ = run(capsys, "patch", "--model", tiny_model_dir, *IOI, "--layer", 0,
+                       "--head", 1)
+    assert code == 0
+    assert "recovery" in out and "rank" in out and "corrupted" in out
+    assert str(tiny_model_dir) in out
+
+
+def test_sweep_heads_saves_json_and_heatmap(capsys, tiny_model_dir, tmp_path):
+    code, out, _ = run(capsys, "sweep", "heads", "--model", tiny_model_dir, *IOI, "--out",
+                       tmp_path)
+    assert code == 0
+    assert "top 10 cells" in out and "L0" in out
+    data = json.loads((tmp_path / "sweep_z.json").read_text())
+    assert data["component"] == "z" and data["metric"] == "logit_diff"
+    assert len(data["normalized"]) == 3 and len(data["normalized"][0]) == 4
+    assert (tmp_path / "sweep_z.png").stat().st_size > 1000
+
+
+def test_sweep_resid_with_different_lengths_reports_unpatched(capsys, tiny_model_dir):
+    code, out, _ = run(capsys, "sweep", "resid", "--model", tiny_model_dir, *PARIS, "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["unpatched_positions"] == [1, 2]
+    assert data["tokens"][1:3] == ["Ber", "lin"]
+    assert data["raw"][0][1] is None
+    for key in ("clean", "corrupt", "raw", "normalized", "tokens", "patched_positions",
+                "model", "seconds", "direction"):
+        assert key in data
+
+
+@pytest.mark.parametrize("component", ["mlp_out", "attn_out", "resid_post"])
+def test_sweep_component_flag(capsys, tiny_model_dir, component):
+    code, out, _ = run(capsys, "sweep", "resid", "--component", component, "--model",
+                       tiny_model_dir, *IOI, "--json", "--direction", "noising")
+    assert code == 0
+    data = json.loads(out)
+    assert data["component"] == component and data["direction"] == "noising"
+
+
+def test_errors_print_a_message_not_a_trace(capsys, tiny_model_dir):
+    code, _, err = run(capsys, "patch", "--model", tiny_model_dir, "--clean", "Paris is",
+                       "--corrupt", "Rome is", "--target", " Marylebone", "--layer", 0,
+                       "--head", 0)
+    assert code == 2 and err.startswith("error: ") and "Traceback" not in err
+    code, _, err = run(capsys, "sweep", "heads", "--model", tiny_model_dir, "--clean", "x")
+    assert code == 2 and "--corrupt" in err
+    code, _, err = run(capsys, "info", "--model", "gpt2")
+    assert code == 2 and "--model demo" in err

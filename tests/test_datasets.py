@@ -1,0 +1,215 @@
+"""Tests for actpatch.datasets: single tokens, the IOI swap convention, determinism, JSONL."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from actpatch.datasets import (
+    CAPITALS,
+    IOI_HELDOUT_NAMES,
+    IOI_HELDOUT_TEMPLATES,
+    IOI_NAMES,
+    IOI_OBJECTS,
+    IOI_PLACES,
+    IOI_TEMPLATES,
+    IOI_TRAIN_NAMES,
+    IOI_TRAIN_TEMPLATES,
+    LANGUAGES,
+    PromptDataset,
+    factual,
+    ioi,
+    load_dataset,
+)
+from actpatch.errors import InputError
+from actpatch.tokenizer import gpt2_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tokenize():
+    tokenizer = gpt2_tokenizer()
+    return lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def test_vocabulary_is_single_gpt2_tokens(tokenize) -> None:
+    words = [*IOI_NAMES, *IOI_PLACES, *IOI_OBJECTS]
+    words += [w for pair in (*CAPITALS, *LANGUAGES) for w in pair]
+    multi = [w for w in words if len(tokenize(" " + w)) != 1]
+    assert multi == []
+    assert len(set(IOI_NAMES)) == len(IOI_NAMES) >= 100
+    assert len(IOI_TEMPLATES) >= 15
+
+
+def test_split_is_disjoint_and_complete() -> None:
+    assert set(IOI_TRAIN_NAMES).isdisjoint(IOI_HELDOUT_NAMES)
+    assert set(IOI_TRAIN_NAMES) | set(IOI_HELDOUT_NAMES) == set(IOI_NAMES)
+    assert set(IOI_TRAIN_TEMPLATES).isdisjoint(IOI_HELDOUT_TEMPLATES)
+    heldout = ioi(200, seed=3, split="heldout")
+    used = {w.strip() for w in heldout.target + (heldout.wrong or [])}
+    assert used <= set(IOI_HELDOUT_NAMES)
+    train = ioi(200, seed=3, split="train")
+    assert {w.strip() for w in train.target} <= set(IOI_TRAIN_NAMES)
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text)
+
+
+def test_ioi_swap_convention() -> None:
+    data = ioi(300, seed=7)
+    assert data.wrong is not None
+    for clean, corrupt, target, wrong in zip(
+        data.clean, data.corrupt, data.target, data.wrong, strict=True
+    ):
+        io, s = target.strip(), wrong.strip()
+        clean_words, corrupt_words = _words(clean), _words(corrupt)
+        # clean: IO once, S twice; corrupted: the subject's last mention becomes the IO
+        assert io != s
+        assert clean_words.count(io) == 1 and clean_words.count(s) == 2
+        assert corrupt_words.count(io) == 2 and corrupt_words.count(s) == 1
+        assert len(clean_words) == len(corrupt_words)
+        differing = [
+            i for i, (a, b) in enumerate(zip(clean_words, corrupt_words, strict=True)) if a != b
+        ]
+        assert len(differing) == 1
+        last = differing[0]
+        assert clean_words[last] == s and corrupt_words[last] == io
+        assert last == max(i for i, w in enumerate(clean_words) if w in (io, s))
+
+
+def test_ioi_uses_both_orders_and_hand_checked_example() -> None:
+    data = ioi(
+        1, seed=0, templates=["When {A} and {B} went to the {PLACE}, {B} gave a {OBJECT} to"]
+    )
+    place_obj = re.match(
+        r"When (\w+) and (\w+) went to the (\w+), (\w+) gave a (\w+) to", data.clean[0]
+    )
+    assert place_obj is not None
+    first, second, place, subject, obj = place_obj.groups()
+    io = data.target[0].strip()
+    assert subject == data.wrong[0].strip() and {first, second} == {io, subject}  # type: ignore[index]
+    assert data.corrupt[0] == f"When {first} and {second} went to the {place}, {io} gave a {obj} to"
+    orders = ioi(100, seed=0)
+    first_is_io = [
+        re.findall(r"[A-Z]\w+", c.split(" and ")[0])[-1] == t.strip()
+        for c, t in zip(orders.clean, orders.target, strict=True)
+    ]
+    assert 0 < sum(first_is_io) < 100  # ABBA and BABA both drawn
+
+
+def test_clean_and_corrupt_share_token_length(tokenize) -> None:
+    data = ioi(200, seed=1)
+    for clean, corrupt in zip(data.clean, data.corrupt, strict=True):
+        assert len(tokenize(clean)) == len(tokenize(corrupt))
+    facts = factual(50, seed=1)
+    for clean, corrupt in zip(facts.clean, facts.corrupt, strict=True):
+        assert len(tokenize(clean)) == len(tokenize(corrupt))
+
+
+def test_determinism() -> None:
+    assert ioi(50, seed=4) == ioi(50, seed=4)
+    assert ioi(50, seed=4) != ioi(50, seed=5)
+    assert factual(20, seed=2) == factual(20, seed=2)
+
+
+def test_same_length_and_group_by_length(tokenize) -> None:
+    one = ioi(40, seed=2, same_length=True)
+    assert len({len(tokenize(c)) for c in one.clean}) == 1
+    mixed = ioi(120, seed=2)
+    groups = mixed.group_by_length(tokenize)
+    assert len(groups) > 1 and sum(len(g) for g in groups) == len(mixed)
+    for group in groups:
+        assert len({len(tokenize(c)) for c in group.clean}) == 1
+        assert len({len(tokenize(c)) for c in group.corrupt}) == 1
+
+
+def test_factual_pairs() -> None:
+    capital = dict(CAPITALS)
+    language = dict(LANGUAGES)
+    data = factual(40, seed=0)
+    assert data.wrong is not None
+    for clean, corrupt, target, wrong in zip(
+        data.clean, data.corrupt, data.target, data.wrong, strict=True
+    ):
+        assert target != wrong
+        if clean.startswith("The city of"):
+            city = clean.split()[3]
+            other = corrupt.split()[3]
+            assert target == " " + capital[city] and wrong == " " + capital[other]
+        else:
+            country = clean.removeprefix("In ").split(",")[0]
+            other = corrupt.removeprefix("In ").split(",")[0]
+            assert target == " " + language[country] and wrong == " " + language[other]
+    assert any(c.startswith("In ") for c in data.clean)
+
+
+def test_load_dataset_specs() -> None:
+    assert load_dataset("ioi:12") == ioi(12, 0)
+    assert load_dataset("ioi:12:3") == ioi(12, 3)
+    assert load_dataset("factual:6:2") == factual(6, 2)
+    for bad in ("ioi:x", "ioi:1:2:3", "factual:", "nope.jsonl"):
+        with pytest.raises(InputError) as info:
+            load_dataset(bad)
+        assert info.value.field == "dataset" and "ioi:N" in info.value.message
+
+
+def _write(path: Path, lines: list[str]) -> str:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def test_load_dataset_jsonl(tmp_path: Path) -> None:
+    rows = [
+        {"clean": "A B", "corrupt": "A C", "target": " x", "wrong": " y"},
+        {"clean": "D E", "corrupt": "D F", "target": " z", "wrong": " w"},
+    ]
+    spec = _write(tmp_path / "pairs.jsonl", [json.dumps(r) for r in rows] + [""])
+    data = load_dataset(spec)
+    assert data == PromptDataset(
+        ["A B", "D E"], ["A C", "D F"], [" x", " z"], [" y", " w"], "pairs"
+    )
+    no_wrong = [{k: v for k, v in r.items() if k != "wrong"} for r in rows]
+    assert (
+        load_dataset(_write(tmp_path / "nw.jsonl", [json.dumps(r) for r in no_wrong])).wrong is None
+    )
+
+
+@pytest.mark.parametrize(
+    ("second_line", "expected"),
+    [
+        ("{not json", "line 2: not valid JSON"),
+        ("[1, 2]", "line 2: expected a JSON object"),
+        ('{"clean": "a", "corrupt": "b"}', "line 2: missing key(s) ['target']"),
+        (
+            '{"clean": "a", "corrupted": "b", "target": " c"}',
+            "line 2: unknown key(s) ['corrupted']",
+        ),
+        ('{"clean": "a", "corrupt": "b", "target": 3}', "line 2: value(s) of ['target']"),
+        ('{"clean": "a", "corrupt": "b", "target": " c"}', "line 2: 'wrong' is given on some"),
+    ],
+)
+def test_jsonl_errors_name_the_line(tmp_path: Path, second_line: str, expected: str) -> None:
+    first = json.dumps({"clean": "a", "corrupt": "b", "target": " c", "wrong": " d"})
+    spec = _write(tmp_path / "bad.jsonl", [first, second_line])
+    with pytest.raises(InputError) as info:
+        load_dataset(spec)
+    assert expected in info.value.message and info.value.field == "dataset"
+
+
+def test_empty_jsonl_and_mismatched_lengths(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no pairs"):
+        load_dataset(_write(tmp_path / "empty.jsonl", ["", "  "]))
+    with pytest.raises(InputError, match="different lengths"):
+        PromptDataset(["a"], ["b", "c"], [" d"], None, "bad")
+
+
+def test_ioi_rejects_bad_templates_and_names() -> None:
+    with pytest.raises(InputError, match="ABBA"):
+        ioi(3, templates=["{A} gave a {OBJECT} to"])
+    with pytest.raises(InputError, match="one GPT-2 token"):
+        ioi(3, names=["Mary", "Bartholomew-Smythe"])
+    with pytest.raises(InputError, match="split"):
+        ioi(3, split="test")  # type: ignore[arg-type]
