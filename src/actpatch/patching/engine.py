@@ -116,33 +116,46 @@ def _metric_values(setup: _Setup, final: Tensor, metric: str | None = None) -> T
 
 
 class _Patch:
-    """A hook that patches one hook point of one layer, a different cell per batch row.
+    """A hook that patches one hook point, a different cell per batch row.
 
-    Batch rows are ordered cell-major: row = cell * n_pairs + pair. `mask` says, per cell, which
-    entries take the source's value: (cells, pos) or (cells, pos, head) for vector activations,
-    (cells, head) for attention patterns. `source` is the source activation re-indexed to the
-    base run's positions: (pairs, pos, ...) or, for patterns, (pairs, head, query, key).
+    Cells are sorted by layer and join the batch at their own layer, so the batch at layer l
+    holds every cell of layer <= l, and the cells patched there are the last rows. Rows are
+    cell-major: row = cell * n_pairs + pair. `mask` says, per cell, which entries take the
+    source's value: (cells, pos) or (cells, pos, head) for vector activations, (cells, head) for
+    attention patterns; positions are the base run's.
     """
 
-    def __init__(self, hook: str, layer: int, mask: Tensor, source: Tensor, n_pairs: int):
-        self.hook, self.layer = hook, layer
-        self.mask, self.source, self.n_pairs = mask, source, n_pairs
+    def __init__(self, setup: _Setup, cells: list[tuple[int, ...]]):
+        self.setup, self.hook, self.n_pairs = setup, setup.component.hook, setup.exp.n_pairs
+        self.mask = _cell_mask(setup, cells)
+        self.first_row = 0  # first cell patched at the current layer (set by the runner)
+        self._source: dict[int, Tensor] = {}
+
+    def source(self, layer: int) -> Tensor:
+        if layer not in self._source:
+            self._source = {layer: _aligned_source(self.setup, layer)}
+        return self._source[layer]
 
     def __call__(self, name: str, layer: int, act: Tensor, pos0: int) -> Tensor:
-        if name != self.hook or layer != self.layer:
+        if name != self.hook:
             return act
-        n_cells = self.mask.shape[0]
+        first, n_cells = self.first_row, act.shape[0] // self.n_pairs
+        if first >= n_cells:
+            return act
+        mask = self.mask[first:n_cells]
+        source = self.source(layer)
         if name == "pattern":  # act: (batch, head, query, key); queries start at pos0
             n = act.shape[2]
-            source = self.source[:, :, pos0 : pos0 + n]
-            mask = self.mask[:, None, :, None, None]
+            source = source[:, :, pos0 : pos0 + n]
+            mask = mask[:, None, :, None, None]
         else:  # act: (batch, pos, ...); positions start at pos0
             n = act.shape[1]
-            source = self.source[:, pos0 : pos0 + n]
-            mask = self.mask[:, pos0 : pos0 + n]
-            mask = mask.reshape(n_cells, 1, *mask.shape[1:], *([1] * (act.dim() - mask.dim())))
-        rows = act.reshape(n_cells, self.n_pairs, *act.shape[1:])
-        return torch.where(mask, source.unsqueeze(0), rows).reshape(act.shape)
+            source = source[:, pos0 : pos0 + n]
+            mask = mask[:, pos0 : pos0 + n]
+            mask = mask.reshape(len(mask), 1, *mask.shape[1:], *([1] * (act.dim() - mask.dim())))
+        rows = act[first * self.n_pairs :].reshape(len(mask), self.n_pairs, *act.shape[1:])
+        patched = torch.where(mask, source.unsqueeze(0), rows).reshape(-1, *act.shape[1:])
+        return torch.cat([act[: first * self.n_pairs], patched]) if first else patched
 
 
 def _aligned_source(setup: _Setup, layer: int) -> Tensor:
@@ -183,22 +196,50 @@ def _cell_mask(setup: _Setup, cells: list[tuple[int, ...]]) -> Tensor:
     return mask
 
 
-def _run_cells(setup: _Setup, layer: int, cells: list[tuple[int, ...]]) -> Tensor:
-    """Final residuals of the base run patched at each cell of one layer. (cells * pairs, d_model)"""
-    exp, gpt2, start = setup.exp, setup.exp.gpt2, setup.start
-    n_pairs, n_cells = exp.n_pairs, len(cells)
-    patch = _Patch(
-        setup.component.hook,
-        layer,
-        _cell_mask(setup, cells),
-        _aligned_source(setup, layer),
-        n_pairs,
-    )
+def _run_cells(
+    setup: _Setup,
+    cells: list[tuple[int, ...]],
+    start: int,
+    progress: Callable[[float], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Tensor:
+    """Final residuals of the base run patched at each cell. (cells * pairs, d_model)
+
+    Every cell's patch leaves positions before `start` unchanged. The cells, sorted by layer,
+    share one batch that grows as it goes: a cell joins at its own layer, starting from the
+    base run's cached residual stream there, so each layer is one batched block call.
+    `progress(fraction)` reports the share of the work done.
+    """
+    gpt2, n_pairs = setup.exp.gpt2, setup.exp.n_pairs
+    order = sorted(range(len(cells)), key=lambda i: cells[i][0])
+    cells = [cells[i] for i in order]
     cache = setup.base.cache
-    x = cache[("resid_pre", layer)][:, start:].repeat(n_cells, 1, 1)
     # Keys and values before `start` are the base run's, shared by every cell (never copied).
     past = [(cache[("k", i)][:, :start], cache[("v", i)][:, :start]) for i in range(gpt2.n_layers)]
-    return gpt2.run(x, layer, start, past, hook=patch, last_only=True)
+    patch = _Patch(setup, cells)
+    layers = [cell[0] for cell in cells]
+    work = [sum(1 for c in layers if c <= layer) for layer in range(gpt2.n_layers)]
+    total_work, done_work = sum(work[layers[0] :]), 0
+    x: Tensor | None = None
+    for layer in range(layers[0], gpt2.n_layers):
+        if should_stop is not None and should_stop():
+            raise CancelledError("The sweep was cancelled.")
+        joining = layers.count(layer)
+        if joining:
+            fresh = cache[("resid_pre", layer)][:, start:].repeat(joining, 1, 1)
+            x = fresh if x is None else torch.cat([x, fresh])
+        assert x is not None
+        patch.first_row = x.shape[0] // n_pairs - joining
+        last = layer == gpt2.n_layers - 1
+        x = gpt2.block(layer, x, start, *past[layer], hook=patch, last_only=last)
+        done_work += work[layer]
+        if progress is not None:
+            progress(done_work / total_work)
+    assert x is not None
+    final = x[:, -1].reshape(len(cells), n_pairs, -1)
+    inverse = torch.empty(len(order), dtype=torch.long)
+    inverse[torch.tensor(order)] = torch.arange(len(order))
+    return final[inverse].reshape(len(cells) * n_pairs, -1)
 
 
 def _chunk_size(setup: _Setup) -> int:
@@ -262,20 +303,27 @@ def sweep(
                 if pos < setup.start:
                     raw[cell] = base_value  # identical in both runs: a no-op patch
                     continue
-            todo.setdefault(cell[0], []).append(cell)
+            # Every cell runs from the first position where the runs differ. (A cell patched at
+            # a later position could start there, but on a CPU fewer, larger batched calls beat
+            # skipping those few positions: the weights are read once per call.)
+            todo.setdefault(setup.start, []).append(cell)
 
         total = sum(len(v) for v in todo.values())
         done = 0
         if progress is not None:
             progress(0, total)
         chunk = _chunk_size(setup)
-        for layer in sorted(todo):
-            layer_cells = todo[layer]
-            for i in range(0, len(layer_cells), chunk):
-                if should_stop is not None and should_stop():
-                    raise CancelledError("The sweep was cancelled.")
-                part = layer_cells[i : i + chunk]
-                values = _metric_values(setup, _run_cells(setup, layer, part))
+        for start in sorted(todo):
+            group = todo[start]
+            for i in range(0, len(group), chunk):
+                part = group[i : i + chunk]
+
+                def report(fraction: float, before: int = done, size: int = len(part)) -> None:
+                    if progress is not None and fraction < 1:
+                        progress(before + int(fraction * size), total)
+
+                final = _run_cells(setup, part, start, report, should_stop)
+                values = _metric_values(setup, final)
                 for cell, value in zip(part, values.tolist(), strict=True):
                     raw[cell] = value
                 done += len(part)
@@ -377,7 +425,8 @@ def patch(
             patched_final = base_final
             note = f"Position {cell[1]} is identical in both prompts: the patch changes nothing."
         else:
-            patched_final = _run_cells(setup, layer, [tuple(cell)])
+            start = max(setup.start, cell[1]) if comp.by_pos else setup.start
+            patched_final = _run_cells(setup, [tuple(cell)], start)
 
         target = exp.target_ids
         runs = {"clean": clean_final, "corrupt": corrupt_final, "patched": patched_final}

@@ -176,12 +176,24 @@ class Experiment:
             if known is not None and wanted <= have:
                 return known
             wanted |= have
-            tokens = self.clean_tokens if which == "clean" else self.corrupt_tokens
             with torch.inference_mode():
-                final, cache = self.gpt2.run_with_cache(tokens, wanted)
-            run = Run(tokens, final, cache)
-            self._runs[which] = run
-            return run
+                if self.clean_tokens.shape == self.corrupt_tokens.shape:
+                    # Both runs in one batched forward: the weights are read once.
+                    for other in self._runs.values():
+                        wanted |= {name for name, _ in other.cache}
+                    both = torch.cat([self.clean_tokens, self.corrupt_tokens])
+                    final, cache = self.gpt2.run_with_cache(both, wanted)
+                    n = self.n_pairs
+                    for i, key in enumerate(("clean", "corrupt")):
+                        part = slice(i * n, (i + 1) * n)
+                        self._runs[key] = Run(
+                            both[part], final[part], {k: v[part] for k, v in cache.items()}
+                        )
+                else:
+                    tokens = self.clean_tokens if which == "clean" else self.corrupt_tokens
+                    final, cache = self.gpt2.run_with_cache(tokens, wanted)
+                    self._runs[which] = Run(tokens, final, cache)
+            return self._runs[which]
 
     def str_tokens(self, which: str) -> list[str]:
         """The token strings of the first pair's clean or corrupted prompt."""
