@@ -86,15 +86,19 @@ def main() -> None:
     hf_model = GPT2LMHeadModel(GPT2Config()).eval()
     hf_model.requires_grad_(False)
     model = LoadedModel("random GPT-2-small-shaped", "random weights", hf_model, gpt2_tokenizer())
-    print(f"model: {model.name}: {model.n_layers} layers, {model.n_heads} heads, d_model "
-          f"{model.d_model}, vocabulary {model.d_vocab}; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"model: {model.name}: {model.n_layers} layers, {model.n_heads} heads, d_model "
+        f"{model.d_model}, vocabulary {model.d_vocab}; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
     peak = matmul_peak()
     print(f"measured fp32 matmul peak: {peak:.1f} GFLOP/s")
 
     exp = actpatch.Experiment(model, CLEAN, CORRUPT, " Mary", " John")
-    print(f"prompt pair: {exp.clean_tokens.shape[1]} tokens; first differing position "
-          f"{exp.first_diff}")
+    print(
+        f"prompt pair: {exp.clean_tokens.shape[1]} tokens; first differing position "
+        f"{exp.first_diff}"
+    )
     bridge = model.bridge()
     with torch.no_grad():
         clean_logits, clean_cache = bridge.run_with_cache(exp.clean_tokens)
@@ -123,20 +127,26 @@ def main() -> None:
         assert result is not None
         ours = statistics.median(times)
         flops = unavoidable_flops(model, result, exp.first_diff)
-        line = (f"\n{component} sweep ({'x'.join(result.axes)} = {result.raw.numel()} cells)\n"
-                f"  actpatch          {ours:8.3f} s  (median of {args.repeats}, cold caches)")
+        line = (
+            f"\n{component} sweep ({'x'.join(result.axes)} = {result.raw.numel()} cells)\n"
+            f"  actpatch          {ours:8.3f} s  (median of {args.repeats}, cold caches)"
+        )
         if not args.skip_tl:
             t0 = time.perf_counter()
             with torch.no_grad():
                 reference = tl_function(bridge, exp.corrupt_tokens, clean_cache, normalized)
             tl_time = time.perf_counter() - t0
             diff = float((result.normalized - reference).abs().max())
-            line += (f"\n  TransformerLens   {tl_time:8.3f} s\n"
-                     f"  speed-up          {tl_time / ours:8.1f}x   (target {target}x)\n"
-                     f"  max |difference|  {diff:.2e} (normalized logit difference)")
+            line += (
+                f"\n  TransformerLens   {tl_time:8.3f} s\n"
+                f"  speed-up          {tl_time / ours:8.1f}x   (target {target}x)\n"
+                f"  max |difference|  {diff:.2e} (normalized logit difference)"
+            )
         rate = flops / ours / 1e9
-        line += (f"\n  unavoidable work  {flops / 1e9:8.2f} GFLOP -> {rate:.1f} GFLOP/s achieved, "
-                 f"{100 * rate / peak:.0f}% of the measured peak")
+        line += (
+            f"\n  unavoidable work  {flops / 1e9:8.2f} GFLOP -> {rate:.1f} GFLOP/s achieved, "
+            f"{100 * rate / peak:.0f}% of the measured peak"
+        )
         print(line)
         rows.append((component, ours))
 

@@ -7,8 +7,14 @@ import pytest
 from actpatch.cli import main
 from tests.conftest import IOI_CLEAN, IOI_CORRUPT
 
-PARIS = ["--clean", "Paris is the capital of", "--corrupt", "Berlin is the capital of",
-         "--target", " France"]
+PARIS = [
+    "--clean",
+    "Paris is the capital of",
+    "--corrupt",
+    "Berlin is the capital of",
+    "--target",
+    " France",
+]
 IOI = ["--clean", IOI_CLEAN, "--corrupt", IOI_CORRUPT, "--target", " Mary", "--wrong", " John"]
 
 
@@ -28,28 +34,37 @@ def test_info_shows_shape_and_next_tokens(capsys, tiny_model_dir):
 
 
 def test_patch_json_has_the_spec_fields_and_the_model(capsys, tiny_model_dir):
-    code, out, _ = run(capsys, "patch", "--model", tiny_model_dir, *PARIS, "--layer", 1,
-                       "--head", 2, "--json")
+    code, out, _ = run(
+        capsys, "patch", "--model", tiny_model_dir, *PARIS, "--layer", 1, "--head", 2, "--json"
+    )
     assert code == 0
     data = json.loads(out)
-    spec = ["clean_prob", "corrupt_prob", "patched_prob", "recovery_pct", "clean_rank",
-            "corrupt_rank", "patched_rank", "top_clean", "top_corrupt", "top_patched"]
+    spec = [
+        "clean_prob",
+        "corrupt_prob",
+        "patched_prob",
+        "recovery_pct",
+        "clean_rank",
+        "corrupt_rank",
+        "patched_rank",
+        "top_clean",
+        "top_corrupt",
+        "top_patched",
+    ]
     assert list(data)[: len(spec)] == spec
     assert data["model"] == str(tiny_model_dir)
     assert data["top_patched"][0].keys() == {"token", "prob"}
 
 
 def test_patch_table(capsys, tiny_model_dir):
-    code, out, _ = run(capsys, "patch", "--model", tiny_model_dir, *IOI, "--layer", 0,
-                       "--head", 1)
+    code, out, _ = run(capsys, "patch", "--model", tiny_model_dir, *IOI, "--layer", 0, "--head", 1)
     assert code == 0
     assert "recovery" in out and "rank" in out and "corrupted" in out
     assert str(tiny_model_dir) in out
 
 
 def test_sweep_heads_saves_json_and_heatmap(capsys, tiny_model_dir, tmp_path):
-    code, out, _ = run(capsys, "sweep", "heads", "--model", tiny_model_dir, *IOI, "--out",
-                       tmp_path)
+    code, out, _ = run(capsys, "sweep", "heads", "--model", tiny_model_dir, *IOI, "--out", tmp_path)
     assert code == 0
     assert "top 10 cells" in out and "L0" in out
     data = json.loads((tmp_path / "sweep_z.json").read_text())
@@ -65,24 +80,57 @@ def test_sweep_resid_with_different_lengths_reports_unpatched(capsys, tiny_model
     assert data["unpatched_positions"] == [1, 2]
     assert data["tokens"][1:3] == ["Ber", "lin"]
     assert data["raw"][0][1] is None
-    for key in ("clean", "corrupt", "raw", "normalized", "tokens", "patched_positions",
-                "model", "seconds", "direction"):
+    for key in (
+        "clean",
+        "corrupt",
+        "raw",
+        "normalized",
+        "tokens",
+        "patched_positions",
+        "model",
+        "seconds",
+        "direction",
+    ):
         assert key in data
 
 
 @pytest.mark.parametrize("component", ["mlp_out", "attn_out", "resid_post"])
 def test_sweep_component_flag(capsys, tiny_model_dir, component):
-    code, out, _ = run(capsys, "sweep", "resid", "--component", component, "--model",
-                       tiny_model_dir, *IOI, "--json", "--direction", "noising")
+    code, out, _ = run(
+        capsys,
+        "sweep",
+        "resid",
+        "--component",
+        component,
+        "--model",
+        tiny_model_dir,
+        *IOI,
+        "--json",
+        "--direction",
+        "noising",
+    )
     assert code == 0
     data = json.loads(out)
     assert data["component"] == component and data["direction"] == "noising"
 
 
 def test_errors_print_a_message_not_a_trace(capsys, tiny_model_dir):
-    code, _, err = run(capsys, "patch", "--model", tiny_model_dir, "--clean", "Paris is",
-                       "--corrupt", "Rome is", "--target", " Marylebone", "--layer", 0,
-                       "--head", 0)
+    code, _, err = run(
+        capsys,
+        "patch",
+        "--model",
+        tiny_model_dir,
+        "--clean",
+        "Paris is",
+        "--corrupt",
+        "Rome is",
+        "--target",
+        " Marylebone",
+        "--layer",
+        0,
+        "--head",
+        0,
+    )
     assert code == 2 and err.startswith("error: ") and "Traceback" not in err
     code, _, err = run(capsys, "sweep", "heads", "--model", tiny_model_dir, "--clean", "x")
     assert code == 2 and "--corrupt" in err

@@ -49,7 +49,7 @@ def test_partial_run_from_cache_equals_full_run(tiny_model, fast, layer, pos0):
 
 def test_other_architectures_are_named():
     class NotGPT2(torch.nn.Module):
-        class config:  # noqa: N801
+        class config:
             model_type = "llama"
 
     assert "llama" in (supports(NotGPT2()) or "")

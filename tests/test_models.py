@@ -32,7 +32,7 @@ def test_hub_model_offline_fails_with_a_message_that_teaches():
 def test_missing_folder_and_folder_without_config(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         actpatch.load_model(str(tmp_path / "nowhere"))
-    with pytest.raises(InputError, match="config.json"):
+    with pytest.raises(InputError, match=r"config\.json"):
         actpatch.load_model(str(tmp_path))
 
 

@@ -78,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     patch.add_argument("--layer", type=int, required=True)
     patch.add_argument("--head", type=int, default=None)
     patch.add_argument("--pos", type=int, default=None, help="position, for by-position components")
-    patch.add_argument("--component", default="z", help="what to patch (default z: a head's output)")
+    patch.add_argument(
+        "--component", default="z", help="what to patch (default z: a head's output)"
+    )
     patch.add_argument("--top", type=int, default=10, help="how many top tokens to show")
 
     sweep = sub.add_parser("sweep", help="patch every layer x head (or layer x position) cell")
@@ -115,7 +117,9 @@ def _experiments(args: argparse.Namespace, model: Any) -> list[Any]:
 
     if args.dataset:
         if args.clean or args.corrupt:
-            raise InputError("Give either --dataset or --clean/--corrupt, not both.", field="dataset")
+            raise InputError(
+                "Give either --dataset or --clean/--corrupt, not both.", field="dataset"
+            )
         from actpatch.datasets import load_dataset
 
         data = load_dataset(args.dataset)
@@ -137,8 +141,9 @@ def _progress_bar(label: str) -> Any:
 
     def update(done: int, total: int) -> None:
         if "bar" not in bar:
-            bar["bar"] = tqdm(total=total, desc=label, unit="cell", file=sys.stderr, delay=0.5,
-                              leave=False)
+            bar["bar"] = tqdm(
+                total=total, desc=label, unit="cell", file=sys.stderr, delay=0.5, leave=False
+            )
         bar["bar"].update(done - bar["bar"].n)
         if done >= total:
             bar["bar"].close()
@@ -176,16 +181,22 @@ def cmd_info(args: argparse.Namespace) -> int:
         {"token": model.tokenizer.decode([int(i)]), "prob": round(float(v), 6)}
         for v, i in zip(values, top, strict=True)
     ]
-    payload = {**model.describe(), "prompt": args.prompt,
-               "prompt_tokens": model.to_str_tokens(ids[0]), "top_next_tokens": guesses}
+    payload = {
+        **model.describe(),
+        "prompt": args.prompt,
+        "prompt_tokens": model.to_str_tokens(ids[0]),
+        "top_next_tokens": guesses,
+    }
     _save_json(args.out, "info.json", payload)
     if args.json:
         print(json.dumps(payload, indent=2))
         return 0
     d = model.describe()
     print(f"model      {d['name']}  ({d['source']}, {d['architecture']})")
-    print(f"shape      {d['n_layers']} layers x {d['n_heads']} heads, d_model {d['d_model']}, "
-          f"d_head {d['d_head']}, context {d['n_ctx']}, vocabulary {d['d_vocab']}")
+    print(
+        f"shape      {d['n_layers']} layers x {d['n_heads']} heads, d_model {d['d_model']}, "
+        f"d_head {d['d_head']}, context {d['n_ctx']}, vocabulary {d['d_vocab']}"
+    )
     print(f"parameters {d['n_params']:,}")
     for note in d["notes"]:
         print(f"note       {note}")
@@ -209,8 +220,14 @@ def cmd_patch(args: argparse.Namespace) -> int:
             field="dataset",
         )
     result = patch(
-        experiments[0], args.layer, args.head, args.pos, component=args.component,
-        metric=args.metric, direction=args.direction, top_k=args.top,
+        experiments[0],
+        args.layer,
+        args.head,
+        args.pos,
+        component=args.component,
+        metric=args.metric,
+        direction=args.direction,
+        top_k=args.top,
     )
     payload = result.to_dict()
     _save_json(args.out, "patch.json", payload)
@@ -219,20 +236,28 @@ def cmd_patch(args: argparse.Namespace) -> int:
         return 0
     where = ", ".join(f"{k} {v}" for k, v in result.index.items())
     print(f"{result.component} patch at {where} ({result.direction}) on {result.model}")
-    recovery = "undefined (clean = corrupted)" if math.isnan(result.recovery_pct) else (
-        f"{result.recovery_pct:.1f}%"
+    recovery = (
+        "undefined (clean = corrupted)"
+        if math.isnan(result.recovery_pct)
+        else (f"{result.recovery_pct:.1f}%")
     )
     target = experiments[0].target_strs[0]
-    print(f"\n  P({target!r})  clean {result.clean_prob:.4g}   corrupted {result.corrupt_prob:.4g}"
-          f"   patched {result.patched_prob:.4g}")
+    print(
+        f"\n  P({target!r})  clean {result.clean_prob:.4g}   corrupted {result.corrupt_prob:.4g}"
+        f"   patched {result.patched_prob:.4g}"
+    )
     print(f"  recovery    {recovery}")
-    print(f"  rank        {result.clean_rank} (clean) -> {result.corrupt_rank} (corrupted) -> "
-          f"{result.patched_rank} (patched)")
+    print(
+        f"  rank        {result.clean_rank} (clean) -> {result.corrupt_rank} (corrupted) -> "
+        f"{result.patched_rank} (patched)"
+    )
     if result.metric != "prob":
         norm = result.metric_normalized
-        print(f"  {result.metric:<11} clean {result.metric_clean:+.4f}   corrupted "
-              f"{result.metric_corrupt:+.4f}   patched {result.metric_patched:+.4f}   "
-              f"normalized {'undefined' if math.isnan(norm) else f'{norm * 100:.1f}%'}")
+        print(
+            f"  {result.metric:<11} clean {result.metric_clean:+.4f}   corrupted "
+            f"{result.metric_corrupt:+.4f}   patched {result.metric_patched:+.4f}   "
+            f"normalized {'undefined' if math.isnan(norm) else f'{norm * 100:.1f}%'}"
+        )
     if result.note:
         print(f"  note        {result.note}")
     print(f"\n  {'clean':<24}{'corrupted':<24}{'patched':<24}")
@@ -243,12 +268,14 @@ def cmd_patch(args: argparse.Namespace) -> int:
 
 
 def _print_table(result: Any) -> None:
-    values = result.normalized if not result.normalized.isnan().all() else None
-    pct = values is not None
-    table = values if pct else result.raw
+    pct = not bool(result.normalized.isnan().all())
+    table = result.normalized if pct else result.raw
     axes = result.axes
-    print(("recovery % (normalized " + result.metric + ")") if pct else f"raw {result.metric}",
-          "by", " x ".join(axes))
+    print(
+        ("recovery % (normalized " + result.metric + ")") if pct else f"raw {result.metric}",
+        "by",
+        " x ".join(axes),
+    )
     if len(axes) == 3:
         return  # (layer, pos, head): too big for a terminal table; see the top cells
     if axes[1] == "head":
@@ -257,7 +284,10 @@ def _print_table(result: Any) -> None:
             cells = "".join(f"{_fmt(float(v), pct):>7}" for v in table[layer])
             print(f"  L{layer:<3}" + cells)
     else:  # positions as rows, layers as columns: fits a terminal
-        print(f"  {'pos':>3} {'token':<16}" + "".join(f"{'L' + str(i):>7}" for i in range(table.shape[0])))
+        print(
+            f"  {'pos':>3} {'token':<16}"
+            + "".join(f"{'L' + str(i):>7}" for i in range(table.shape[0]))
+        )
         for pos, token in enumerate(result.tokens):
             cells = "".join(f"{_fmt(float(v), pct):>7}" for v in table[:, pos])
             print(f"  {pos:>3} {token!r:<16}" + cells)
@@ -272,7 +302,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     model = _load(args.model)
     experiments = _experiments(args, model)
     result = sweep_many(
-        experiments, component, args.metric, args.direction,
+        experiments,
+        component,
+        args.metric,
+        args.direction,
         progress=_progress_bar(f"{component} sweep"),
     )
     payload = result.to_dict()
@@ -281,12 +314,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(payload))
         return 0
-    print(f"{component} sweep ({result.direction}) on {result.model}: {result.n_pairs} pair(s), "
-          f"metric {result.metric}")
+    print(
+        f"{component} sweep ({result.direction}) on {result.model}: {result.n_pairs} pair(s), "
+        f"metric {result.metric}"
+    )
     print(f"clean {result.metric} = {result.clean:.4g}, corrupted = {result.corrupt:.4g}")
     if result.unpatched_positions:
-        print(f"not patched (no counterpart in the other prompt): positions "
-              f"{result.unpatched_positions}")
+        print(
+            f"not patched (no counterpart in the other prompt): positions "
+            f"{result.unpatched_positions}"
+        )
     if result.note:
         print(f"note: {result.note}")
     print()
@@ -294,8 +331,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"\ntop {args.top} cells (" + ", ".join(result.axes) + "):")
     pct = not result.normalized.isnan().all()
     for index, value in result.top(args.top):
-        label = " ".join(f"{a[0].upper() if a != 'pos' else 'P'}{i}" for a, i in zip(
-            result.axes, index, strict=True))
+        label = " ".join(
+            f"{a[0].upper() if a != 'pos' else 'P'}{i}"
+            for a, i in zip(result.axes, index, strict=True)
+        )
         shown = f"{value * 100:+.1f}%" if pct else f"{value:+.4f}"
         print(f"  {label:<14} {shown}")
     print(f"\nsweep took {result.seconds:.2f} s")

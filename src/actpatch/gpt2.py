@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +48,7 @@ HOOK_NAMES = (
 )
 
 
-def supports(hf_model: torch.nn.Module) -> str | None:
+def supports(hf_model: Any) -> str | None:
     """None if the fast path can run this model exactly, else the reason it cannot."""
     config = getattr(hf_model, "config", None)
     if config is None or getattr(config, "model_type", None) != "gpt2":
@@ -91,14 +92,14 @@ class Block:
 class GPT2:
     """GPT-2's forward pass as tensor functions over a Hugging Face model's weights."""
 
-    def __init__(self, hf_model: torch.nn.Module) -> None:
+    def __init__(self, hf_model: Any) -> None:
         reason = supports(hf_model)
         if reason is not None:
             raise ValueError(reason)
         from transformers.activations import ACT2FN
 
         config = hf_model.config
-        transformer = hf_model.transformer  # type: ignore[attr-defined]
+        transformer = hf_model.transformer
         self.n_layers = int(config.n_layer)
         self.n_heads = int(config.n_head)
         self.d_model = int(config.n_embd)
@@ -109,7 +110,7 @@ class GPT2:
         self.W_pos = transformer.wpe.weight.detach()  # (n_ctx, d_model)
         self.lnf_w = transformer.ln_f.weight.detach()
         self.lnf_b = transformer.ln_f.bias.detach()
-        self.W_U = hf_model.lm_head.weight.detach().T  # type: ignore[attr-defined]  # (d_model, d_vocab)
+        self.W_U = hf_model.lm_head.weight.detach().T  # (d_model, d_vocab)
         self.blocks: list[Block] = []
         for layer, hf_block in enumerate(transformer.h):
             scale = 1.0

@@ -167,8 +167,11 @@ def _load_tokenizer(where: str, model_type: str, notes: list[str]) -> PreTrained
         except Exception as exc:
             error = exc
     # transformers can hand back a tokenizer with no vocabulary instead of failing: check it.
-    if tokenizer is not None and len(tokenizer("hello world")["input_ids"]) >= 1 and len(
-        tokenizer) > 2:
+    if (
+        tokenizer is not None
+        and len(tokenizer("hello world")["input_ids"]) >= 1
+        and len(tokenizer) > 2
+    ):
         return tokenizer
     if model_type == "gpt2":
         notes.append(
@@ -192,7 +195,7 @@ def _finish(model: PreTrainedModel, device: str) -> PreTrainedModel:
 
 
 def load_model(spec: str | None = None, *, device: str = "cpu") -> LoadedModel:
-    """Load a model by hub name, local folder or `demo`; raise a teaching error if it can't be had."""
+    """Load a model by hub name, local folder or `demo`; a teaching error if it can't be had."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # no "Loading weights" bars: the caller reports progress
@@ -271,8 +274,9 @@ def _unavailable_message(spec: str, exc: BaseException) -> str:
     return (
         f"Model {spec!r} could not be loaded: {why} ({reason[:200]}).\n"
         "To fix it, either\n"
-        f'  - download it once with network access (e.g. `python -c "from transformers import '
-        f"AutoModelForCausalLM as M; M.from_pretrained('{spec}')\"`), after which it loads offline;\n"
+        f'  - download it once with network access (e.g. `python -c "from transformers '
+        f"import AutoModelForCausalLM as M; M.from_pretrained('{spec}')\"`), after which "
+        "it loads offline;\n"
         "  - point --model (or ACTPATCH_MODEL) at a local Hugging Face-format folder; or\n"
         "  - use the bundled model: --model demo."
     )

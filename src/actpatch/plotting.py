@@ -46,7 +46,7 @@ def heatmap(result: SweepResult, path: str | Path) -> Path:
     fig, ax = plt.subplots(figsize=(width, max(3.5, 0.45 * n_layers + 1.8)))
     masked = torch.where(values.isnan(), torch.zeros_like(values), values).numpy()
     image = ax.imshow(masked, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
-    for (layer, x) in torch.nonzero(values.isnan()).tolist():
+    for layer, x in torch.nonzero(values.isnan()).tolist():
         ax.add_patch(plt.Rectangle((x - 0.5, layer - 0.5), 1, 1, color="0.85", hatch="//"))
     ax.set_ylabel("layer")
     ax.set_yticks(range(n_layers))

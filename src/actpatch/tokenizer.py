@@ -11,6 +11,7 @@ bridge re-loads a tokenizer by its `name_or_path`: one built only in memory cann
 
 from __future__ import annotations
 
+import contextlib
 import os
 from importlib import resources
 from pathlib import Path
@@ -54,8 +55,6 @@ def gpt2_tokenizer() -> PreTrainedTokenizerBase:
     if not (folder / "tokenizer.json").exists():
         tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
         save_gpt2_tokenizer(tmp)
-        try:
+        with contextlib.suppress(OSError):  # another process got there first
             tmp.rename(folder)
-        except OSError:  # another process got there first
-            pass
     return GPT2TokenizerFast.from_pretrained(str(folder))

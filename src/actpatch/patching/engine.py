@@ -511,12 +511,18 @@ def sweep_many(
     """
     if len(experiments) == 1:
         return sweep(
-            experiments[0], component, metric, direction, progress=progress,
+            experiments[0],
+            component,
+            metric,
+            direction,
+            progress=progress,
             should_stop=should_stop,
         )
     comp = get_component(component)
     if comp.by_pos:
-        lengths = sorted({(e.clean_tokens.shape[1], e.corrupt_tokens.shape[1]) for e in experiments})
+        lengths = sorted(
+            {(e.clean_tokens.shape[1], e.corrupt_tokens.shape[1]) for e in experiments}
+        )
         raise InputError(
             f"Component {comp.name!r} is resolved by position, but the prompt pairs have "
             f"{len(lengths)} different token lengths {lengths}: a position means different "
@@ -551,8 +557,11 @@ def sweep_many(
     first.n_pairs = sum(e.n_pairs for e in experiments)
     first.seconds = time.perf_counter() - t0
     first.extra["length_groups"] = [
-        {"clean_len": int(e.clean_tokens.shape[1]), "corrupt_len": int(e.corrupt_tokens.shape[1]),
-         "n_pairs": e.n_pairs}
+        {
+            "clean_len": int(e.clean_tokens.shape[1]),
+            "corrupt_len": int(e.corrupt_tokens.shape[1]),
+            "n_pairs": e.n_pairs,
+        }
         for e in experiments
     ]
     first.extra["note_tokens"] = "tokens are those of the first group's first pair"

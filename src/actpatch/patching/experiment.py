@@ -144,7 +144,10 @@ class Experiment:
             not answer.startswith(" ")
             and len(self.model.to_tokens(" " + answer, prepend_bos=False)) == 1
         ):
-            hint = f" Did you mean {' ' + answer!r}, with a leading space? Words after a space tokenize with it."
+            hint = (
+                f" Did you mean {' ' + answer!r}, with a leading space? A word after a space "
+                "is tokenized together with it."
+            )
         elif (
             answer.startswith(" ")
             and len(self.model.to_tokens(answer.strip(), prepend_bos=False)) == 1
