@@ -33,6 +33,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         help="hub name, local Hugging Face-format folder, or 'demo' (default: $ACTPATCH_MODEL "
         "or gpt2)",
     )
+    p.add_argument("--device", default="cpu", help="torch device to run on, e.g. cpu or cuda")
     p.add_argument("--json", action="store_true", help="print JSON on stdout instead of tables")
     p.add_argument("--out", type=Path, default=None, help="folder to save JSON (and heatmaps) in")
 
@@ -105,10 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _load(spec: str | None) -> Any:
+def _load(spec: str | None, device: str = "cpu") -> Any:
     from actpatch.models import load_model
 
-    return load_model(spec)
+    return load_model(spec, device=device)
 
 
 def _experiments(args: argparse.Namespace, model: Any) -> list[Any]:
@@ -172,8 +173,8 @@ def _save_json(out: Path | None, name: str, payload: dict[str, Any]) -> Path | N
 def cmd_info(args: argparse.Namespace) -> int:
     import torch
 
-    model = _load(args.model)
-    ids = torch.tensor([model.to_tokens(args.prompt)])
+    model = _load(args.model, args.device)
+    ids = torch.tensor([model.to_tokens(args.prompt)], device=model.device)
     with torch.inference_mode():
         probs = model.hf_model(ids).logits[0, -1].softmax(-1)
     values, top = probs.topk(10)
@@ -211,7 +212,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_patch(args: argparse.Namespace) -> int:
     from actpatch.patching.engine import patch
 
-    model = _load(args.model)
+    model = _load(args.model, args.device)
     experiments = _experiments(args, model)
     if len(experiments) > 1:
         raise InputError(
@@ -299,7 +300,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from actpatch.plotting import heatmap
 
     component = get_component(args.component or SWEEP_KINDS.get(args.what, args.what)).name
-    model = _load(args.model)
+    model = _load(args.model, args.device)
     experiments = _experiments(args, model)
     result = sweep_many(
         experiments,

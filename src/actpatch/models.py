@@ -59,6 +59,10 @@ class LoadedModel:
         return self.hf_model.config
 
     @property
+    def device(self) -> torch.device:
+        return next(self.hf_model.parameters()).device
+
+    @property
     def n_layers(self) -> int:
         return int(self.config.n_layer)
 

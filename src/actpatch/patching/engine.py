@@ -127,7 +127,7 @@ class _Patch:
 
     def __init__(self, setup: _Setup, cells: list[tuple[int, ...]]):
         self.setup, self.hook, self.n_pairs = setup, setup.component.hook, setup.exp.n_pairs
-        self.mask = _cell_mask(setup, cells)
+        self.mask = _cell_mask(setup, cells).to(setup.exp.model.device)
         self.first_row = 0  # first cell patched at the current layer (set by the runner)
         self._source: dict[int, Tensor] = {}
 
@@ -237,8 +237,8 @@ def _run_cells(
             progress(done_work / total_work)
     assert x is not None
     final = x[:, -1].reshape(len(cells), n_pairs, -1)
-    inverse = torch.empty(len(order), dtype=torch.long)
-    inverse[torch.tensor(order)] = torch.arange(len(order))
+    inverse = torch.empty(len(order), dtype=torch.long, device=x.device)
+    inverse[torch.tensor(order, device=x.device)] = torch.arange(len(order), device=x.device)
     return final[inverse].reshape(len(cells) * n_pairs, -1)
 
 
@@ -374,7 +374,7 @@ def _top_tokens(exp: Experiment, probs: Tensor, k: int) -> list[TopToken]:
 
 
 def _rank(logits: Tensor, target: Tensor) -> Tensor:
-    rows = torch.arange(logits.shape[0])
+    rows = torch.arange(logits.shape[0], device=logits.device)
     return 1 + (logits > logits[rows, target][:, None]).sum(-1)
 
 
@@ -432,7 +432,7 @@ def patch(
         runs = {"clean": clean_final, "corrupt": corrupt_final, "patched": patched_final}
         logits = {k: gpt2.unembed(v) for k, v in runs.items()}
         probs = {k: v.softmax(-1) for k, v in logits.items()}
-        rows = torch.arange(exp.n_pairs)
+        rows = torch.arange(exp.n_pairs, device=target.device)
         prob = {k: float(v[rows, target].mean()) for k, v in probs.items()}
         rank = {k: float(_rank(v, target).float().mean()) for k, v in logits.items()}
         values = {k: float(_metric_values(setup, v)[0]) for k, v in runs.items()}

@@ -91,13 +91,14 @@ class Experiment:
         self.alignment: Alignment = alignments[0]
         # The first position where any pair's runs can differ; before it they are identical.
         self.first_diff = min(a.first_diff for a in alignments)
-        self.clean_tokens = torch.tensor(clean_ids)
-        self.corrupt_tokens = torch.tensor(corrupt_ids)
+        device = model.device
+        self.clean_tokens = torch.tensor(clean_ids, device=device)
+        self.corrupt_tokens = torch.tensor(corrupt_ids, device=device)
         self.target_ids = torch.tensor(
-            [self.answer_id(t, "target_token") for t in self.target_strs]
+            [self.answer_id(t, "target_token") for t in self.target_strs], device=device
         )
         self.wrong_ids = (
-            torch.tensor([self.answer_id(w, "wrong_token") for w in self.wrong_strs])
+            torch.tensor([self.answer_id(w, "wrong_token") for w in self.wrong_strs], device=device)
             if self.wrong_strs is not None
             else None
         )
