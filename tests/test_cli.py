@@ -136,3 +136,10 @@ def test_errors_print_a_message_not_a_trace(capsys, tiny_model_dir):
     assert code == 2 and "--corrupt" in err
     code, _, err = run(capsys, "info", "--model", "gpt2")
     assert code == 2 and "--model demo" in err
+
+
+def test_export_writes_a_folder_that_loads_back(capsys, tiny_model_dir, tmp_path):
+    code, out, _ = run(capsys, "export", tmp_path / "copy", "--model", tiny_model_dir)
+    assert code == 0 and "wrote" in out
+    code, out, _ = run(capsys, "info", "--model", tmp_path / "copy", "--json")
+    assert code == 0 and json.loads(out)["n_layers"] == 3

@@ -96,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--component", default=None, help="overrides WHAT, e.g. --component mlp_out")
     sweep.add_argument("--top", type=int, default=10, help="how many top cells to list")
 
+    export = sub.add_parser(
+        "export", help="write a model (e.g. the bundled demo) as a Hugging Face-format folder"
+    )
+    export.add_argument("folder", type=Path, help="where to write config, weights and tokenizer")
+    export.add_argument("--model", default=None, help="model to export (e.g. demo)")
+
     serve = sub.add_parser("serve", help="start the web app and REST API")
     serve.add_argument("--model", default=None, help="model to serve (default: gpt2, else demo)")
     serve.add_argument("--host", default="127.0.0.1")
@@ -345,6 +351,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    model = _load(args.model)
+    args.folder.mkdir(parents=True, exist_ok=True)
+    model.hf_model.save_pretrained(str(args.folder))
+    model.tokenizer.save_pretrained(str(args.folder))
+    print(f"wrote {model.name} ({model.n_layers} layers x {model.n_heads} heads) to {args.folder}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from actpatch.api import serve
 
@@ -352,7 +367,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"info": cmd_info, "patch": cmd_patch, "sweep": cmd_sweep, "serve": cmd_serve}
+COMMANDS = {
+    "info": cmd_info,
+    "patch": cmd_patch,
+    "sweep": cmd_sweep,
+    "export": cmd_export,
+    "serve": cmd_serve,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

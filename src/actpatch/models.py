@@ -53,6 +53,7 @@ class LoadedModel:
     _bridge: Any = field(default=None, repr=False)
     _bridge_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _fast: Any = field(default=None, repr=False)
+    _runner: Any = field(default=None, repr=False)
 
     @property
     def config(self) -> Any:
@@ -62,17 +63,24 @@ class LoadedModel:
     def device(self) -> torch.device:
         return next(self.hf_model.parameters()).device
 
+    def _config_int(self, *names: str) -> int:
+        for name in names:
+            value = getattr(self.config, name, None)
+            if value is not None:
+                return int(value)
+        raise AttributeError(f"{self.name}'s config has none of {names}")
+
     @property
     def n_layers(self) -> int:
-        return int(self.config.n_layer)
+        return self._config_int("n_layer", "num_hidden_layers")
 
     @property
     def n_heads(self) -> int:
-        return int(self.config.n_head)
+        return self._config_int("n_head", "num_attention_heads")
 
     @property
     def d_model(self) -> int:
-        return int(self.config.n_embd)
+        return self._config_int("n_embd", "hidden_size")
 
     @property
     def d_head(self) -> int:
@@ -80,7 +88,7 @@ class LoadedModel:
 
     @property
     def n_ctx(self) -> int:
-        return int(self.config.n_positions)
+        return self._config_int("n_positions", "max_position_embeddings")
 
     @property
     def d_vocab(self) -> int:
@@ -138,6 +146,17 @@ class LoadedModel:
                     )
                 self._fast = GPT2(self.hf_model)
             return self._fast
+
+    def bridge_runner(self) -> Any:
+        """The generic (TransformerLens bridge) path's runner for this model (built once)."""
+        from actpatch.patching.bridge import BridgeRunner
+
+        with self._bridge_lock:
+            runner = self._runner
+        if runner is None:
+            runner = BridgeRunner(self)
+            self._runner = runner
+        return runner
 
     def bridge(self) -> Any:
         """TransformerLens's `TransformerBridge` around this model (built once, on demand)."""

@@ -28,8 +28,8 @@ import torch
 from torch import Tensor
 
 from actpatch.errors import CancelledError, InputError
-from actpatch.gpt2 import GPT2
 from actpatch.models import LoadedModel
+from actpatch.patching.bridge import BridgeRunner
 from actpatch.patching.components import Component, get_component
 from actpatch.patching.experiment import Experiment, Run
 from actpatch.patching.metrics import check_metric, is_normalizable, normalize
@@ -99,19 +99,19 @@ def _setup(exp: Experiment, component: str, metric: str | None, direction: str) 
 def _metric_values(setup: _Setup, final: Tensor, metric: str | None = None) -> Tensor:
     """The metric of each final residual (cells * pairs, d_model), averaged over pairs. (cells,)"""
     metric = metric or setup.metric
-    exp, gpt2 = setup.exp, setup.exp.gpt2
+    exp, runner = setup.exp, setup.exp.runner
     n_pairs = exp.n_pairs
     reps = final.shape[0] // n_pairs
     target = exp.target_ids.repeat(reps)
     if metric == "logit_diff":
         assert exp.wrong_ids is not None
         wrong = exp.wrong_ids.repeat(reps)
-        logits = gpt2.unembed(final, torch.stack([target, wrong], dim=1))
+        logits = runner.unembed(final, torch.stack([target, wrong], dim=1))
         values = logits[:, 0] - logits[:, 1]
     else:
         from actpatch.patching.metrics import from_logits
 
-        values = from_logits(metric, gpt2.unembed(final), target, None)
+        values = from_logits(metric, runner.unembed(final), target, None)
     return values.reshape(reps, n_pairs).mean(dim=1)
 
 
@@ -125,15 +125,23 @@ class _Patch:
     attention patterns; positions are the base run's.
     """
 
-    def __init__(self, setup: _Setup, cells: list[tuple[int, ...]]):
-        self.setup, self.hook, self.n_pairs = setup, setup.component.hook, setup.exp.n_pairs
+    def __init__(
+        self,
+        setup: _Setup,
+        cells: list[tuple[int, ...]],
+        hook: str | None = None,
+        source: Callable[[int], Tensor] | None = None,
+    ):
+        self.setup, self.n_pairs = setup, setup.exp.n_pairs
+        self.hook = hook or setup.component.hook
         self.mask = _cell_mask(setup, cells).to(setup.exp.model.device)
         self.first_row = 0  # first cell patched at the current layer (set by the runner)
+        self._make_source = source or (lambda layer: _aligned_source(setup, layer))
         self._source: dict[int, Tensor] = {}
 
     def source(self, layer: int) -> Tensor:
         if layer not in self._source:
-            self._source = {layer: _aligned_source(self.setup, layer)}
+            self._source = {layer: self._make_source(layer)}
         return self._source[layer]
 
     def __call__(self, name: str, layer: int, act: Tensor, pos0: int) -> Tensor:
@@ -210,6 +218,8 @@ def _run_cells(
     base run's cached residual stream there, so each layer is one batched block call.
     `progress(fraction)` reports the share of the work done.
     """
+    if setup.exp.backend == "bridge":
+        return _run_cells_bridge(setup, cells, progress, should_stop)
     gpt2, n_pairs = setup.exp.gpt2, setup.exp.n_pairs
     order = sorted(range(len(cells)), key=lambda i: cells[i][0])
     cells = [cells[i] for i in order]
@@ -240,6 +250,47 @@ def _run_cells(
     inverse = torch.empty(len(order), dtype=torch.long, device=x.device)
     inverse[torch.tensor(order, device=x.device)] = torch.arange(len(order), device=x.device)
     return final[inverse].reshape(len(cells) * n_pairs, -1)
+
+
+def _run_cells_bridge(
+    setup: _Setup,
+    cells: list[tuple[int, ...]],
+    progress: Callable[[float], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Tensor:
+    """The generic path: one batched TransformerLens hook run per layer. Final-position logits
+    of the base run patched at each cell. (cells * pairs, d_vocab)"""
+    runner = setup.exp.runner
+    assert isinstance(runner, BridgeRunner)
+    n_pairs = setup.exp.n_pairs
+    out: list[Tensor | None] = [None] * len(cells)
+    layers = sorted({cell[0] for cell in cells})
+    for done, layer in enumerate(layers):
+        if should_stop is not None and should_stop():
+            raise CancelledError("The sweep was cancelled.")
+        index = [i for i, cell in enumerate(cells) if cell[0] == layer]
+        group = [cells[i] for i in index]
+        if setup.component.hook == "resid_mid":
+            # The bridge's hook_resid_mid only feeds the MLP; patch the residual stream itself:
+            # attention output = wanted resid_mid - resid_pre makes the stream equal it.
+            def source(layer: int) -> Tensor:
+                return _aligned_source(setup, layer) - setup.base.cache[("resid_pre", layer)]
+
+            patch = _Patch(setup, group, hook="attn_out", source=source)
+        else:
+            patch = _Patch(setup, group)
+        name = runner.hook_name(patch.hook, layer)
+
+        def hook(act: Tensor, hook: object, patch: _Patch = patch, layer: int = layer) -> Tensor:
+            return patch(patch.hook, layer, act, 0)
+
+        tokens = setup.base.tokens.repeat(len(group), 1)
+        logits = runner.run_patched(tokens, name, hook).reshape(len(group), n_pairs, -1)
+        for row, i in enumerate(index):
+            out[i] = logits[row]
+        if progress is not None:
+            progress((done + 1) / len(layers))
+    return torch.cat([t for t in out if t is not None])
 
 
 def _chunk_size(setup: _Setup) -> int:
@@ -412,7 +463,7 @@ def patch(
         cell.append(value)
 
     with torch.inference_mode():
-        gpt2: GPT2 = exp.gpt2
+        runner = exp.runner
         clean_final, corrupt_final = exp.run("clean").final, exp.run("corrupt").final
         base_final = corrupt_final if setup.direction == "denoising" else clean_final
         note = None
@@ -430,7 +481,7 @@ def patch(
 
         target = exp.target_ids
         runs = {"clean": clean_final, "corrupt": corrupt_final, "patched": patched_final}
-        logits = {k: gpt2.unembed(v) for k, v in runs.items()}
+        logits = {k: runner.unembed(v) for k, v in runs.items()}
         probs = {k: v.softmax(-1) for k, v in logits.items()}
         rows = torch.arange(exp.n_pairs, device=target.device)
         prob = {k: float(v[rows, target].mean()) for k, v in probs.items()}

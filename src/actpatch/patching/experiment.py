@@ -19,9 +19,10 @@ import torch
 from torch import Tensor
 
 from actpatch.errors import InputError
-from actpatch.gpt2 import GPT2, HOOK_NAMES
+from actpatch.gpt2 import GPT2, HOOK_NAMES, supports
 from actpatch.models import LoadedModel
 from actpatch.patching.alignment import Alignment, align
+from actpatch.patching.bridge import BridgeRunner
 
 
 @dataclass
@@ -29,7 +30,7 @@ class Run:
     """One unpatched run of a batch of prompts: tokens, final residuals and cached activations."""
 
     tokens: Tensor  # (pairs, pos)
-    final: Tensor  # (pairs, d_model), the final position's residual before ln_f
+    final: Tensor  # (pairs, d_model) final residual before ln_f; logits on the bridge path
     cache: dict[tuple[str, int], Tensor]
 
 
@@ -52,8 +53,19 @@ class Experiment:
         corrupt: str | Sequence[str],
         target: str | Sequence[str],
         wrong: str | Sequence[str] | None = None,
+        *,
+        backend: str = "auto",
     ) -> None:
+        if backend not in ("auto", "fast", "bridge"):
+            raise InputError(
+                f"Unknown backend {backend!r}: choose 'auto', 'fast' (GPT-2's architecture) or "
+                "'bridge' (any model TransformerLens can wrap).",
+                field="backend",
+            )
         self.model = model
+        if backend == "auto":
+            backend = "fast" if supports(model.hf_model) is None else "bridge"
+        self.backend = backend
         self.clean_prompts = _as_list(clean, "clean_prompt")
         self.corrupt_prompts = _as_list(corrupt, "corrupt_prompt")
         if len(self.clean_prompts) != len(self.corrupt_prompts):
@@ -171,6 +183,11 @@ class Experiment:
         """The fast-path view of the model's weights (built once)."""
         return self.model.fast_path()
 
+    @property
+    def runner(self) -> GPT2 | BridgeRunner:
+        """What runs the model: the GPT-2 fast path, or TransformerLens's bridge."""
+        return self.gpt2 if self.backend == "fast" else self.model.bridge_runner()
+
     def run(self, which: str, names: Iterable[str] = ()) -> Run:
         """The unpatched clean or corrupted run, caching at least `names` (and resid/k/v)."""
         wanted = {"resid_pre", "k", "v", *names}
@@ -186,7 +203,7 @@ class Experiment:
                     for other in self._runs.values():
                         wanted |= {name for name, _ in other.cache}
                     both = torch.cat([self.clean_tokens, self.corrupt_tokens])
-                    final, cache = self.gpt2.run_with_cache(both, wanted)
+                    final, cache = self.runner.run_with_cache(both, wanted)
                     n = self.n_pairs
                     for i, key in enumerate(("clean", "corrupt")):
                         part = slice(i * n, (i + 1) * n)
@@ -195,7 +212,7 @@ class Experiment:
                         )
                 else:
                     tokens = self.clean_tokens if which == "clean" else self.corrupt_tokens
-                    final, cache = self.gpt2.run_with_cache(tokens, wanted)
+                    final, cache = self.runner.run_with_cache(tokens, wanted)
                     self._runs[which] = Run(tokens, final, cache)
             return self._runs[which]
 

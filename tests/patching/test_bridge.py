@@ -1,0 +1,101 @@
+"""The generic path (TransformerLens's bridge) for models the GPT-2 fast path does not cover."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformer_lens import patching as tlp
+
+import actpatch
+from tests.conftest import IOI_CLEAN, IOI_CORRUPT
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory: pytest.TempPathFactory):
+    """A tiny Llama with random weights and GPT-2's tokenizer: not GPT-2's architecture."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from actpatch.tokenizer import save_gpt2_tokenizer
+
+    folder: Path = tmp_path_factory.mktemp("tiny-llama")
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=50257,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=64,
+        bos_token_id=50256,
+        eos_token_id=50256,
+        initializer_range=0.3,
+    )
+    LlamaForCausalLM(config).save_pretrained(str(folder))
+    save_gpt2_tokenizer(folder)
+    return actpatch.load_model(str(folder))
+
+
+def _reference(model, exp, tl_function, base, source):
+    bridge = model.bridge()
+    target, wrong = int(exp.target_ids[0]), int(exp.wrong_ids[0])
+
+    def logit_diff(logits):
+        return (logits[:, -1, target] - logits[:, -1, wrong]).mean()
+
+    with torch.no_grad():
+        clean = float(logit_diff(bridge(exp.clean_tokens)))
+        corrupt = float(logit_diff(bridge(exp.corrupt_tokens)))
+        _, cache = bridge.run_with_cache(source)
+        return tl_function(
+            bridge, base, cache, lambda logits: (logit_diff(logits) - corrupt) / (clean - corrupt)
+        )
+
+
+@pytest.mark.parametrize(
+    ("component", "tl_function"),
+    [
+        ("z", tlp.get_act_patch_attn_head_out_all_pos),
+        ("resid_pre", tlp.get_act_patch_resid_pre),
+        ("pattern", tlp.get_act_patch_attn_head_pattern_all_pos),
+        ("mlp_out", tlp.get_act_patch_mlp_out),
+    ],
+)
+def test_llama_sweeps_match_transformer_lens(llama, component, tl_function):
+    exp = actpatch.Experiment(llama, IOI_CLEAN, IOI_CORRUPT, " Mary", " John")
+    assert exp.backend == "bridge"  # chosen automatically: not GPT-2's architecture
+    ours = actpatch.sweep(exp, component)
+    reference = _reference(llama, exp, tl_function, exp.corrupt_tokens, exp.clean_tokens)
+    assert (ours.normalized - reference).abs().max() < 1e-4
+    assert ours.model == llama.name
+
+
+def test_llama_noising_and_single_patch(llama):
+    exp = actpatch.Experiment(llama, IOI_CLEAN, IOI_CORRUPT, " Mary", " John")
+    ours = actpatch.sweep(exp, "z", direction="noising")
+    reference = _reference(
+        llama, exp, tlp.get_act_patch_attn_head_out_all_pos, exp.clean_tokens, exp.corrupt_tokens
+    )
+    assert (ours.normalized - reference).abs().max() < 1e-4
+    one = actpatch.patch(exp, layer=1, head=2, metric="logit_diff")
+    heads = actpatch.sweep(exp, "z")
+    assert one.metric_patched == pytest.approx(float(heads.raw[1, 2]), abs=1e-5)
+
+
+@pytest.mark.parametrize("component", ["z", "resid_pre", "resid_mid", "v_by_pos", "k"])
+def test_both_paths_agree_on_gpt2(tiny_model, component):
+    """The bridge path and the fast path compute the same sweep on a GPT-2 model."""
+    fast = actpatch.Experiment(tiny_model, IOI_CLEAN, IOI_CORRUPT, " Mary", " John")
+    slow = actpatch.Experiment(
+        tiny_model, IOI_CLEAN, IOI_CORRUPT, " Mary", " John", backend="bridge"
+    )
+    a = actpatch.sweep(fast, component, "logprob")
+    b = actpatch.sweep(slow, component, "logprob")
+    assert (a.normalized - b.normalized).abs().max() < 1e-4
+
+
+def test_unknown_backend_teaches(tiny_model):
+    with pytest.raises(actpatch.InputError, match="bridge"):
+        actpatch.Experiment(tiny_model, IOI_CLEAN, IOI_CORRUPT, " Mary", backend="gpu")
