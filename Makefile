@@ -49,7 +49,7 @@ browser-deps:  ## install Debian's Chromium for the browser tests (if missing)
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "warning: could not install chromium; browser tests will be skipped"
 
 screenshots: $(VENV) browser-deps  ## regenerate docs/screenshots/ from the running page
-	$(PYTHON) -m pytest -q tests/browser -k screenshots --screenshots docs/screenshots
+	ACTPATCH_SCREENSHOTS=docs/screenshots $(PYTHON) -m pytest -q tests/browser -k screenshots
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -32,7 +32,7 @@ from actpatch.models import LoadedModel
 from actpatch.patching.bridge import BridgeRunner
 from actpatch.patching.components import Component, get_component
 from actpatch.patching.experiment import Experiment, Run
-from actpatch.patching.metrics import check_metric, is_normalizable, normalize
+from actpatch.patching.metrics import check_metric, from_logits, is_normalizable, normalize
 from actpatch.patching.results import PatchResult, SweepResult, TopToken
 
 Progress = Callable[[int, int], None]
@@ -109,8 +109,6 @@ def _metric_values(setup: _Setup, final: Tensor, metric: str | None = None) -> T
         logits = runner.unembed(final, torch.stack([target, wrong], dim=1))
         values = logits[:, 0] - logits[:, 1]
     else:
-        from actpatch.patching.metrics import from_logits
-
         values = from_logits(metric, runner.unembed(final), target, None)
     return values.reshape(reps, n_pairs).mean(dim=1)
 
@@ -480,13 +478,19 @@ def patch(
             patched_final = _run_cells(setup, [tuple(cell)], start)
 
         target = exp.target_ids
-        runs = {"clean": clean_final, "corrupt": corrupt_final, "patched": patched_final}
-        logits = {k: runner.unembed(v) for k, v in runs.items()}
+        logits = {
+            "clean": exp.logits("clean"),
+            "corrupt": exp.logits("corrupt"),
+            "patched": runner.unembed(patched_final),
+        }
         probs = {k: v.softmax(-1) for k, v in logits.items()}
         rows = torch.arange(exp.n_pairs, device=target.device)
         prob = {k: float(v[rows, target].mean()) for k, v in probs.items()}
         rank = {k: float(_rank(v, target).float().mean()) for k, v in logits.items()}
-        values = {k: float(_metric_values(setup, v)[0]) for k, v in runs.items()}
+        values = {
+            k: float(from_logits(setup.metric, v, target, exp.wrong_ids).mean())
+            for k, v in logits.items()
+        }
 
     return PatchResult(
         model=model.name,

@@ -43,6 +43,29 @@ def _as_list(value: str | Sequence[str], field: str) -> list[str]:
     return values
 
 
+def answer_id(model: LoadedModel, answer: str, field: str = "target_token") -> int:
+    """The single token id of `answer`; a teaching error if it is not exactly one token."""
+    if answer == "":
+        raise InputError(f"The {field.replace('_', ' ')} is empty: give one token.", field=field)
+    ids = model.to_tokens(answer, prepend_bos=False)
+    if len(ids) == 1:
+        return ids[0]
+    pieces = model.to_str_tokens(ids)
+    hint = ""
+    if not answer.startswith(" ") and len(model.to_tokens(" " + answer, prepend_bos=False)) == 1:
+        hint = (
+            f" Did you mean {' ' + answer!r}, with a leading space? A word after a space "
+            "is tokenized together with it."
+        )
+    elif answer.startswith(" ") and len(model.to_tokens(answer.strip(), prepend_bos=False)) == 1:
+        hint = f" Without the leading space, {answer.strip()!r} is one token."
+    raise InputError(
+        f"The {field.replace('_', ' ')} {answer!r} is {len(ids)} tokens for {model.name}: "
+        f"{pieces}. Answers must be a single token.{hint}",
+        field=field,
+    )
+
+
 class Experiment:
     """Clean and corrupted prompts with their answers, tokenized, aligned and ready to patch."""
 
@@ -115,6 +138,7 @@ class Experiment:
             else None
         )
         self._runs: dict[str, Run] = {}
+        self._logits: dict[str, Tensor] = {}
         self._lock = threading.Lock()
 
     # -- input checks ---------------------------------------------------------------------
@@ -144,33 +168,7 @@ class Experiment:
 
     def answer_id(self, answer: str, field: str = "target_token") -> int:
         """The single token id of `answer`; a teaching error if it is not exactly one token."""
-        if answer == "":
-            raise InputError(
-                f"The {field.replace('_', ' ')} is empty: give one token.", field=field
-            )
-        ids = self.model.to_tokens(answer, prepend_bos=False)
-        if len(ids) == 1:
-            return ids[0]
-        pieces = self.model.to_str_tokens(ids)
-        hint = ""
-        if (
-            not answer.startswith(" ")
-            and len(self.model.to_tokens(" " + answer, prepend_bos=False)) == 1
-        ):
-            hint = (
-                f" Did you mean {' ' + answer!r}, with a leading space? A word after a space "
-                "is tokenized together with it."
-            )
-        elif (
-            answer.startswith(" ")
-            and len(self.model.to_tokens(answer.strip(), prepend_bos=False)) == 1
-        ):
-            hint = f" Without the leading space, {answer.strip()!r} is one token."
-        raise InputError(
-            f"The {field.replace('_', ' ')} {answer!r} is {len(ids)} tokens for {self.model.name}: "
-            f"{pieces}. Answers must be a single token.{hint}",
-            field=field,
-        )
+        return answer_id(self.model, answer, field)
 
     # -- the runs ---------------------------------------------------------------------------
 
@@ -215,6 +213,17 @@ class Experiment:
                     final, cache = self.runner.run_with_cache(tokens, wanted)
                     self._runs[which] = Run(tokens, final, cache)
             return self._runs[which]
+
+    def logits(self, which: str) -> Tensor:
+        """The unpatched run's full final-position logits. (pairs, d_vocab), computed once."""
+        with self._lock:
+            known = self._logits.get(which)
+        if known is None:
+            with torch.inference_mode():
+                known = self.runner.unembed(self.run(which).final)
+            with self._lock:
+                self._logits[which] = known
+        return known
 
     def str_tokens(self, which: str) -> list[str]:
         """The token strings of the first pair's clean or corrupted prompt."""

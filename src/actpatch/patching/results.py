@@ -129,13 +129,13 @@ class PatchResult:
         """The specification's /patch response: exactly its fields, in its order."""
 
         def tops(items: list[TopToken]) -> list[dict[str, Any]]:
-            return [{"token": t.token, "prob": round(t.prob, 6)} for t in items]
+            return [{"token": t.token, "prob": t.prob} for t in items]
 
         return {
-            "clean_prob": round(self.clean_prob, 6),
-            "corrupt_prob": round(self.corrupt_prob, 6),
-            "patched_prob": round(self.patched_prob, 6),
-            "recovery_pct": None if math.isnan(self.recovery_pct) else round(self.recovery_pct, 4),
+            "clean_prob": self.clean_prob,
+            "corrupt_prob": self.corrupt_prob,
+            "patched_prob": self.patched_prob,
+            "recovery_pct": None if math.isnan(self.recovery_pct) else self.recovery_pct,
             "clean_rank": self.clean_rank,
             "corrupt_rank": self.corrupt_rank,
             "patched_rank": self.patched_rank,

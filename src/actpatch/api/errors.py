@@ -1,0 +1,188 @@
+"""Errors as answers: every failure is a 4xx whose message names the field and how to fix it.
+
+Bodies are `{"detail": message, "field": name}` (plus `errors` when several fields are at
+fault). `InputError` and request validation answer 422, an unknown job 404, a model that cannot
+be had 503. Anything else is a bug: it is logged and answered with a 500 that says so, never
+with a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from actpatch.errors import ActpatchError, CancelledError, InputError, ModelUnavailableError
+
+logger = logging.getLogger("actpatch.api")
+
+EXAMPLE_BODY = (
+    '{"clean_prompt": "Paris is the capital of", "corrupt_prompt": "Berlin is the capital of", '
+    '"target_token": " France", "layer": 8, "head": 11}'
+)
+
+
+class NotFoundError(ActpatchError):
+    """A job (or other resource) the client named does not exist."""
+
+
+def _body(detail: str, field: str | None, errors: list[dict[str, Any]] | None = None) -> dict:
+    body: dict[str, Any] = {"detail": detail, "field": field}
+    if errors is not None:
+        body["errors"] = errors
+    return body
+
+
+def _status(exc: ActpatchError) -> int:
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, ModelUnavailableError):
+        return 503
+    if isinstance(exc, CancelledError):
+        return 409
+    return 422  # InputError and any other mistake in the request
+
+
+def _field(loc: tuple[Any, ...] | list[Any]) -> str | None:
+    """The request field an error location points at: ('body', 'layer') -> 'layer'."""
+    names = [str(part) for part in loc[1:] if isinstance(part, str)]
+    return names[0] if names else None
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def explain(error: dict[str, Any]) -> tuple[str | None, str]:
+    """A pydantic validation error as (field, message that says how to fix it)."""
+    kind, ctx = error.get("type", ""), error.get("ctx") or {}
+    loc = tuple(error.get("loc", ()))
+    field = _field(loc)
+    got = _describe(error.get("input"))
+    name = field or "the request body"
+    if kind == "json_invalid":
+        return "body", (
+            f"The request body is not valid JSON ({ctx.get('error', 'decode error')}). Send a "
+            f"JSON object, e.g. {EXAMPLE_BODY}."
+        )
+    if field is None and kind in ("missing", "model_attributes_type", "dict_type"):
+        return "body", (
+            "The request body must be a JSON object (with Content-Type: application/json), "
+            f"e.g. {EXAMPLE_BODY}."
+        )
+    if kind == "missing":
+        return field, f"{field} is required: add it to the JSON body."
+    if kind == "extra_forbidden":
+        return field, (
+            f"Unknown field {field!r}: this route does not take it. Check its spelling against "
+            "the route's schema at /docs."
+        )
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return field, f"{name} must be a whole number, e.g. 8 (got {got})."
+    if kind in ("string_type", "list_type"):
+        return field, f"{name} must be a string in quotes, or a list of strings (got {got})."
+    if kind == "string_too_long":
+        return field, (
+            f"{name} is too long: the server takes at most {ctx.get('max_length')} characters. "
+            "Shorten it."
+        )
+    if kind == "literal_error":
+        return field, f"{name} must be one of {ctx.get('expected')} (got {got})."
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        bound = {k: v for k, v in ctx.items() if k in ("ge", "le", "gt", "lt")}
+        words = {"ge": "at least", "le": "at most", "gt": "more than", "lt": "less than"}
+        limits = " and ".join(f"{words[k]} {v}" for k, v in bound.items())
+        return field, f"{name} must be {limits} (got {got})."
+    return field, f"{name}: {error.get('msg', 'invalid value')} (got {got})."
+
+
+async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """422 for a body pydantic refused, naming each field at fault and how to fix it."""
+    assert isinstance(exc, RequestValidationError)
+    seen: dict[str | None, str] = {}
+    for error in exc.errors():
+        field, message = explain(error)
+        seen.setdefault(field, message)  # a union field reports once, not once per member
+    errors = [{"field": f, "message": m} for f, m in seen.items()]
+    first_field, first = next(iter(seen.items()))
+    detail = first if len(errors) == 1 else " ".join(m for m in seen.values())
+    return JSONResponse(status_code=422, content=_body(detail, first_field, errors))
+
+
+async def actpatch_error(request: Request, exc: Exception) -> JSONResponse:
+    """The engine's teaching errors: 422 for input, 503 for an unavailable model, 404, 409."""
+    assert isinstance(exc, ActpatchError)
+    return JSONResponse(status_code=_status(exc), content=_body(exc.message, exc.field))
+
+
+async def http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own errors (unknown route, wrong method) in the same shape as ours."""
+    assert isinstance(exc, StarletteHTTPException)
+    detail = str(exc.detail)
+    if exc.status_code == 404:
+        detail = f"No route {request.url.path!r}. The API's routes are listed at /docs."
+    elif exc.status_code == 405:
+        detail = (
+            f"{request.method} is not allowed on {request.url.path!r}. See /docs for the "
+            "methods each route takes."
+        )
+    return JSONResponse(
+        status_code=exc.status_code, content=_body(detail, None), headers=exc.headers
+    )
+
+
+def _internal_error_body(exc: Exception) -> dict[str, Any]:
+    detail = (
+        f"Internal error ({type(exc).__name__}): {str(exc)[:300]}. This is a bug in actpatch, "
+        "not in your request: please report it with the request body."
+    )
+    return _body(detail, None)
+
+
+class CatchAll:
+    """ASGI middleware: an unexpected exception is logged here and answered as JSON (500).
+
+    Starlette's own last-resort handler answers and then re-raises; this one answers and stops,
+    so a bug in one request never takes anything else down and never shows a stack trace.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        except Exception as exc:
+            logger.exception("internal error on %s %s", scope.get("method"), scope.get("path"))
+            if started:  # the answer is half sent: nothing better to do than to stop
+                return
+            response = JSONResponse(status_code=500, content=_internal_error_body(exc))
+            await response(scope, receive, send)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that turn every exception into a teaching JSON answer."""
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(ActpatchError, actpatch_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_middleware(CatchAll)
+
+
+__all__ = ["CatchAll", "InputError", "NotFoundError", "explain", "install"]

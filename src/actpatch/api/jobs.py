@@ -1,0 +1,179 @@
+"""Background sweeps: start one, watch its progress, fetch its result, or cancel it.
+
+A job runs the engine's `sweep` in a worker thread (at most `workers` at once; more wait in a
+queue). The engine reports progress as cells finish and polls `should_stop` between batches,
+so a cancelled job stops within one batch of cells. A job nobody has asked about for
+`idle_timeout_s` seconds is cancelled too, so a closed browser tab does not keep the CPU busy.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from actpatch.errors import ActpatchError, CancelledError
+
+from .errors import NotFoundError
+
+logger = logging.getLogger("actpatch.api")
+
+Progress = Callable[[int, int], None]
+ShouldStop = Callable[[], bool]
+SweepWork = Callable[[Progress, ShouldStop], dict[str, Any]]
+
+
+@dataclass
+class Job:
+    """One background sweep and everything a client may ask about it."""
+
+    id: str
+    model: str
+    component: str
+    idle_timeout_s: float
+    status: str = "queued"  # queued, running, done, failed, cancelled
+    done: int = 0
+    total: int = 0
+    started: float | None = None
+    finished: float | None = None
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    last_seen: float = field(default_factory=time.monotonic)
+    cancel_requested: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def idle(self) -> bool:
+        return time.monotonic() - self.last_seen > self.idle_timeout_s
+
+    def should_stop(self) -> bool:
+        return self.cancel_requested.is_set() or self.idle
+
+    def progress(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
+
+    @property
+    def elapsed_s(self) -> float:
+        if self.started is None:
+            return 0.0
+        return (self.finished or time.monotonic()) - self.started
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status,
+            "model": self.model,
+            "component": self.component,
+            "done": self.done,
+            "total": self.total,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "result": self.result,
+            "error": self.error,
+        }
+
+
+class SweepJobs:
+    """Sweep jobs by id, run by a small pool of worker threads."""
+
+    def __init__(self, workers: int = 1, keep: int = 64, idle_timeout_s: float = 120.0) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="actpatch-sweep")
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._lock = threading.Lock()
+        self.keep = keep
+        self.idle_timeout_s = idle_timeout_s
+
+    @property
+    def running(self) -> int:
+        return sum(job.status in ("queued", "running") for job in list(self._jobs.values()))
+
+    def submit(self, work: SweepWork, model: str, component: str) -> Job:
+        """Queue `work(progress, should_stop)`; return its job at once."""
+        job = Job(uuid.uuid4().hex[:12], model, component, self.idle_timeout_s)
+        with self._lock:
+            self._jobs[job.id] = job
+            self._forget_old()
+        self._pool.submit(self._run, job, work)
+        return job
+
+    def get(self, job_id: str) -> Job:
+        """The job with this id (marking it as watched); a teaching 404 if there is none."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            raise NotFoundError(
+                f"There is no sweep job {job_id!r}: it never existed, or it finished more than "
+                f"{self.keep} jobs ago and was forgotten. Start one with POST /sweep/jobs.",
+                field="job_id",
+            )
+        job.last_seen = time.monotonic()
+        return job
+
+    def cancel(self, job_id: str) -> Job:
+        """Ask the job to stop; a queued job is cancelled at once, a running one within a batch."""
+        job = self.get(job_id)
+        job.cancel_requested.set()
+        if job.status == "queued":
+            self._finish(job, "cancelled", error=_cancelled())
+        return job
+
+    def shutdown(self) -> None:
+        """Cancel every job and stop the workers (the server is shutting down)."""
+        for job in list(self._jobs.values()):
+            job.cancel_requested.set()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- the worker side ----------------------------------------------------------------------
+
+    def _run(self, job: Job, work: SweepWork) -> None:
+        if job.should_stop():
+            if job.status == "queued":
+                self._finish(job, "cancelled", error=_cancelled(job))
+            return
+        job.status, job.started = "running", time.monotonic()
+        try:
+            result = work(job.progress, job.should_stop)
+        except CancelledError:
+            self._finish(job, "cancelled", error=_cancelled(job))
+        except ActpatchError as exc:
+            self._finish(job, "failed", error={"detail": exc.message, "field": exc.field})
+        except Exception as exc:  # a bug: report it on the job, keep the worker alive
+            logger.exception("sweep job %s failed", job.id)
+            detail = f"The sweep failed with an internal error ({type(exc).__name__}: {exc}). "
+            detail += "This is a bug in actpatch: please report it with the request."
+            self._finish(job, "failed", error={"detail": detail, "field": None})
+        else:
+            self._finish(job, "done", result=result)
+
+    def _finish(
+        self,
+        job: Job,
+        status: str,
+        result: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+    ) -> None:
+        job.result, job.error = result, error
+        job.finished = time.monotonic()
+        job.status = status  # last: a client that sees the status also sees the result
+
+    def _forget_old(self) -> None:
+        """Drop the oldest finished jobs beyond `keep` (called with the lock held)."""
+        finished = [i for i, j in self._jobs.items() if j.status in ("done", "failed", "cancelled")]
+        for job_id in finished[: max(0, len(self._jobs) - self.keep)]:
+            del self._jobs[job_id]
+
+
+def _cancelled(job: Job | None = None) -> dict[str, Any]:
+    if job is not None and job.idle and not job.cancel_requested.is_set():
+        detail = (
+            f"The sweep was cancelled because nobody asked for its progress for "
+            f"{job.idle_timeout_s:g} s. Poll GET /sweep/jobs/{{id}} while it runs, or use "
+            "POST /sweep to wait for the result in one request."
+        )
+    else:
+        detail = "The sweep was cancelled."
+    return {"detail": detail, "field": None}

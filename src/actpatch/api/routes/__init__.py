@@ -1,0 +1,15 @@
+"""The API's routes, one module per resource, gathered into one router."""
+
+from fastapi import APIRouter
+
+from . import health, models, page, patch, sweep, tokenize
+
+api_router = APIRouter()
+api_router.include_router(patch.router)
+api_router.include_router(sweep.router)
+api_router.include_router(tokenize.router)
+api_router.include_router(models.router)
+api_router.include_router(health.router)
+api_router.include_router(page.router)
+
+__all__ = ["api_router"]

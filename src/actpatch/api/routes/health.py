@@ -1,0 +1,17 @@
+"""GET /health: is the server up, and what does it run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..deps import WorkbenchDep
+from ..routing import make_router
+from ..schemas import HealthResponse
+
+router = make_router(tags=["server"])
+
+
+@router.get("/health", response_model=HealthResponse)
+def health(workbench: WorkbenchDep) -> dict[str, Any]:
+    """Liveness: the version, the models loaded and the work in progress."""
+    return workbench.health()

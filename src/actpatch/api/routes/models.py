@@ -1,0 +1,17 @@
+"""GET /models: what this server can run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..deps import WorkbenchDep
+from ..routing import make_router
+from ..schemas import ModelsResponse
+
+router = make_router(tags=["server"])
+
+
+@router.get("/models", response_model=ModelsResponse)
+def models(workbench: WorkbenchDep) -> dict[str, Any]:
+    """The models this server runs (and its default), notices, components and metrics."""
+    return workbench.models()

@@ -1,0 +1,18 @@
+"""POST /tokenize: the tokens of prompts and answers, for live alignment and warnings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..deps import WorkbenchDep
+from ..routing import make_router
+from ..schemas import TokenizeRequest, TokenizeResponse
+from .patch import ERRORS
+
+router = make_router(tags=["tokens"])
+
+
+@router.post("/tokenize", response_model=TokenizeResponse, responses=ERRORS)
+def tokenize(request: TokenizeRequest, workbench: WorkbenchDep) -> dict[str, Any]:
+    """Token strings and ids of the prompts and answers, their alignment, and live warnings."""
+    return workbench.tokenize(request)

@@ -1,0 +1,313 @@
+"""Request and response bodies of the REST API, one pydantic model per shape.
+
+`PatchRequest`/`PatchResponse` are the specification's `/patch` contract, field for field, with
+optional fields after the spec's (which model, component, direction, metric, wrong answer).
+Every response names the model that computed it. Prompts and answers may be a string or a list
+(a dataset of pairs, the metric averaged over pairs as in TransformerLens).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_PROMPT_CHARS = 20_000
+SPEC_EXAMPLE: dict[str, Any] = {
+    "clean_prompt": "Paris is the capital of",
+    "corrupt_prompt": "Berlin is the capital of",
+    "target_token": " France",
+    "layer": 8,
+    "head": 11,
+}
+
+Prompt = Annotated[str, Field(max_length=MAX_PROMPT_CHARS)]
+Answer = Annotated[str, Field(max_length=200)]
+Direction = Literal["denoising", "noising"]
+Metric = Literal["logit_diff", "prob", "logprob", "rank"]
+# A sweep's values: (layer, head) or (layer, pos) nested lists, or (layer, pos, head); null =
+# not patched (no counterpart in the other prompt) or undefined.
+Grid = list[list[float | None]] | list[list[list[float | None]]]
+
+_CLEAN = "The prompt that shows the behaviour (or a list of them)."
+_CORRUPT = "The prompt that does not (one per clean prompt)."
+_TARGET = "The answer the clean prompt calls for, one token with its leading space: ' France'."
+_WRONG = "The answer the corrupted prompt calls for; enables the logit_diff metric."
+_MODEL = "One of the server's models (GET /models); the server's default when left out."
+_COMPONENT = (
+    "What to patch: z (head outputs, all positions), z_by_pos, q, k, v, q_by_pos, k_by_pos, "
+    "v_by_pos, pattern, resid_pre, resid_mid, resid_post, attn_out, mlp_out."
+)
+_METRIC = "logit_diff (needs wrong_token), prob, logprob or rank; default logit_diff with a "
+_METRIC += "wrong answer, else prob."
+_DIRECTION = "denoising: clean activations into the corrupted run; noising: the reverse."
+
+
+class Request(BaseModel):
+    """A request body: unknown fields are refused, so a misspelt option is never ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ExperimentFields(Request):
+    """The prompts and answers every experiment needs, and the model to run them on."""
+
+    clean_prompt: Prompt | list[Prompt] = Field(description=_CLEAN)
+    corrupt_prompt: Prompt | list[Prompt] = Field(description=_CORRUPT)
+    target_token: Answer | list[Answer] = Field(description=_TARGET)
+    wrong_token: Answer | list[Answer] | None = Field(None, description=_WRONG)
+    model: str | None = Field(None, description=_MODEL)
+
+
+class PatchRequest(ExperimentFields):
+    """One patch: the spec's request (prompts, target, layer, head) plus optional choices."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [SPEC_EXAMPLE]})
+
+    layer: int = Field(description="The layer to patch, 0-based.")
+    head: int | None = Field(None, description="The head to patch (head components).")
+    pos: int | None = Field(None, description="The position to patch (by-position components).")
+    component: str = Field("z", description=_COMPONENT)
+    metric: Metric | None = Field(None, description=_METRIC)
+    direction: Direction = Field("denoising", description=_DIRECTION)
+    top_k: int = Field(10, ge=1, le=100, description="How many top tokens to list per run.")
+
+
+class TopToken(BaseModel):
+    """A token and its probability at the final position."""
+
+    token: str
+    prob: float
+
+
+class PatchResponse(BaseModel):
+    """The spec's /patch response, field for field, then the model and what else was computed."""
+
+    clean_prob: float = Field(description="P(target) in the clean run.")
+    corrupt_prob: float = Field(description="P(target) in the corrupted run.")
+    patched_prob: float = Field(description="P(target) in the patched run.")
+    recovery_pct: float | None = Field(
+        description="100 * (patched - corrupt) / (clean - corrupt) of P(target); null when the "
+        "clean and corrupted probabilities are equal."
+    )
+    clean_rank: int = Field(description="The target's rank in the clean run, 1 = top.")
+    corrupt_rank: int
+    patched_rank: int
+    top_clean: list[TopToken]
+    top_corrupt: list[TopToken]
+    top_patched: list[TopToken]
+    model: str = Field(description="The model that computed this result.")
+    component: str
+    direction: Direction
+    layer: int
+    head: int | None = None
+    pos: int | None = None
+    metric: Metric
+    metric_clean: float | None
+    metric_corrupt: float | None
+    metric_patched: float | None
+    metric_normalized: float | None = Field(
+        description="(patched - corrupt) / (clean - corrupt) of the metric: 1 = clean, 0 = corrupt."
+    )
+    patched_positions: list[int] = Field(description="Positions of the patched run that were set.")
+    tokens: list[str] = Field(description="Token strings of the patched run's prompt.")
+    clean_tokens: list[str]
+    corrupt_tokens: list[str]
+    note: str | None = None
+    cached: bool = Field(description="Whether the clean and corrupted runs came from the cache.")
+    seconds: float = Field(description="Time the server spent computing, in seconds.")
+
+
+class SweepRequest(ExperimentFields):
+    """A sweep: patch every cell of one component and measure the metric after each patch."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "clean_prompt": "When Mary and John went to the store, John gave a drink to",
+                    "corrupt_prompt": "When Mary and John went to the store, Mary gave a drink to",
+                    "target_token": " Mary",
+                    "wrong_token": " John",
+                    "component": "z",
+                }
+            ]
+        }
+    )
+
+    component: str = Field("z", description=_COMPONENT)
+    metric: Metric | None = Field(None, description=_METRIC)
+    direction: Direction = Field("denoising", description=_DIRECTION)
+
+
+class AlignmentInfo(BaseModel):
+    """Which clean position corresponds to which corrupted position."""
+
+    clean_len: int
+    corrupt_len: int
+    identity: bool = Field(description="True when both prompts have the same token length.")
+    pairs: list[tuple[int, int]] = Field(description="(clean_pos, corrupt_pos) pairs, in order.")
+    first_diff: int = Field(description="The first position whose tokens differ.")
+
+
+class SweepResponse(BaseModel):
+    """A sweep's result: what the CLI's --json prints, and the model that computed it."""
+
+    model: str
+    component: str
+    metric: Metric
+    direction: Direction
+    axes: list[str] = Field(description="The axes of raw/normalized, e.g. ['layer', 'head'].")
+    clean: float | None = Field(description="The metric on the clean run.")
+    corrupt: float | None = Field(description="The metric on the corrupted run.")
+    raw: Grid = Field(description="The metric after each patch, indexed by axes.")
+    normalized: Grid = Field(description="(raw - corrupt) / (clean - corrupt): 1 = clean.")
+    tokens: list[str] = Field(description="Token strings of the patched run's prompt.")
+    clean_tokens: list[str]
+    corrupt_tokens: list[str]
+    patched_positions: list[int]
+    unpatched_positions: list[int] = Field(
+        description="Positions with no counterpart in the other prompt: never patched (null)."
+    )
+    identical_positions: list[int] = Field(
+        description="Positions before the first difference: a patch there changes nothing."
+    )
+    alignment: AlignmentInfo
+    n_pairs: int
+    seconds: float
+    note: str | None = None
+    cached: bool = Field(description="Whether the clean and corrupted runs came from the cache.")
+
+
+JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
+
+
+class FieldMessage(BaseModel):
+    """A message about one field of the request."""
+
+    field: str | None
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    """What went wrong, which field is at fault, and how to fix it."""
+
+    detail: str = Field(description="What was wrong and how to fix it.")
+    field: str | None = Field(None, description="The request field at fault, if one is.")
+    errors: list[FieldMessage] | None = Field(
+        None, description="Every field at fault, when several are (validation errors)."
+    )
+
+
+class SweepJob(BaseModel):
+    """A background sweep: its progress, and its result once done."""
+
+    id: str
+    status: JobStatus
+    model: str
+    component: str
+    done: int = Field(description="Cells patched so far.")
+    total: int = Field(description="Cells to patch (0 until the job starts).")
+    elapsed_s: float = Field(description="Seconds since the job started running.")
+    result: SweepResponse | None = Field(None, description="The sweep, once status is done.")
+    error: ErrorResponse | None = Field(None, description="Why it failed or was cancelled.")
+
+
+class TokenizeRequest(Request):
+    """Text to tokenize: any of an experiment's prompts and answers."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {k: SPEC_EXAMPLE[k] for k in ("clean_prompt", "corrupt_prompt", "target_token")}
+            ]
+        }
+    )
+
+    clean_prompt: Prompt | None = None
+    corrupt_prompt: Prompt | None = None
+    target_token: Answer | None = None
+    wrong_token: Answer | None = None
+    model: str | None = Field(None, description=_MODEL)
+
+
+class TokenizedPrompt(BaseModel):
+    """A prompt's tokens (BOS first), and which differ from the other prompt's."""
+
+    ids: list[int]
+    tokens: list[str]
+    differing: list[int] = Field(
+        description="Positions whose token has no equal counterpart in the other prompt."
+    )
+
+
+class TokenizedAnswer(BaseModel):
+    """An answer's tokens (no BOS); an answer must be exactly one token."""
+
+    ids: list[int]
+    tokens: list[str]
+    single_token: bool
+
+
+class TokenizeResponse(BaseModel):
+    """The tokens of each text given, the prompts' alignment, and warnings to show live."""
+
+    model: str
+    n_ctx: int = Field(description="The most tokens (BOS included) the model reads.")
+    clean_prompt: TokenizedPrompt | None = None
+    corrupt_prompt: TokenizedPrompt | None = None
+    target_token: TokenizedAnswer | None = None
+    wrong_token: TokenizedAnswer | None = None
+    alignment: AlignmentInfo | None = Field(None, description="When both prompts are given.")
+    warnings: list[FieldMessage] = Field(
+        description="Problems a patch would refuse: multi-token answers, prompts too long."
+    )
+
+
+class ModelInfo(BaseModel):
+    """A model this server runs: its name, origin and shape."""
+
+    name: str
+    source: str = Field(description="hub, local folder or bundled.")
+    default: bool = Field(description="Whether requests without a model field get this one.")
+    architecture: str
+    n_layers: int
+    n_heads: int
+    d_model: int
+    d_head: int
+    n_ctx: int
+    d_vocab: int
+    n_params: int
+    notes: list[str]
+
+
+class ComponentInfo(BaseModel):
+    """A patchable component: the axes of its sweep and what it is."""
+
+    axes: list[str]
+    description: str
+
+
+class ModelsResponse(BaseModel):
+    """What this server can run: its models (and which is the default) and the engine's options."""
+
+    default: str
+    models: list[ModelInfo]
+    notices: list[str] = Field(
+        description="Things the operator and user must know, e.g. that the default model could "
+        "not be loaded and another is served instead."
+    )
+    components: dict[str, ComponentInfo]
+    metrics: dict[str, str]
+    directions: list[str]
+
+
+class HealthResponse(BaseModel):
+    """The server is up, and what it runs."""
+
+    status: Literal["ok"]
+    version: str
+    default_model: str
+    models: list[str]
+    jobs_running: int
+    cached_experiments: int

@@ -1,0 +1,191 @@
+"""What the routes do: turn a request into an engine call on a cached experiment, and back.
+
+The routes stay one line each; this is the one place that knows both the schemas and the
+engine. Each answer is a JSON-ready dict that names the model that computed it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import actpatch
+from actpatch.models import LoadedModel
+from actpatch.patching import COMPONENTS, DIRECTIONS, METRICS, Experiment, align, get_component
+from actpatch.patching.experiment import answer_id
+from actpatch.patching.metrics import check_metric
+
+from .jobs import Job, Progress, ShouldStop, SweepJobs
+from .registry import ExperimentCache, ModelRegistry
+from .schemas import ExperimentFields, PatchRequest, SweepRequest, TokenizeRequest
+from .settings import Settings
+
+
+class Workbench:
+    """The server's state: its models, its warm experiments and its background sweeps."""
+
+    def __init__(self, registry: ModelRegistry, settings: Settings) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.experiments = ExperimentCache(settings.cache_size)
+        self.jobs = SweepJobs(
+            settings.sweep_workers, settings.max_jobs, settings.job_idle_timeout_s
+        )
+
+    def experiment(self, request: ExperimentFields) -> tuple[Experiment, bool]:
+        """The (possibly cached) experiment for the request's model, prompts and answers."""
+        model = self.registry.get(request.model)
+        return self.experiments.get(
+            model,
+            request.clean_prompt,
+            request.corrupt_prompt,
+            request.target_token,
+            request.wrong_token,
+        )
+
+    # -- patching -----------------------------------------------------------------------------
+
+    def patch(self, request: PatchRequest) -> dict[str, Any]:
+        """One patch: the spec's numbers, then the metric, positions and tokens."""
+        t0 = time.perf_counter()
+        exp, cached = self.experiment(request)
+        result = actpatch.patch(
+            exp,
+            request.layer,
+            head=request.head,
+            pos=request.pos,
+            component=request.component,
+            metric=request.metric,
+            direction=request.direction,
+            top_k=request.top_k,
+        )
+        return {
+            **result.to_dict(),
+            "model": self.registry.name_of(exp.model),
+            "clean_tokens": exp.str_tokens("clean"),
+            "corrupt_tokens": exp.str_tokens("corrupt"),
+            "cached": cached,
+            "seconds": round(time.perf_counter() - t0, 4),
+        }
+
+    def sweep(
+        self,
+        request: SweepRequest,
+        progress: Progress | None = None,
+        should_stop: ShouldStop | None = None,
+    ) -> dict[str, Any]:
+        """Every cell of one component: raw and normalized metric, tokens, positions."""
+        exp, cached = self.experiment(request)
+        result = actpatch.sweep(
+            exp,
+            request.component,
+            request.metric,
+            request.direction,
+            progress=progress,
+            should_stop=should_stop,
+        )
+        return {**result.to_dict(), "model": self.registry.name_of(exp.model), "cached": cached}
+
+    def start_sweep(self, request: SweepRequest) -> Job:
+        """Check the request now (bad input answers 422 at once), then sweep in the background."""
+        exp, _ = self.experiment(request)
+        component = get_component(request.component)
+        check_metric(request.metric, exp.wrong_ids is not None)
+        return self.jobs.submit(
+            lambda progress, should_stop: self.sweep(request, progress, should_stop),
+            model=self.registry.name_of(exp.model),
+            component=component.name,
+        )
+
+    # -- tokens -------------------------------------------------------------------------------
+
+    def tokenize(self, request: TokenizeRequest) -> dict[str, Any]:
+        """Each given text's tokens, the prompts' alignment, and what a patch would refuse."""
+        model = self.registry.get(request.model)
+        name = self.registry.name_of(model)
+        out: dict[str, Any] = {"model": name, "n_ctx": model.n_ctx, "warnings": []}
+        prompt_ids: dict[str, list[int]] = {}
+        for field in ("clean_prompt", "corrupt_prompt"):
+            text = getattr(request, field)
+            if text is None:
+                continue
+            ids = model.to_tokens(text)
+            prompt_ids[field] = ids
+            out[field] = {"ids": ids, "tokens": model.to_str_tokens(ids), "differing": []}
+            if len(ids) > model.n_ctx:
+                out["warnings"].append(
+                    {
+                        "field": field,
+                        "message": f"The {field.replace('_', ' ')} is {len(ids)} tokens (with "
+                        f"BOS) but {name} reads at most {model.n_ctx}: shorten it.",
+                    }
+                )
+        if len(prompt_ids) == 2:
+            clean, corrupt = prompt_ids["clean_prompt"], prompt_ids["corrupt_prompt"]
+            alignment = align(clean, corrupt)
+            out["alignment"] = alignment.to_dict()
+            same = {(c, k) for c, k in alignment.pairs if clean[c] == corrupt[k]}
+            out["clean_prompt"]["differing"] = [
+                p for p in range(len(clean)) if p not in {c for c, _ in same}
+            ]
+            out["corrupt_prompt"]["differing"] = [
+                p for p in range(len(corrupt)) if p not in {k for _, k in same}
+            ]
+        for field in ("target_token", "wrong_token"):
+            answer = getattr(request, field)
+            if answer is None or (answer == "" and field == "wrong_token"):
+                continue
+            ids = model.to_tokens(answer, prepend_bos=False)
+            out[field] = {
+                "ids": ids,
+                "tokens": model.to_str_tokens(ids),
+                "single_token": len(ids) == 1,
+            }
+            problem = _answer_problem(model, answer, field)
+            if problem is not None:
+                out["warnings"].append({"field": field, "message": problem})
+        return out
+
+    # -- what the server runs -----------------------------------------------------------------
+
+    def models(self) -> dict[str, Any]:
+        """The loaded models, the default, notices, and the engine's components and metrics."""
+        return {
+            "default": self.registry.default,
+            "models": [
+                {**m.describe(), "name": name, "default": name == self.registry.default}
+                for name, m in self.registry.models.items()
+            ],
+            "notices": list(self.registry.notices),
+            "components": {
+                name: {"axes": list(c.axes), "description": c.description}
+                for name, c in COMPONENTS.items()
+            },
+            "metrics": dict(METRICS),
+            "directions": list(DIRECTIONS),
+        }
+
+    def health(self) -> dict[str, Any]:
+        """A liveness answer that says what the server runs."""
+        return {
+            "status": "ok",
+            "version": actpatch.__version__,
+            "default_model": self.registry.default,
+            "models": list(self.registry.models),
+            "jobs_running": self.jobs.running,
+            "cached_experiments": len(self.experiments),
+        }
+
+    def close(self) -> None:
+        """Stop background work (the server is shutting down)."""
+        self.jobs.shutdown()
+
+
+def _answer_problem(model: LoadedModel, answer: str, field: str) -> str | None:
+    """The engine's message for an answer it would refuse (not one token), else None."""
+    try:
+        # The engine's own check, so the live warning says exactly what a patch would say.
+        answer_id(model, answer, field)
+    except actpatch.InputError as exc:
+        return exc.message
+    return None

@@ -1,0 +1,103 @@
+"""Many clients at once: each gets exactly the answer it would get alone.
+
+The model is shared by every request. A patch from one request must never leak into another
+running at the same time, and the experiment cache must not mix up prompts (it is kept small
+here so that experiments are evicted while others are in use).
+"""
+
+from __future__ import annotations
+
+import random
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+
+import actpatch
+from actpatch.api import Settings, create_app
+from actpatch.models import LoadedModel
+from tests.api.conftest import serving
+from tests.api.routes.test_patch import SPEC_FIELDS
+from tests.api.routes.test_sweep import assert_same_grid
+
+NAMES = ["Mary", "John", "Tom", "James", "Dan", "Sid", "Martin", "Amy", "Paul", "Anna"]
+TEMPLATE = "When {a} and {b} went to the store, {s} gave a drink to"
+
+
+def _pairs() -> list[dict[str, Any]]:
+    rng = random.Random(0)
+    pairs = []
+    for i in range(6):
+        a, b = rng.sample(NAMES, 2)
+        pairs.append(
+            {
+                "clean_prompt": TEMPLATE.format(a=a, b=b, s=b),
+                "corrupt_prompt": TEMPLATE.format(a=a, b=b, s=a),
+                "target_token": f" {a}",
+                "wrong_token": f" {b}",
+                "layer": i % 3,
+                "head": (i * 3) % 4,
+                "direction": "denoising" if i % 2 else "noising",
+                "component": "z" if i % 2 else "resid_pre",
+            }
+        )
+    return pairs
+
+
+def _alone(model: LoadedModel, request: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The engine's answer for one request, on a fresh experiment, with nothing else running."""
+    exp = actpatch.Experiment(
+        model,
+        request["clean_prompt"],
+        request["corrupt_prompt"],
+        request["target_token"],
+        request["wrong_token"],
+    )
+    if kind == "patch":
+        one = actpatch.patch(
+            exp,
+            request["layer"],
+            request["head"],
+            pos=4 + request["layer"],
+            component="z",
+            direction=request["direction"],
+        )
+        return one.to_spec_dict()
+    return actpatch.sweep(exp, request["component"], direction=request["direction"]).to_dict()
+
+
+@pytest.mark.slow
+def test_concurrent_clients_get_their_own_answers(tiny_model: LoadedModel) -> None:
+    pairs = _pairs()
+    expected = {
+        (i, kind): _alone(tiny_model, pair, kind)
+        for i, pair in enumerate(pairs)
+        for kind in ("patch", "sweep")
+    }
+    work = [(i, kind) for i in range(len(pairs)) for kind in ("patch", "sweep")] * 2
+    random.Random(1).shuffle(work)
+    app = create_app(Settings(cache_size=3), {"tiny": tiny_model})
+
+    with serving(app) as base, httpx.Client(base_url=base, timeout=60) as http:
+
+        def call(item: tuple[int, str]) -> tuple[tuple[int, str], httpx.Response]:
+            i, kind = item
+            body = dict(pairs[i])
+            if kind == "sweep":
+                body = {k: v for k, v in body.items() if k not in ("layer", "head")}
+            else:
+                body.update(component="z", pos=4 + body["layer"])
+            return item, http.post(f"/{kind}", json=body)
+
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            answers = list(pool.map(call, work))
+
+    for (i, kind), response in answers:
+        assert response.status_code == 200, response.text
+        body = response.json()
+        if kind == "patch":
+            assert {k: body[k] for k in SPEC_FIELDS} == expected[(i, kind)]
+        else:
+            assert body["tokens"] == expected[(i, kind)]["tokens"]
+            assert_same_grid(body["raw"], expected[(i, kind)]["raw"])

@@ -1,0 +1,82 @@
+"""The model registry (operator-chosen models, loud fallback) and the experiment cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from actpatch.api.registry import ExperimentCache, ModelRegistry
+from actpatch.api.settings import Settings
+from actpatch.errors import InputError, ModelUnavailableError
+from actpatch.models import LoadedModel
+
+
+def test_unavailable_default_falls_back_loudly(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    settings = Settings(model="no-such-hub-model", fallback_model=str(tiny_model_dir))
+    registry = ModelRegistry.load(settings)
+    assert registry.default == str(tiny_model_dir)
+    [notice] = registry.notices
+    assert "'no-such-hub-model' could not be loaded, so" in notice
+    assert "instead" in notice
+
+
+def test_without_fallback_the_error_is_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelUnavailableError, match="could not be loaded"):
+        ModelRegistry.load(Settings(model="no-such-hub-model", fallback_model=None))
+
+
+def test_failed_fallback_says_both(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    settings = Settings(model="no-such-hub-model", fallback_model="also-missing-model")
+    with pytest.raises(ModelUnavailableError, match="could not be loaded either"):
+        ModelRegistry.load(settings)
+
+
+def test_extra_models_are_loaded(tiny_model_dir: Path) -> None:
+    registry = ModelRegistry.load(
+        Settings(model=str(tiny_model_dir), extra_models=[str(tiny_model_dir)])
+    )
+    assert list(registry.models) == [str(tiny_model_dir)]  # the same folder once
+
+
+def test_get_refuses_names_it_has_not_loaded(tiny_model: LoadedModel) -> None:
+    registry = ModelRegistry.from_models({"tiny": tiny_model}, Settings())
+    assert registry.get(None) is tiny_model
+    assert registry.name_of(tiny_model) == "tiny"
+    with pytest.raises(InputError) as error:
+        registry.get("gpt2")
+    assert error.value.field == "model"
+
+
+def test_cache_reuses_and_evicts_least_recently_used(tiny_model: LoadedModel) -> None:
+    cache = ExperimentCache(size=2)
+    a, hit_a = cache.get(tiny_model, "A cat sat", "A dog sat", " on")
+    b, _ = cache.get(tiny_model, "A cat ran", "A dog ran", " on")
+    again, hit_again = cache.get(tiny_model, "A cat sat", "A dog sat", " on")
+    assert (hit_a, hit_again) == (False, True)
+    assert again is a
+    cache.get(tiny_model, "A cow sat", "A pig sat", " on")  # evicts b, the least recent
+    assert len(cache) == 2
+    b_again, hit_b = cache.get(tiny_model, "A cat ran", "A dog ran", " on")
+    assert not hit_b and b_again is not b
+
+
+def test_cache_keys_on_answers_and_empty_wrong_is_none(tiny_model: LoadedModel) -> None:
+    cache = ExperimentCache(size=4)
+    first, _ = cache.get(tiny_model, "A cat sat", "A dog sat", " on", None)
+    same, hit = cache.get(tiny_model, "A cat sat", "A dog sat", " on", "")
+    _other, other_hit = cache.get(tiny_model, "A cat sat", "A dog sat", " in")
+    assert hit and same is first
+    assert not other_hit
+
+
+def test_bad_input_is_not_cached(tiny_model: LoadedModel) -> None:
+    cache = ExperimentCache(size=4)
+    with pytest.raises(InputError):
+        cache.get(tiny_model, "", "A dog sat", " on")
+    assert len(cache) == 0

@@ -1,0 +1,88 @@
+"""`serve`: which model it loads, the loud fallback, and failing without a stack trace."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import actpatch.api.registry as registry_module
+from actpatch.api import serve
+from actpatch.errors import ModelUnavailableError
+from actpatch.models import load_model
+
+
+@pytest.fixture
+def captured(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """uvicorn.run replaced: record what would have been served."""
+    import uvicorn
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app, **kw))
+    threads = torch.get_num_threads()
+    yield seen
+    torch.set_num_threads(threads)  # serve applies settings.torch_threads to the process
+
+
+def _gpt2_unavailable(fallback: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fake_load(spec: str | None = None, **kw: Any) -> Any:
+        if spec == "gpt2":
+            raise ModelUnavailableError("Model 'gpt2' could not be loaded: no network.")
+        return load_model(str(fallback) if spec == "demo" else spec, **kw)
+
+    monkeypatch.setattr(registry_module, "load_model", fake_load)
+    monkeypatch.delenv("ACTPATCH_MODEL", raising=False)
+    monkeypatch.delenv("ACTPATCH_FALLBACK_MODEL", raising=False)
+
+
+def test_default_model_unavailable_serves_demo_and_says_so(
+    captured: dict[str, Any],
+    tiny_model_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _gpt2_unavailable(tiny_model_dir, monkeypatch)
+    serve(port=8123)
+    err = capsys.readouterr().err
+    assert "WARNING" in err and "'gpt2' could not be loaded, so" in err
+    assert captured["port"] == 8123 and captured["host"] == "127.0.0.1"
+    registry = captured["app"].state.workbench.registry
+    assert registry.notices and "instead" in registry.notices[0]
+
+
+def test_explicit_model_that_fails_exits_with_its_message(
+    captured: dict[str, Any],
+    tiny_model_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _gpt2_unavailable(tiny_model_dir, monkeypatch)
+    with pytest.raises(SystemExit) as exit_info:
+        serve(model="gpt2")
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "could not be loaded" in err
+    assert "Traceback" not in err
+    assert "app" not in captured
+
+
+def test_missing_folder_exits_with_its_message(
+    captured: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        serve(model="./no/such/folder")
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_explicit_local_model_is_served(
+    captured: dict[str, Any], tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    serve(model=str(tiny_model_dir), host="0.0.0.0", port=9001)
+    assert torch.get_num_threads() == 1  # the default torch_threads
+    registry = captured["app"].state.workbench.registry
+    assert registry.default == str(tiny_model_dir)
+    assert registry.notices == []
+    assert f"serving {tiny_model_dir}" in capsys.readouterr().err

@@ -1,0 +1,288 @@
+"""The explorer page in headless Chromium: the example, sweeps, errors, links, untrusted text."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+
+from actpatch.api import Settings, create_app
+from actpatch.errors import ActpatchError
+from actpatch.models import LoadedModel, load_model
+from tests.api.conftest import serving
+from tests.browser.conftest import MODEL_NAME, needs_chromium
+from tests.conftest import IOI_CLEAN, IOI_CORRUPT
+
+pytestmark = [pytest.mark.browser, needs_chromium]
+
+IOI_STATE = {
+    "clean_prompt": IOI_CLEAN,
+    "corrupt_prompt": IOI_CORRUPT,
+    "target_token": " Mary",
+    "wrong_token": " John",
+    "component": "z",
+    "direction": "denoising",
+    "layer": "9",
+    "head": "9",
+}
+
+
+def open_page(page: Any, url: str) -> None:
+    page.goto(url)
+    page.wait_for_selector("body[data-ready='1']")
+
+
+def run_patch(page: Any) -> None:
+    page.click("#run-patch")
+    page.wait_for_selector("#patch-result:not(.hidden)")
+
+
+def run_sweep(page: Any) -> None:
+    page.click("#run-sweep")
+    page.wait_for_selector("#heatmap:not(.hidden) .main-svg")
+    page.wait_for_selector("#sweep-progress.hidden", state="attached")
+
+
+def cell_center(page: Any, layer: int, x: int) -> tuple[float, float]:
+    """The page coordinates of heatmap cell (layer, x), from Plotly's own axes."""
+    return page.evaluate(
+        """([layer, x]) => {
+            const gd = document.getElementById("heatmap");
+            const box = gd.getBoundingClientRect();
+            const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+            return [box.left + xa._offset + xa.l2p(x), box.top + ya._offset + ya.l2p(layer)];
+        }""",
+        [layer, x],
+    )
+
+
+def test_prefilled_spec_example_runs_and_shows_numbers(page: Any, base_url: str) -> None:
+    open_page(page, base_url)
+    assert page.input_value("#clean_prompt") == "Paris is the capital of"
+    assert page.input_value("#corrupt_prompt") == "Berlin is the capital of"
+    assert page.input_value("#target_token") == " France"
+    assert (page.input_value("#layer"), page.input_value("#head")) == ("8", "11")
+    run_patch(page)
+    spec = {
+        "clean_prompt": "Paris is the capital of",
+        "corrupt_prompt": "Berlin is the capital of",
+        "target_token": " France",
+        "layer": 8,
+        "head": 11,
+    }
+    expected = httpx.post(f"{base_url}/patch", json=spec).json()
+    assert page.text_content("#clean-rank") == str(expected["clean_rank"])
+    assert page.text_content("#corrupt-rank") == str(expected["corrupt_rank"])
+    assert page.text_content("#patched-rank") == str(expected["patched_rank"])
+    assert page.text_content("#recovery") == f"{expected['recovery_pct']:.1f}%"
+    for run in ("clean", "corrupt", "patched"):
+        assert page.locator(f"#top-{run} li").count() == 10
+        first = page.locator(f"#top-{run} li .tok").first.text_content()
+        assert first == expected[f"top_{run}"][0]["token"].replace(" ", "␣")
+    assert re.search(r"\d", page.text_content("#clean-prob") or "")
+    assert f"computed on {MODEL_NAME}" in (page.text_content("#patch-footer") or "")
+
+
+def test_tokens_are_aligned_and_answers_checked_live(page: Any, base_url: str) -> None:
+    open_page(page, base_url)
+    page.wait_for_selector("#tokens .tok")
+    # 'Paris' vs 'Ber' 'lin': the differing middle has no counterpart, so it is marked.
+    gaps = page.locator("#tokens .tok.gap").all_text_contents()
+    assert gaps == ["Paris", "Ber", "lin"]
+    page.fill("#target_token", " Fra nce")
+    warning = page.locator('.field-msg[data-for="target_token"]')
+    warning.filter(has_text="single token").wait_for()
+    page.fill("#target_token", " France")
+    page.wait_for_function(
+        "() => !document.querySelector('.field-msg[data-for=\"target_token\"]').textContent"
+    )
+    page.click("#example-ioi")
+    page.wait_for_function("() => document.querySelectorAll('#tokens .tok.differ').length == 2")
+    assert page.locator("#tokens .tok.differ").all_text_contents() == ["␣John", "␣Mary"]
+
+
+def test_head_sweep_draws_a_heatmap_and_a_click_shows_the_cell(page: Any, base_url: str) -> None:
+    open_page(page, base_url)
+    page.click("#example-ioi")
+    run_sweep(page)
+    summary = page.text_content("#sweep-summary") or ""
+    assert f"computed on {MODEL_NAME}" in summary and "144 cells" in summary
+    x, y = cell_center(page, 4, 7)
+    page.mouse.move(x, y)
+    page.wait_for_selector(".hoverlayer .hovertext")
+    assert "L4 H7" in (page.text_content(".hoverlayer") or "")
+    page.mouse.click(x, y)
+    page.wait_for_function(
+        "() => document.querySelector('#patch-metric').textContent.includes('layer 4 · head 7')"
+    )
+    assert (page.input_value("#layer"), page.input_value("#head")) == ("4", "7")
+    assert "head=7" in page.url and "sweep=1" in page.url
+
+    # Layers x positions, each column labelled with its token.
+    page.select_option("#component", "resid_pre")
+    run_sweep(page)
+    ticks = page.locator("#heatmap .xtick text").all_text_contents()
+    assert ticks[:3] == ["0 <|endoftext|>", "1 When", "2 ␣Mary"]
+    assert page.is_visible("#pos-box") and not page.is_visible("#head-box")
+    page.mouse.click(*cell_center(page, 3, 10))
+    page.wait_for_function(
+        "() => document.querySelector('#patch-metric').textContent.includes('layer 3 · pos 10')"
+    )
+
+
+def test_bad_input_shows_its_message(page: Any, base_url: str) -> None:
+    open_page(page, base_url)
+    page.fill("#layer", "99")
+    page.click("#run-patch")
+    page.wait_for_selector("#patch-error:not(.hidden)")
+    assert "out of range" in (page.text_content("#patch-error") or "")
+    assert "invalid" in (page.get_attribute("#layer", "class") or "")
+    page.fill("#layer", "8")
+    page.fill("#clean_prompt", "")
+    page.click("#run-patch")
+    page.locator('.field-msg[data-for="clean_prompt"]').filter(has_text="empty").wait_for()
+
+
+def test_a_link_reproduces_the_experiment(page: Any, base_url: str) -> None:
+    state = {**IOI_STATE, "layer": "2", "head": "5", "sweep": "1", "view": "raw"}
+    open_page(page, f"{base_url}/?{urlencode(state)}")
+    page.wait_for_selector("#patch-result:not(.hidden)")
+    page.wait_for_selector("#heatmap .main-svg")
+    assert page.input_value("#clean_prompt") == IOI_CLEAN
+    assert page.input_value("#wrong_token") == " John"
+    assert page.input_value("#view") == "raw"
+    request = {k: v for k, v in IOI_STATE.items() if k not in ("layer", "head")}
+    expected = httpx.post(f"{base_url}/patch", json={**request, "layer": 2, "head": 5}).json()
+    assert page.text_content("#recovery") == f"{expected['recovery_pct']:.1f}%"
+    assert page.text_content("#patched-rank") == str(expected["patched_rank"])
+
+
+def test_state_goes_into_the_url(page: Any, base_url: str) -> None:
+    open_page(page, base_url)
+    page.click("#example-ioi")
+    page.fill("#layer", "3")
+    page.dispatch_event("#layer", "change")
+    assert "clean_prompt=When+Mary" in page.url and "layer=3" in page.url
+
+
+def test_token_strings_render_as_text(page: Any, base_url: str) -> None:
+    evil = '<script>window.pwned=1</script><img src=x onerror="window.pwned=2">'
+    state = {**IOI_STATE, "clean_prompt": evil + " is", "corrupt_prompt": evil + " was"}
+    state.update(component="resid_pre", layer="0", pos="1", sweep="1")
+    open_page(page, f"{base_url}/?{urlencode(state)}")
+    page.wait_for_selector("#heatmap .main-svg")
+    page.wait_for_selector("#tokens .tok")
+    chips = page.locator("#tokens .tok").all_text_contents()
+    assert {"<", "script", ">"} <= set(chips)
+    assert page.evaluate("() => window.pwned") is None
+    assert page.locator("#tokens script, #tokens img, #heatmap img").count() == 0
+    ticks = page.locator("#heatmap .xtick text").all_text_contents()
+    assert ticks[1:4] == ["1 <", "2 script", "3 >"]
+
+
+def test_long_sweep_shows_progress_and_can_be_cancelled(page: Any, base_url: str) -> None:
+    # The tiny model sweeps too fast to catch in the act, so the job's answers are stubbed:
+    # it runs (5 of 100 cells) until the page sends DELETE, then reports itself cancelled.
+    seen: dict[str, bool] = {"deleted": False}
+
+    def job(route: Any) -> None:
+        if route.request.method == "DELETE":
+            seen["deleted"] = True
+        status = "cancelled" if seen["deleted"] else "running"
+        body = {
+            "id": "stub",
+            "status": status,
+            "model": MODEL_NAME,
+            "component": "z",
+            "done": 5,
+            "total": 100,
+            "elapsed_s": 1.0,
+            "result": None,
+            "error": {"detail": "The sweep was cancelled.", "field": None}
+            if seen["deleted"]
+            else None,
+        }
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
+
+    page.route(re.compile(r".*/sweep/jobs/stub$"), job)
+    page.route(re.compile(r".*/vendor/plotly.min.js$"), lambda route: route.fulfill(body=""))
+    page.route(
+        re.compile(r".*/sweep/jobs$"),
+        lambda route: route.fulfill(
+            status=202,
+            content_type="application/json",
+            body=json.dumps({"id": "stub", "status": "queued", "done": 0, "total": 0}),
+        ),
+    )
+    open_page(page, base_url)
+    page.click("#run-sweep")
+    page.locator("#sweep-count").filter(has_text="5 / 100 cells").wait_for()
+    assert page.is_disabled("#run-sweep")
+    page.click("#patch-title")  # the page stays usable while the sweep runs
+    run_patch(page)
+    page.click("#cancel-sweep")
+    page.locator("#sweep-error").filter(has_text="cancelled").wait_for()
+    assert seen["deleted"]
+    assert page.is_enabled("#run-sweep")
+
+
+def test_fallback_notice_is_shown(page: Any, browser_model: LoadedModel) -> None:
+    app = create_app(Settings(), {"demo": browser_model})
+    notice = "Model 'gpt2' is not available here, so this server runs the 'demo' model instead."
+    app.state.workbench.registry.notices.append(notice)
+    with serving(app) as url:
+        open_page(page, url)
+        assert notice in (page.text_content("#notices") or "")
+        assert page.input_value("#model") == "demo"
+
+
+def test_screenshots(page: Any, base_url: str, screenshot_dir: Path | None) -> None:
+    """Pictures of the page for reviewers (saved only when ACTPATCH_SCREENSHOTS is set).
+
+    They show the bundled demo model when it can be loaded (trained, so its numbers mean
+    something), else the tests' random model.
+    """
+    if screenshot_dir is None:
+        pytest.skip("set ACTPATCH_SCREENSHOTS=folder (make screenshots) to save screenshots")
+    try:
+        demo = load_model("demo")
+    except ActpatchError:
+        _take_screenshots(page, base_url, screenshot_dir)
+        return
+    with serving(create_app(Settings(), {"demo": demo})) as url:
+        _take_screenshots(page, url, screenshot_dir)
+
+
+def _take_screenshots(page: Any, base_url: str, screenshot_dir: Path) -> None:
+    open_page(page, base_url)
+    run_patch(page)
+    page.screenshot(path=str(screenshot_dir / "01-spec-example.png"), full_page=True)
+    page.click("#example-ioi")
+    run_sweep(page)
+    layer, head = int(page.input_value("#layer")), int(page.input_value("#head"))
+    page.mouse.click(*cell_center(page, layer, head))
+    page.wait_for_function(
+        f"() => document.querySelector('#patch-metric').textContent"
+        f".includes('layer {layer} · head {head}')"
+    )
+    page.mouse.move(*cell_center(page, layer, head))
+    page.wait_for_selector(".hoverlayer .hovertext")
+    page.screenshot(path=str(screenshot_dir / "02-head-sweep.png"), full_page=True)
+    page.select_option("#component", "resid_pre")
+    run_sweep(page)
+    page.mouse.click(*cell_center(page, layer, 10))  # the second mention of the subject
+    page.wait_for_function(
+        f"() => document.querySelector('#patch-metric').textContent"
+        f".includes('layer {layer} · pos 10')"
+    )
+    page.screenshot(path=str(screenshot_dir / "03-position-sweep.png"), full_page=True)
+    page.fill("#target_token", " Mary Ann")
+    page.fill("#layer", "99")
+    page.click("#run-patch")
+    page.wait_for_selector("#patch-error:not(.hidden)")
+    page.screenshot(path=str(screenshot_dir / "04-errors.png"), full_page=True)
