@@ -68,7 +68,10 @@ def test_expansion_is_exact(demo) -> None:
     unused[token_ids] = False
     assert int(unused.sum()) == GPT2_VOCAB_SIZE - n_used
     torch.testing.assert_close(
-        full[:, unused], sub[:, n_used : n_used + 1].expand(-1, int(unused.sum())), rtol=0, atol=1e-5
+        full[:, unused],
+        sub[:, n_used : n_used + 1].expand(-1, int(unused.sum())),
+        rtol=0,
+        atol=1e-5,
     )
     # the trained loss adds log(#unused) to OTHER: the same log-probabilities as the full softmax
     offset = torch.zeros(n_used + 1)
@@ -84,13 +87,18 @@ def test_heldout_ioi_quality(demo) -> None:
     model, tokenizer, _ = demo
     data = ioi(50, seed=123, split="heldout")
     assert data.wrong is not None
-    diffs = []
-    with torch.no_grad():
-        for clean, target, wrong in zip(data.clean, data.target, data.wrong, strict=True):
-            assert target.strip() in IOI_HELDOUT_NAMES
-            logits = model(input_ids=torch.tensor([_tokens(tokenizer, clean)])).logits[0, -1]
-            io_id, s_id = (tokenizer(w, add_special_tokens=False)["input_ids"][0] for w in (target, wrong))
-            diffs.append(float(logits[io_id] - logits[s_id]))
+    assert {t.strip() for t in data.target} <= set(IOI_HELDOUT_NAMES)
+    diffs: list[float] = []
+    for group in data.group_by_length(lambda text: _tokens(tokenizer, text)):
+        assert group.wrong is not None
+        tokens = torch.tensor([_tokens(tokenizer, clean) for clean in group.clean])
+        io_ids = [tokenizer(t, add_special_tokens=False)["input_ids"][0] for t in group.target]
+        s_ids = [tokenizer(w, add_special_tokens=False)["input_ids"][0] for w in group.wrong]
+        with torch.no_grad():
+            logits = model(input_ids=tokens).logits[:, -1]  # (batch, d_vocab)
+        rows = torch.arange(len(group))
+        diffs += (logits[rows, io_ids] - logits[rows, s_ids]).tolist()
+    assert len(diffs) == 50
     accuracy = sum(d > 0 for d in diffs) / len(diffs)
     assert accuracy >= 0.9
     assert sum(diffs) / len(diffs) >= 2.0
