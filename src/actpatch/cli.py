@@ -164,6 +164,11 @@ def _fmt(value: float, pct: bool = True) -> str:
     return f"{value * 100:+.1f}" if pct else f"{value:+.3g}"
 
 
+def _pct(prob: float) -> str:
+    """A probability as a percentage, or in scientific notation when it is below 0.1%."""
+    return f"{prob * 100:5.1f}%" if prob >= 1e-3 else f"{prob:.0e}".rjust(6)
+
+
 def _save_json(out: Path | None, name: str, payload: dict[str, Any]) -> Path | None:
     if out is None:
         return None
@@ -267,9 +272,12 @@ def cmd_patch(args: argparse.Namespace) -> int:
         )
     if result.note:
         print(f"  note        {result.note}")
+    if result.patched_positions != list(range(len(result.tokens))):
+        print(f"  patched     positions {result.patched_positions} of the corrupted run "
+              f"{result.tokens} (aligned prefix and suffix)")
     print(f"\n  {'clean':<24}{'corrupted':<24}{'patched':<24}")
     for c, k, p in zip(result.top_clean, result.top_corrupt, result.top_patched, strict=True):
-        row = [f"{t.token!r:<15} {t.prob * 100:5.1f}%" for t in (c, k, p)]
+        row = [f"{t.token!r:<15} {_pct(t.prob)}" for t in (c, k, p)]
         print("  " + "  ".join(f"{r:<22}" for r in row))
     return 0
 

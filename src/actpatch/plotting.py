@@ -60,8 +60,9 @@ def heatmap(result: SweepResult, path: str | Path) -> Path:
     what = "recovery % (normalized " + result.metric + ")" if normalized else result.metric
     what = what if normalized else f"{what} - corrupted"
     fig.colorbar(image, ax=ax, label=what)
+    pairs = f", mean of {result.n_pairs} pairs (tokens of the first)" if result.n_pairs > 1 else ""
     ax.set_title(
-        f"{result.component} patching ({result.direction}) on {result.model}\n"
+        f"{result.component} patching ({result.direction}) on {result.model}{pairs}\n"
         f"clean {result.metric} = {result.clean:.4g}, corrupted = {result.corrupt:.4g}",
         fontsize=10,
     )

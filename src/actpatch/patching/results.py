@@ -51,10 +51,20 @@ class SweepResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def top(self, k: int = 10) -> list[tuple[tuple[int, ...], float]]:
-        """The k cells whose normalized value is largest in magnitude, with that value."""
-        values = self.normalized if not self.normalized.isnan().all() else self.raw - self.corrupt
-        flat = values.flatten().nan_to_num(0.0)
-        order = flat.abs().argsort(descending=True)[:k]
+        """The k cells whose patch moved the metric most, with their normalized (else raw) value.
+
+        The effect is measured from the unpatched run: 0 when denoising (the corrupted run),
+        1 when noising (the clean run).
+        """
+        if not self.normalized.isnan().all():
+            values = self.normalized
+            unpatched = 0.0 if self.direction == "denoising" else 1.0
+        else:
+            values = self.raw
+            unpatched = self.corrupt if self.direction == "denoising" else self.clean
+        flat = values.flatten()
+        effect = (flat - unpatched).nan_to_num(0.0)
+        order = effect.abs().argsort(descending=True)[:k]
         shape = values.shape
         out = []
         for i in order.tolist():
@@ -62,7 +72,7 @@ class SweepResult:
             for size in reversed(shape):
                 index.append(rest % size)
                 rest //= size
-            out.append((tuple(reversed(index)), float(values.flatten()[i])))
+            out.append((tuple(reversed(index)), float(flat[i])))
         return out
 
     def to_dict(self) -> dict[str, Any]:

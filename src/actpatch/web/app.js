@@ -651,10 +651,13 @@ function renderSweepSummary(result, which) {
   const top = $("sweep-top");
   top.textContent = "";
   const { grid } = sweepMatrix(result);
+  // Effects are measured from the unpatched run: 0 (denoising) or 1 (noising) when normalized.
+  const noising = result.direction === "noising";
+  const unpatched = which === "normalized" ? (noising ? 1 : 0) : (noising ? result.clean : result.corrupt);
   const cells = [];
-  grid.forEach((row, l) => row.forEach((v, x) => v !== null && cells.push([Math.abs(v), v, l, x])));
+  grid.forEach((row, l) => row.forEach((v, x) => v !== null && cells.push([Math.abs(v - unpatched), v, l, x])));
   cells.sort((a, b) => b[0] - a[0]);
-  top.append(el("span", { class: "muted", text: `Largest |${which}|: ` }));
+  top.append(el("span", { class: "muted", text: `Largest effects (${which}): ` }));
   for (const [, v, l, x] of cells.slice(0, 6)) {
     let label = result.axes[1] === "head" ? `L${l}H${x}` : `L${l} pos ${x}`;
     if (isThreeAxis(result)) label += ` H${$("slice").value}`;
