@@ -3,7 +3,6 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 PYTHON  := $(BIN)/python
-export HF_HUB_OFFLINE ?= 1
 MODEL   ?=
 
 .PHONY: help run test lint format bench demo-model demo-eval browser-deps screenshots clean
@@ -24,7 +23,7 @@ run: $(VENV)  ## start the web app (ACTPATCH_MODEL or MODEL=... picks the model)
 
 test: $(VENV)  ## run the whole test suite, browser tests included
 	$(MAKE) --no-print-directory browser-deps
-	$(PYTHON) -m pytest -q
+	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q
 
 lint: $(VENV)  ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check src tests benchmarks
@@ -48,7 +47,7 @@ browser-deps:  ## install Debian's Chromium for the browser tests (if missing)
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "warning: could not install chromium; browser tests will be skipped"
 
 screenshots: $(VENV) browser-deps  ## regenerate docs/screenshots/ from the running page
-	ACTPATCH_SCREENSHOTS=docs/screenshots $(PYTHON) -m pytest -q tests/browser -k screenshots
+	HF_HUB_OFFLINE=1 ACTPATCH_SCREENSHOTS=docs/screenshots $(PYTHON) -m pytest -q tests/browser -k screenshots
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -17,6 +17,19 @@ import torch
 
 IOI_CLEAN = "When Mary and John went to the store, John gave a drink to"
 IOI_CORRUPT = "When Mary and John went to the store, Mary gave a drink to"
+# The specification's /patch response fields, in its order (shared/spec/000_*.txt).
+SPEC_FIELDS = [
+    "clean_prob",
+    "corrupt_prob",
+    "patched_prob",
+    "recovery_pct",
+    "clean_rank",
+    "corrupt_rank",
+    "patched_rank",
+    "top_clean",
+    "top_corrupt",
+    "top_patched",
+]
 
 
 def make_random_gpt2(

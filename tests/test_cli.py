@@ -5,7 +5,7 @@ import json
 import pytest
 
 from actpatch.cli import main
-from tests.conftest import IOI_CLEAN, IOI_CORRUPT
+from tests.conftest import IOI_CLEAN, IOI_CORRUPT, SPEC_FIELDS
 
 PARIS = [
     "--clean",
@@ -39,18 +39,7 @@ def test_patch_json_has_the_spec_fields_and_the_model(capsys, tiny_model_dir):
     )
     assert code == 0
     data = json.loads(out)
-    spec = [
-        "clean_prob",
-        "corrupt_prob",
-        "patched_prob",
-        "recovery_pct",
-        "clean_rank",
-        "corrupt_rank",
-        "patched_rank",
-        "top_clean",
-        "top_corrupt",
-        "top_patched",
-    ]
+    spec = SPEC_FIELDS
     assert list(data)[: len(spec)] == spec
     assert data["model"] == str(tiny_model_dir)
     assert data["top_patched"][0].keys() == {"token", "prob"}

@@ -18,8 +18,8 @@ import actpatch
 from actpatch.api import Settings, create_app
 from actpatch.models import LoadedModel
 from tests.api.conftest import serving
-from tests.api.routes.test_patch import SPEC_FIELDS
 from tests.api.routes.test_sweep import assert_same_grid
+from tests.conftest import SPEC_FIELDS
 
 NAMES = ["Mary", "John", "Tom", "James", "Dan", "Sid", "Martin", "Amy", "Paul", "Anna"]
 TEMPLATE = "When {a} and {b} went to the store, {s} gave a drink to"

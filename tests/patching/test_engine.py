@@ -16,7 +16,7 @@ from transformer_lens import patching as tlp
 
 import actpatch
 from actpatch.patching.metrics import from_logits
-from tests.conftest import IOI_CLEAN, IOI_CORRUPT
+from tests.conftest import IOI_CLEAN, IOI_CORRUPT, SPEC_FIELDS
 
 TOL = 1e-4
 
@@ -97,13 +97,16 @@ TL_FUNCTIONS = {
 }
 
 
+def _base_and_source(exp, direction: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tokens of the run patched into, and of the run patched from."""
+    if direction == "denoising":
+        return exp.corrupt_tokens, exp.clean_tokens
+    return exp.clean_tokens, exp.corrupt_tokens
+
+
 def _tl_sweep(bridge, exp, component: str, metric: str, direction: str) -> torch.Tensor:
     metric_fn, _, _ = _tl_normalized_metric(bridge, exp, metric)
-    base, source = (
-        (exp.corrupt_tokens, exp.clean_tokens)
-        if direction == "denoising"
-        else (exp.clean_tokens, exp.corrupt_tokens)
-    )
+    base, source = _base_and_source(exp, direction)
     with torch.no_grad():
         _, source_cache = bridge.run_with_cache(source)
         return TL_FUNCTIONS[component](bridge, base, source_cache, metric_fn)
@@ -113,14 +116,9 @@ def _tl_sweep(bridge, exp, component: str, metric: str, direction: str) -> torch
 SHORT_CLEAN, SHORT_CORRUPT = "Mary met John, and John thanked", "Mary met John, and Mary thanked"
 
 
-# Both directions for every component; q/k/v by position (slow in TransformerLens, one forward
-# per layer x position x head) denoise only, as z_by_pos covers noising by position.
-CASES = [
-    (component, direction)
-    for component in TL_FUNCTIONS
-    for direction in ("denoising", "noising")
-    if not (component in ("q_by_pos", "k_by_pos", "v_by_pos") and direction == "noising")
-]
+# Every component, both directions. The (layer, pos, head) components run on a shorter prompt
+# pair: TransformerLens runs one full forward pass per layer x position x head.
+CASES = [(c, d) for c in TL_FUNCTIONS for d in ("denoising", "noising")]
 
 
 @pytest.mark.parametrize(("component", "direction"), CASES)
@@ -179,11 +177,7 @@ def test_resid_mid_matches_a_transformer_lens_hook_loop(tiny_model, bridge, answ
     exp = actpatch.Experiment(tiny_model, IOI_CLEAN, IOI_CORRUPT, *answers)
     ours = actpatch.sweep(exp, "resid_mid", "logit_diff", direction)
     metric_fn, _, _ = _tl_normalized_metric(bridge, exp, "logit_diff")
-    base, source = (
-        (exp.corrupt_tokens, exp.clean_tokens)
-        if direction == "denoising"
-        else (exp.clean_tokens, exp.corrupt_tokens)
-    )
+    base, source = _base_and_source(exp, direction)
     with torch.no_grad():
         _, source_cache = bridge.run_with_cache(source)
         _, base_cache = bridge.run_with_cache(base)
@@ -279,18 +273,7 @@ def test_single_patch_equals_the_sweep_cell(tiny_model, answers):
     expected = 100 * (one.patched_prob - one.corrupt_prob) / (one.clean_prob - one.corrupt_prob)
     assert one.recovery_pct == pytest.approx(expected, rel=1e-6)
     spec = one.to_spec_dict()
-    assert list(spec) == [
-        "clean_prob",
-        "corrupt_prob",
-        "patched_prob",
-        "recovery_pct",
-        "clean_rank",
-        "corrupt_rank",
-        "patched_rank",
-        "top_clean",
-        "top_corrupt",
-        "top_patched",
-    ]
+    assert list(spec) == SPEC_FIELDS
     assert len(spec["top_clean"]) == 10
     assert set(spec["top_clean"][0]) == {"token", "prob"}
 

@@ -11,20 +11,7 @@ from fastapi.testclient import TestClient
 import actpatch
 from actpatch.models import LoadedModel
 from tests.api.conftest import SPEC_REQUEST
-from tests.conftest import IOI_CLEAN, IOI_CORRUPT
-
-SPEC_FIELDS = [
-    "clean_prob",
-    "corrupt_prob",
-    "patched_prob",
-    "recovery_pct",
-    "clean_rank",
-    "corrupt_rank",
-    "patched_rank",
-    "top_clean",
-    "top_corrupt",
-    "top_patched",
-]
+from tests.conftest import IOI_CLEAN, IOI_CORRUPT, SPEC_FIELDS
 
 
 def test_spec_request_gets_spec_response_fields_first(client: TestClient) -> None:
