@@ -80,9 +80,22 @@ def test_missing_folder_exits_with_its_message(
 def test_explicit_local_model_is_served(
     captured: dict[str, Any], tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    before = torch.get_num_threads()
     serve(model=str(tiny_model_dir), host="0.0.0.0", port=9001)
-    assert torch.get_num_threads() == 1  # the default torch_threads
+    assert torch.get_num_threads() == before  # default: torch's own thread count, untouched
     registry = captured["app"].state.workbench.registry
     assert registry.default == str(tiny_model_dir)
     assert registry.notices == []
     assert f"serving {tiny_model_dir}" in capsys.readouterr().err
+
+
+def test_torch_threads_setting_is_applied(
+    captured: dict[str, Any], tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = torch.get_num_threads()
+    monkeypatch.setenv("ACTPATCH_TORCH_THREADS", "1")
+    try:
+        serve(model=str(tiny_model_dir), host="127.0.0.1", port=9002)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
