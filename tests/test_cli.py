@@ -132,3 +132,27 @@ def test_export_writes_a_folder_that_loads_back(capsys, tiny_model_dir, tmp_path
     assert code == 0 and "wrote" in out
     code, out, _ = run(capsys, "info", "--model", tmp_path / "copy", "--json")
     assert code == 0 and json.loads(out)["n_layers"] == 3
+
+
+def test_sweep_over_a_dataset_averages_pairs(capsys, tiny_model_dir, tmp_path):
+    code, out, _ = run(
+        capsys, "sweep", "heads", "--model", tiny_model_dir, "--dataset", "ioi:6", "--json"
+    )
+    assert code == 0
+    data = json.loads(out)
+    assert data["n_pairs"] == 6 and data["metric"] == "logit_diff"
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(
+        json.dumps(
+            {"clean": IOI_CLEAN, "corrupt": IOI_CORRUPT, "target": " Mary", "wrong": " John"}
+        )
+        + "\n"
+    )
+    code, out, _ = run(
+        capsys, "sweep", "resid", "--model", tiny_model_dir, "--dataset", pairs, "--json"
+    )
+    assert code == 0 and json.loads(out)["n_pairs"] == 1
+    code, _, err = run(
+        capsys, "sweep", "resid", "--model", tiny_model_dir, "--dataset", "ioi:6", "--clean", "x"
+    )
+    assert code == 2 and "not both" in err

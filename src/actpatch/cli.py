@@ -273,8 +273,10 @@ def cmd_patch(args: argparse.Namespace) -> int:
     if result.note:
         print(f"  note        {result.note}")
     if result.patched_positions != list(range(len(result.tokens))):
-        print(f"  patched     positions {result.patched_positions} of the corrupted run "
-              f"{result.tokens} (aligned prefix and suffix)")
+        print(
+            f"  patched     positions {result.patched_positions} of the corrupted run "
+            f"{result.tokens} (aligned prefix and suffix)"
+        )
     print(f"\n  {'clean':<24}{'corrupted':<24}{'patched':<24}")
     for c, k, p in zip(result.top_clean, result.top_corrupt, result.top_patched, strict=True):
         row = [f"{t.token!r:<15} {_pct(t.prob)}" for t in (c, k, p)]
