@@ -12,6 +12,10 @@
     >>> resid = actpatch.sweep(exp, "resid_pre")          # (layer, pos)
     >>> one = actpatch.patch(exp, layer=9, head=9)       # the specification's /patch numbers
 
+Several prompt pairs: pass lists to `Experiment` (one token length each side), or, for a
+dataset of several templates, `sweep_many(group_by_length(model, clean, corrupt, target,
+wrong), "z")`; `actpatch.datasets.ioi(n, seed)` generates IOI pairs.
+
 Vocabulary: the *clean* run shows the behaviour, the *corrupted* run does not. *Denoising*
 patches a clean activation into the corrupted run; *noising* patches a corrupted activation
 into the clean run. Results are normalized so that the clean run is 1 and the corrupted run 0.
@@ -26,8 +30,10 @@ from actpatch.patching import (
     Experiment,
     PatchResult,
     SweepResult,
+    group_by_length,
     patch,
     sweep,
+    sweep_many,
 )
 
 __version__ = "0.1.0"
@@ -44,7 +50,9 @@ __all__ = [
     "ModelUnavailableError",
     "PatchResult",
     "SweepResult",
+    "group_by_length",
     "load_model",
     "patch",
     "sweep",
+    "sweep_many",
 ]

@@ -2,7 +2,7 @@
 
 from actpatch.patching.alignment import Alignment, align
 from actpatch.patching.components import COMPONENTS, Component, get_component
-from actpatch.patching.engine import DIRECTIONS, patch, sweep
+from actpatch.patching.engine import DIRECTIONS, group_by_length, patch, sweep, sweep_many
 from actpatch.patching.experiment import Experiment
 from actpatch.patching.metrics import METRICS
 from actpatch.patching.results import PatchResult, SweepResult, TopToken
@@ -19,6 +19,8 @@ __all__ = [
     "TopToken",
     "align",
     "get_component",
+    "group_by_length",
     "patch",
     "sweep",
+    "sweep_many",
 ]
