@@ -17,6 +17,20 @@ import torch
 
 IOI_CLEAN = "When Mary and John went to the store, John gave a drink to"
 IOI_CORRUPT = "When Mary and John went to the store, Mary gave a drink to"
+# What a sweep's JSON must carry (issue 2: the CLI's --json; issue 4: the API's /sweep).
+SWEEP_FIELDS = (
+    "component",
+    "metric",
+    "direction",
+    "clean",
+    "corrupt",
+    "raw",
+    "normalized",
+    "tokens",
+    "patched_positions",
+    "model",
+    "seconds",
+)
 # The specification's /patch response fields, in its order (shared/spec/000_*.txt).
 SPEC_FIELDS = [
     "clean_prob",

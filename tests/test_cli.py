@@ -5,7 +5,7 @@ import json
 import pytest
 
 from actpatch.cli import main
-from tests.conftest import IOI_CLEAN, IOI_CORRUPT, SPEC_FIELDS
+from tests.conftest import IOI_CLEAN, IOI_CORRUPT, SPEC_FIELDS, SWEEP_FIELDS
 
 PARIS = [
     "--clean",
@@ -69,17 +69,7 @@ def test_sweep_resid_with_different_lengths_reports_unpatched(capsys, tiny_model
     assert data["unpatched_positions"] == [1, 2]
     assert data["tokens"][1:3] == ["Ber", "lin"]
     assert data["raw"][0][1] is None
-    for key in (
-        "clean",
-        "corrupt",
-        "raw",
-        "normalized",
-        "tokens",
-        "patched_positions",
-        "model",
-        "seconds",
-        "direction",
-    ):
+    for key in SWEEP_FIELDS:
         assert key in data
 
 

@@ -16,7 +16,7 @@ from transformer_lens import patching as tlp
 
 import actpatch
 from actpatch.patching.metrics import from_logits
-from tests.conftest import IOI_CLEAN, IOI_CORRUPT, SPEC_FIELDS
+from tests.conftest import IOI_CLEAN, IOI_CORRUPT, SPEC_FIELDS, SWEEP_FIELDS
 
 TOL = 1e-4
 
@@ -315,19 +315,7 @@ def test_progress_is_reported_and_cancel_stops(tiny_model, answers):
 def test_sweep_to_dict_has_what_the_cli_prints(tiny_model, answers):
     exp = actpatch.Experiment(tiny_model, IOI_CLEAN, IOI_CORRUPT, *answers)
     d = actpatch.sweep(exp, "resid_pre").to_dict()
-    for key in (
-        "component",
-        "metric",
-        "direction",
-        "clean",
-        "corrupt",
-        "raw",
-        "normalized",
-        "tokens",
-        "patched_positions",
-        "model",
-        "seconds",
-    ):
+    for key in SWEEP_FIELDS:
         assert key in d
     assert len(d["raw"]) == tiny_model.n_layers and len(d["raw"][0]) == len(d["tokens"])
     assert d["model"] == tiny_model.name
