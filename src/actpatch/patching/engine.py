@@ -96,9 +96,9 @@ def _setup(exp: Experiment, component: str, metric: str | None, direction: str) 
     return _Setup(exp, comp, metric, direction, base, source, start, mapping)
 
 
-def _metric_values(setup: _Setup, final: Tensor, metric: str | None = None) -> Tensor:
+def _metric_values(setup: _Setup, final: Tensor) -> Tensor:
     """The metric of each final residual (cells * pairs, d_model), averaged over pairs. (cells,)"""
-    metric = metric or setup.metric
+    metric = setup.metric
     exp, runner = setup.exp, setup.exp.runner
     n_pairs = exp.n_pairs
     reps = final.shape[0] // n_pairs
@@ -343,7 +343,10 @@ def sweep(
             for a in comp.axes
         )
         raw = torch.full(shape, float("nan"))
-        todo: dict[int, list[tuple[int, ...]]] = {}
+        # Every cell runs from the first position where the runs differ. (A cell patched at a
+        # later position could start there, but on a CPU fewer, larger batched calls beat
+        # skipping those few positions: the weights are read once per call.)
+        todo: list[tuple[int, ...]] = []
         for cell in cells:
             if comp.by_pos:
                 pos = cell[1]
@@ -352,43 +355,28 @@ def sweep(
                 if pos < setup.start:
                     raw[cell] = base_value  # identical in both runs: a no-op patch
                     continue
-            # Every cell runs from the first position where the runs differ. (A cell patched at
-            # a later position could start there, but on a CPU fewer, larger batched calls beat
-            # skipping those few positions: the weights are read once per call.)
-            todo.setdefault(setup.start, []).append(cell)
+            todo.append(cell)
 
-        total = sum(len(v) for v in todo.values())
-        done = 0
+        total, done = len(todo), 0
         if progress is not None:
             progress(0, total)
         chunk = _chunk_size(setup)
-        for start in sorted(todo):
-            group = todo[start]
-            for i in range(0, len(group), chunk):
-                part = group[i : i + chunk]
+        for i in range(0, total, chunk):
+            part = todo[i : i + chunk]
 
-                def report(fraction: float, before: int = done, size: int = len(part)) -> None:
-                    if progress is not None and fraction < 1:
-                        progress(before + int(fraction * size), total)
+            def report(fraction: float, before: int = done, size: int = len(part)) -> None:
+                if progress is not None and fraction < 1:
+                    progress(before + int(fraction * size), total)
 
-                final = _run_cells(setup, part, start, report, should_stop)
-                values = _metric_values(setup, final)
-                for cell, value in zip(part, values.tolist(), strict=True):
-                    raw[cell] = value
-                done += len(part)
-                if progress is not None:
-                    progress(done, total)
+            final = _run_cells(setup, part, setup.start, report, should_stop)
+            values = _metric_values(setup, final)
+            for cell, value in zip(part, values.tolist(), strict=True):
+                raw[cell] = value
+            done += len(part)
+            if progress is not None:
+                progress(done, total)
 
-    if is_normalizable(clean_value, corrupt_value):
-        normalized = (raw - corrupt_value) / (clean_value - corrupt_value)
-        note = None
-    else:
-        normalized = torch.full_like(raw, float("nan"))
-        note = (
-            f"The clean and corrupted runs give the same {setup.metric} ({clean_value:.6g}), so "
-            "the normalized metric (clean = 1, corrupted = 0) is undefined; only raw values are "
-            "shown. Choose prompts or answers that the model tells apart."
-        )
+    normalized, note = _normalized(raw, clean_value, corrupt_value, setup.metric)
     n_pos = setup.n_positions
     patched = [p for p in range(n_pos) if setup.aligned(p)]
     return SweepResult(
@@ -411,6 +399,19 @@ def sweep(
         n_pairs=exp.n_pairs,
         seconds=time.perf_counter() - t0,
         note=note,
+    )
+
+
+def _normalized(
+    raw: Tensor, clean: float, corrupt: float, metric: str
+) -> tuple[Tensor, str | None]:
+    """(raw - corrupt) / (clean - corrupt), or all NaN with a note saying why it is undefined."""
+    if is_normalizable(clean, corrupt):
+        return (raw - corrupt) / (clean - corrupt), None
+    return torch.full_like(raw, float("nan")), (
+        f"The clean and corrupted runs give the same {metric} ({clean:.6g}), so the normalized "
+        "metric (clean = 1, corrupted = 0) is undefined; only raw values are shown. Choose "
+        "prompts or answers that the model tells apart."
     )
 
 
@@ -603,10 +604,7 @@ def sweep_many(
     corrupt = float(sum(w * r.corrupt for w, r in zip(weights, results, strict=True)))
     assert isinstance(raw, Tensor)
     first = results[0]
-    if is_normalizable(clean, corrupt):
-        normalized, note = (raw - corrupt) / (clean - corrupt), None
-    else:
-        normalized, note = torch.full_like(raw, float("nan")), first.note
+    normalized, note = _normalized(raw, clean, corrupt, first.metric)
     first.raw, first.normalized, first.clean, first.corrupt = raw, normalized, clean, corrupt
     first.note = note
     first.n_pairs = sum(e.n_pairs for e in experiments)

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from actpatch.errors import InputError
-from actpatch.gpt2 import GPT2, HOOK_NAMES, supports
+from actpatch.gpt2 import GPT2, supports
 from actpatch.models import LoadedModel
 from actpatch.patching.alignment import Alignment, align
 from actpatch.patching.bridge import BridgeRunner
@@ -231,4 +231,4 @@ class Experiment:
         return self.model.to_str_tokens(tokens[0])
 
 
-__all__ = ["HOOK_NAMES", "Experiment", "Run"]
+__all__ = ["Experiment", "Run", "answer_id"]
