@@ -51,7 +51,7 @@ class LoadedModel:
     tokenizer: PreTrainedTokenizerBase
     notes: list[str] = field(default_factory=list)
     _bridge: Any = field(default=None, repr=False)
-    _bridge_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _bridge_lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _fast: Any = field(default=None, repr=False)
     _runner: Any = field(default=None, repr=False)
 
@@ -151,12 +151,10 @@ class LoadedModel:
         """The generic (TransformerLens bridge) path's runner for this model (built once)."""
         from actpatch.patching.bridge import BridgeRunner
 
-        with self._bridge_lock:
-            runner = self._runner
-        if runner is None:
-            runner = BridgeRunner(self)
-            self._runner = runner
-        return runner
+        with self._bridge_lock:  # reentrant: BridgeRunner builds the bridge under it too
+            if self._runner is None:
+                self._runner = BridgeRunner(self)
+            return self._runner
 
     def bridge(self) -> Any:
         """TransformerLens's `TransformerBridge` around this model (built once, on demand)."""

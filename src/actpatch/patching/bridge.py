@@ -34,8 +34,6 @@ TL_HOOKS = {
     "z": "blocks.{}.attn.hook_z",
 }
 
-_LOCKS: dict[int, threading.Lock] = {}
-
 
 class BridgeRunner:
     """Unpatched and patched runs of a model through TransformerLens's TransformerBridge."""
@@ -44,7 +42,7 @@ class BridgeRunner:
         self.bridge = model.bridge()
         self.n_layers = int(self.bridge.cfg.n_layers)
         self.n_heads = int(self.bridge.cfg.n_heads)
-        self.lock = _LOCKS.setdefault(id(self.bridge), threading.Lock())
+        self.lock = threading.Lock()  # one runner per model (LoadedModel.bridge_runner)
 
     def hook_name(self, name: str, layer: int) -> str:
         return TL_HOOKS[name].format(layer)
