@@ -7,40 +7,12 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import torch
 from torch import Tensor
+
+from actpatch.patching.serial import jsonable, nested, tensor_of
 
 if TYPE_CHECKING:
     from actpatch.patching.statistics import Interval
-
-
-def _jsonable(value: float) -> float | None:
-    return None if math.isnan(value) else float(value)
-
-
-def nested(t: Tensor) -> Any:
-    """A tensor as nested lists with NaN as None (JSON's null)."""
-    if t.dim() == 0:
-        return _jsonable(float(t))
-    values = t.detach().to("cpu", torch.float64).tolist()  # one conversion, not one per float
-    return _nulls(values)
-
-
-def _nulls(values: Any) -> Any:
-    if isinstance(values, list):
-        return [_nulls(v) for v in values]
-    return None if math.isnan(values) else values
-
-
-def tensor_of(values: Any) -> Tensor:
-    """The inverse of `nested`: nested lists with None as NaN, as a float32 tensor."""
-
-    def fill(v: Any) -> Any:
-        if isinstance(v, list):
-            return [fill(x) for x in v]
-        return float("nan") if v is None else float(v)
-
-    return torch.tensor(fill(values), dtype=torch.float32)
 
 
 @dataclass(frozen=True)
@@ -141,8 +113,8 @@ class SweepResult:
             "metric": self.metric,
             "direction": self.direction,
             "axes": list(self.axes),
-            "clean": _jsonable(self.clean),
-            "corrupt": _jsonable(self.corrupt),
+            "clean": jsonable(self.clean),
+            "corrupt": jsonable(self.corrupt),
             "raw": nested(self.raw),
             "normalized": nested(self.normalized),
             "tokens": self.tokens,
@@ -278,7 +250,7 @@ class PatchResult:
             "clean_prob": self.clean_prob,
             "corrupt_prob": self.corrupt_prob,
             "patched_prob": self.patched_prob,
-            "recovery_pct": _jsonable(self.recovery_pct),
+            "recovery_pct": jsonable(self.recovery_pct),
             "clean_rank": self.clean_rank,
             "corrupt_rank": self.corrupt_rank,
             "patched_rank": self.patched_rank,
@@ -290,10 +262,10 @@ class PatchResult:
             "direction": self.direction,
             **self.index,
             "metric": self.metric,
-            "metric_clean": _jsonable(self.metric_clean),
-            "metric_corrupt": _jsonable(self.metric_corrupt),
-            "metric_patched": _jsonable(self.metric_patched),
-            "metric_normalized": _jsonable(self.metric_normalized),
+            "metric_clean": jsonable(self.metric_clean),
+            "metric_corrupt": jsonable(self.metric_corrupt),
+            "metric_patched": jsonable(self.metric_patched),
+            "metric_normalized": jsonable(self.metric_normalized),
             "patched_positions": self.patched_positions,
             "tokens": self.tokens,
             "backend": self.backend,
@@ -374,8 +346,8 @@ class AttributionResult:
             "metric": self.metric,
             "direction": self.direction,
             "axes": list(self.axes),
-            "clean": _jsonable(self.clean),
-            "corrupt": _jsonable(self.corrupt),
+            "clean": jsonable(self.clean),
+            "corrupt": jsonable(self.corrupt),
             "estimate": nested(self.estimate),
             "normalized": nested(self.normalized),
             "score": nested(self.score),
@@ -484,8 +456,8 @@ class PathPatchResult:
             "freeze_mlps": self.freeze_mlps,
             "metric": self.metric,
             "direction": self.direction,
-            "clean": _jsonable(self.clean),
-            "corrupt": _jsonable(self.corrupt),
+            "clean": jsonable(self.clean),
+            "corrupt": jsonable(self.corrupt),
             "raw": nested(self.raw),
             "normalized": nested(self.normalized),
             "tokens": self.tokens,
@@ -508,8 +480,8 @@ class CircuitPoint:
     def to_dict(self) -> dict[str, Any]:
         return {
             "n_edges": self.n_edges,
-            "metric": _jsonable(self.metric),
-            "faithfulness": _jsonable(self.faithfulness),
+            "metric": jsonable(self.metric),
+            "faithfulness": jsonable(self.faithfulness),
         }
 
 
@@ -546,9 +518,9 @@ class CircuitResult:
             "model": self.model,
             "metric": self.metric,
             "ablation": self.ablation,
-            "clean": _jsonable(self.clean),
-            "corrupt": _jsonable(self.corrupt),
-            "faithfulness": _jsonable(self.faithfulness),
+            "clean": jsonable(self.clean),
+            "corrupt": jsonable(self.corrupt),
+            "faithfulness": jsonable(self.faithfulness),
             "points": [p.to_dict() for p in self.points],
             "total_edges": self.total_edges,
             "nodes": self.nodes,
@@ -573,9 +545,9 @@ class EdgeCheck:
     def to_dict(self) -> dict[str, Any]:
         return {
             "edge": self.edge,
-            "metric": _jsonable(self.metric),
-            "effect": _jsonable(self.effect),
-            "normalized": _jsonable(self.normalized),
+            "metric": jsonable(self.metric),
+            "effect": jsonable(self.effect),
+            "normalized": jsonable(self.normalized),
         }
 
 
@@ -650,8 +622,8 @@ class EdgeResult:
             "steps": self.steps,
             "metric": self.metric,
             "direction": self.direction,
-            "clean": _jsonable(self.clean),
-            "corrupt": _jsonable(self.corrupt),
+            "clean": jsonable(self.clean),
+            "corrupt": jsonable(self.corrupt),
             "n_edges": len(self.names),
             "edges": [e.to_dict() for e in edges],
             "verified": [c.to_dict() for c in self.verified],
@@ -683,8 +655,8 @@ class VerifyResult:
             "model": self.model,
             "metric": self.metric,
             "direction": self.direction,
-            "clean": _jsonable(self.clean),
-            "corrupt": _jsonable(self.corrupt),
+            "clean": jsonable(self.clean),
+            "corrupt": jsonable(self.corrupt),
             "edges": [c.to_dict() for c in self.edges],
             "seconds": round(self.seconds, 4),
             "backend": self.backend,

@@ -34,6 +34,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from actpatch.patching.serial import nested, tensor_of
+
 # TransformerLens draws its bootstrap resamples in chunks of this many (same stream, same draws).
 DRAW_CHUNK = 256
 # How many (resample x cell) floats one block of the computation may hold.
@@ -78,8 +80,6 @@ class Interval:
     method: str = "percentile_bootstrap"
 
     def to_dict(self) -> dict[str, Any]:
-        from actpatch.patching.results import nested
-
         return {
             "low": nested(self.low),
             "high": nested(self.high),
@@ -95,8 +95,6 @@ class Interval:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Interval:
         """The interval a `to_dict` wrote (e.g. a stored run's)."""
-        from actpatch.patching.results import tensor_of
-
         return cls(
             low=tensor_of(data["low"]),
             high=tensor_of(data["high"]),

@@ -1,0 +1,42 @@
+"""Tensors as JSON and back: nested lists, with NaN written as null (JSON has no NaN).
+
+Results (`results.py`) and their statistics (`statistics.py`) both write and read their tensors
+this way, so it lives below both.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+def jsonable(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
+def nested(t: Tensor) -> Any:
+    """A tensor as nested lists with NaN as None (JSON's null)."""
+    if t.dim() == 0:
+        return jsonable(float(t))
+    values = t.detach().to("cpu", torch.float64).tolist()  # one conversion, not one per float
+    return _nulls(values)
+
+
+def _nulls(values: Any) -> Any:
+    if isinstance(values, list):
+        return [_nulls(v) for v in values]
+    return None if math.isnan(values) else values
+
+
+def tensor_of(values: Any) -> Tensor:
+    """The inverse of `nested`: nested lists with None as NaN, as a float32 tensor."""
+
+    def fill(v: Any) -> Any:
+        if isinstance(v, list):
+            return [fill(x) for x in v]
+        return float("nan") if v is None else float(v)
+
+    return torch.tensor(fill(values), dtype=torch.float32)
