@@ -250,6 +250,49 @@ def test_gradient_run_gives_every_hook_and_its_gradient(exp64):
     )
 
 
+def _fresh(model):
+    answers = _pick_answers(model, IOI_CLEAN, IOI_CORRUPT)
+    return actpatch.Experiment(model, IOI_CLEAN, IOI_CORRUPT, *answers)
+
+
+@pytest.mark.parametrize("which", ["corrupt", "clean"])
+def test_the_gradient_pass_caches_what_a_plain_forward_caches(tiny_model, which):
+    # A cold experiment's gradient pass is also its cached forward of both runs: the runs it
+    # keeps must be the plain cached runs (Experiment.run's own inference forward), so that
+    # exact sweeps after it are unchanged; and its gradients must be those of the run that
+    # starts from a warm cache at the first differing position.
+    names = ("z", "mlp_out", "resid_pre", "pattern", "q")
+    cold = _fresh(tiny_model)
+    shared = gradient_run(cold, which, "logit_diff", names, drop_layers=[0])
+    plain = _fresh(tiny_model)
+    for run in ("clean", "corrupt"):
+        ours, theirs = cold.run(run), plain.run(run, names)
+        assert torch.equal(ours.tokens, theirs.tokens)
+        assert set(ours.cache) >= set(theirs.cache)
+        torch.testing.assert_close(ours.final, theirs.final, rtol=1e-5, atol=1e-6)
+        for key, value in theirs.cache.items():
+            torch.testing.assert_close(ours.cache[key], value, rtol=1e-5, atol=1e-6)
+    warm = gradient_run(plain, which, "logit_diff", names, drop_layers=[0])
+    assert shared.start == warm.start
+    torch.testing.assert_close(shared.values, warm.values, rtol=1e-5, atol=1e-6)
+    # (the warm run recomputes positions start.. alone: float32 sums in another order)
+    close = {"rtol": 1e-4, "atol": 1e-5}
+    for key, value in warm.activations.items():
+        torch.testing.assert_close(shared.activations[key], value, **close)
+        torch.testing.assert_close(shared.gradients[key], warm.gradients[key], **close)
+        torch.testing.assert_close(shared.dropped[0][key], warm.dropped[0][key], **close)
+    # only activations took gradients: no weight of the model did
+    assert all(p.grad is None for p in tiny_model.hf_model.parameters())
+
+
+def test_a_sweep_after_a_cold_attribution_equals_one_on_a_fresh_experiment(tiny_model):
+    attributed = _fresh(tiny_model)
+    attribute_many(attributed, ["z_by_pos", "mlp_out"], "atp")
+    after = actpatch.sweep(attributed, "z_by_pos", "logit_diff")
+    fresh = actpatch.sweep(_fresh(tiny_model), "z_by_pos", "logit_diff")
+    torch.testing.assert_close(after.raw, fresh.raw, rtol=1e-5, atol=1e-6)
+
+
 # -- AtP*: the QK fix and GradDrop against TransformerLens ------------------------------------
 
 
