@@ -310,6 +310,8 @@ def gradient_run(
     start: int | None = None,
     drop_layers: Iterable[int] = (),
     inputs: Tensor | None = None,
+    keep: Iterable[str] = (),
+    last_only: bool = False,
 ) -> GradientRun:
     """Run the clean or corrupted run with gradients; return every hooked activation in `names`
     (default: all) and the gradient of the metric (mean over pairs) with respect to it.
@@ -322,7 +324,11 @@ def gradient_run(
     (rows, positions start.., d_model) replaces layer 0's residual stream there, e.g. EAP-IG's
     interpolated embeddings; rows are any number of copies of the pairs (row r is pair
     r % pairs), and the gradient is of the metric's mean over every row. `drop_layers` adds
-    GradDrop's backward passes, one per layer, on the same forward graph.
+    GradDrop's backward passes, one per layer, on the same forward graph. `keep` names more
+    hook points for the cached runs to hold (for the caller's own use of them). With
+    `last_only`, a run from the cache computes the last layer at the final position alone (the
+    one the metric reads): that layer's activations from the attention pattern on (its query
+    axis), z, attn_out, resid_mid, mlp_out and resid_post, then cover only that position.
     """
     check_backend(exp)
     metric = check_gradient_metric(metric, exp.wrong_ids is not None)
@@ -349,7 +355,7 @@ def gradient_run(
     with torch.enable_grad():
         # rows of `which` in the captured activations, and the position they start at
         rows, first = slice(None), 0
-        final = _shared_forward(exp, wanted, capture) if inputs is None else None
+        final = _shared_forward(exp, (*wanted, *keep), capture) if inputs is None else None
         if final is not None:
             n = exp.n_pairs
             rows = slice(0, n) if which == "clean" else slice(n, 2 * n)
@@ -359,7 +365,7 @@ def gradient_run(
             past = _past(runner, cached.cache, start)
             x = cached.cache[("resid_pre", 0)][:, start:] if inputs is None else inputs
             x = x.clone().requires_grad_(True)
-            final = runner.run(x, 0, start, past, hook=capture, last_only=False)
+            final = runner.run(x, 0, start, past, hook=capture, last_only=last_only)
         values = _pair_metric(exp, final, metric)
         total = values.mean()
         keys = list(captured)

@@ -80,8 +80,12 @@ def _readers(parts: Parts, grad: GradientRun, n_pairs: int, scale: float = 1.0) 
     of the pairs its rows hold (EAP-IG's interpolation points) and times `scale`. In forward
     order (`graph.readers`): (readers, pairs, pos, d_model)"""
     acts, grads = grad.activations, grad.gradients
-    n_layers = parts.runner.n_layers
-    out = []
+    n_layers, H = parts.runner.n_layers, parts.n_heads
+    n_pos, d_model = acts[("resid_pre", 0)].shape[1:]
+    n_readers = n_layers * (3 * H + 1) + 1
+    x = acts[("resid_pre", 0)]
+    total = x.new_empty(n_readers, n_pairs, n_pos, d_model, dtype=torch.float32)
+    reader = 0
     for layer in range(n_layers):
         g = parts.input_grads(
             layer,
@@ -90,11 +94,14 @@ def _readers(parts: Parts, grad: GradientRun, n_pairs: int, scale: float = 1.0) 
             grads[("k", layer)],
             grads[("v", layer)],
         )  # (rows, pos, 3, head, d_model)
-        out += list(_over_steps(g, n_pairs).permute(2, 3, 0, 1, 4).flatten(0, 1).unbind(0))
+        total[reader : reader + 3 * H] = (
+            _over_steps(g, n_pairs).permute(2, 3, 0, 1, 4).flatten(0, 1)
+        )
         mlp = grads[("resid_mid", layer)] - grads[("resid_post", layer)]
-        out.append(_over_steps(mlp, n_pairs))
-    out.append(_over_steps(grads[("resid_post", n_layers - 1)], n_pairs))
-    return torch.stack(out) * scale
+        total[reader + 3 * H] = _over_steps(_pad(mlp, n_pos), n_pairs)
+        reader += 3 * H + 1
+    total[reader] = _over_steps(_pad(grads[("resid_post", n_layers - 1)], n_pos), n_pairs)
+    return total if scale == 1.0 else total.mul_(scale)
 
 
 def reader_grads(
@@ -131,7 +138,9 @@ def reader_grads(
             x0 = (base0.unsqueeze(0) + alpha[:, None, None, None] * delta0.unsqueeze(0)).reshape(
                 len(part) * n_pairs, n_pos, -1
             )
-        grad = gradient_run(exp, base_which, setup.metric, READ_AT, start=start, inputs=x0)
+        grad = gradient_run(
+            exp, base_which, setup.metric, READ_AT, start=start, inputs=x0, last_only=True
+        )
         # gradient_run's gradient is of the mean over its rows (points x pairs); the mean
         # over every point is this batch's share of it
         got = _readers(parts, grad, n_pairs, len(part) / len(alphas))
@@ -140,6 +149,15 @@ def reader_grads(
             progress((first + len(part)) / len(alphas))
     assert total is not None
     return total
+
+
+def _pad(grad: Tensor, n_pos: int) -> Tensor:
+    """A gradient over the last positions only (the last layer runs the final position alone),
+    padded with zeros in front to every position."""
+    missing = n_pos - grad.shape[1]
+    if missing == 0:
+        return grad
+    return torch.cat([grad.new_zeros(grad.shape[0], missing, *grad.shape[2:]), grad], dim=1)
 
 
 def _over_steps(grad: Tensor, n_pairs: int) -> Tensor:
@@ -194,7 +212,7 @@ def edge_attribution(
         # EAP: the gradient at the base run itself; on a cold experiment the same forward also
         # caches both runs, which give the writers' differences
         base_which = "corrupt" if check_direction(direction) == "denoising" else "clean"
-        grad = gradient_run(exp, base_which, metric, (*READ_AT, "z", "mlp_out"))
+        grad = gradient_run(exp, base_which, metric, READ_AT, keep=("z", "mlp_out"), last_only=True)
         grads = _readers(parts, grad, exp.n_pairs)
         report(1.0)
     for name in ("clean", "corrupt"):
