@@ -87,16 +87,14 @@ def _readers(parts: Parts, grad: GradientRun, n_pairs: int, scale: float = 1.0) 
     total = x.new_empty(n_readers, n_pairs, n_pos, d_model, dtype=torch.float32)
     reader = 0
     for layer in range(n_layers):
-        g = parts.input_grads(
+        g = parts.head_input_grads(
             layer,
             acts[("resid_pre", layer)],
             grads[("q", layer)],
             grads[("k", layer)],
             grads[("v", layer)],
-        )  # (rows, pos, 3, head, d_model)
-        total[reader : reader + 3 * H] = (
-            _over_steps(g, n_pairs).permute(2, 3, 0, 1, 4).flatten(0, 1)
-        )
+        )  # (3, head, rows, pos, d_model)
+        total[reader : reader + 3 * H] = g.reshape(3 * H, -1, n_pairs, n_pos, d_model).sum(1)
         mlp = grads[("resid_mid", layer)] - grads[("resid_post", layer)]
         total[reader + 3 * H] = _over_steps(_pad(mlp, n_pos), n_pairs)
         reader += 3 * H + 1
