@@ -264,6 +264,8 @@ def test_the_gradient_pass_caches_what_a_plain_forward_caches(tiny_model, which)
     names = ("z", "mlp_out", "resid_pre", "pattern", "q")
     cold = _fresh(tiny_model)
     shared = gradient_run(cold, which, "logit_diff", names, drop_layers=[0])
+    # (the runs came from the gradient pass: Experiment.run's own are inference tensors)
+    assert not cold.run("clean").final.is_inference()
     plain = _fresh(tiny_model)
     for run in ("clean", "corrupt"):
         ours, theirs = cold.run(run), plain.run(run, names)
