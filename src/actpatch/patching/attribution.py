@@ -333,8 +333,9 @@ def gradient_run(
     (rows, positions start.., d_model) replaces layer 0's residual stream there, e.g. EAP-IG's
     interpolated embeddings; rows are any number of copies of the pairs (row r is pair
     r % pairs), and the gradient is of the metric's mean over every row. `drop_layers` adds
-    GradDrop's backward passes, one per layer, on the same forward graph. `keep` names more
-    hook points for the cached runs to hold (for the caller's own use of them). With
+    GradDrop's backward passes, one per layer, on the same forward graph. `keep` names the
+    hook points the experiment's cached runs must hold afterwards (for the caller's own use of
+    them; a shared pass also keeps `names`). With
     `last_only`, a run from the cache computes the last layer at the final position alone (the
     one the metric reads): that layer's activations from the attention pattern on (its query
     axis), z, attn_out, resid_mid, mlp_out and resid_post, then cover only that position.
@@ -370,7 +371,7 @@ def gradient_run(
             rows = slice(0, n) if which == "clean" else slice(n, 2 * n)
             final, first = final[rows], start
         else:
-            cached = exp.run(which, (*wanted, *keep))
+            cached = exp.run(which, keep)
             past = _past(runner, cached.cache, start)
             x = cached.cache[("resid_pre", 0)][:, start:] if inputs is None else inputs
             x = x.clone().requires_grad_(True)
@@ -729,7 +730,7 @@ def attribute_many(
     # The base run with gradients; if the experiment has not cached its runs yet, the same
     # forward caches both (every later sweep reuses them).
     base_which = "corrupt" if direction == "denoising" else "clean"
-    grad = gradient_run(exp, base_which, metric, names, drop_layers=drop)
+    grad = gradient_run(exp, base_which, metric, names, drop_layers=drop, keep=names)
     setups = [prepare(exp, c.name, metric, direction) for c in comps]
     setup = setups[0]
 
