@@ -27,6 +27,7 @@ from transformer_lens.tools.analysis.attribution_patching import (
 
 import actpatch
 from actpatch.models import LoadedModel
+from actpatch.patching import attribution
 from actpatch.patching.attribution import agreement, attribute, attribute_many, gradient_run
 from actpatch.planted import build_head_circuit, build_saturated_circuit
 from tests.conftest import IOI_CLEAN, IOI_CORRUPT
@@ -256,12 +257,14 @@ def _fresh(model):
 
 
 @pytest.mark.parametrize("which", ["corrupt", "clean"])
-def test_the_gradient_pass_caches_what_a_plain_forward_caches(tiny_model, which):
+def test_the_gradient_pass_caches_what_a_plain_forward_caches(tiny_model, which, monkeypatch):
     # A cold experiment's gradient pass is also its cached forward of both runs: the runs it
     # keeps must be the plain cached runs (Experiment.run's own inference forward), so that
     # exact sweeps after it are unchanged; and its gradients must be those of the run that
     # starts from a warm cache at the first differing position.
     names = ("z", "mlp_out", "resid_pre", "pattern", "q")
+    # share the pass whatever its size (when it pays is SHARED_ROWS's business, not this test's)
+    monkeypatch.setattr(attribution, "SHARED_ROWS", 10**9)
     cold = _fresh(tiny_model)
     shared = gradient_run(cold, which, "logit_diff", names, drop_layers=[0])
     # (the runs came from the gradient pass: Experiment.run's own are inference tensors)

@@ -94,9 +94,10 @@ Progress = Callable[[int, int], None]
 PROBE_BUDGET = 1 << 24
 # The gradient pass on a cold experiment can also be its cached forward of both runs (one pass
 # over the weights instead of two), but its backward then runs over every row of both runs:
-# pairs * (positions + start) more rows than the backward from `start` of the base run alone.
-# It pays while that many rows cost less than reading the weights once: on CPU (GPT-2 small,
-# 1 or 2 threads; benchmarks/README.md) about 32 rows -- one pair of an IOI prompt, not two.
+# pairs * (positions + start) more rows than the backward from `start` of the base run alone,
+# in each backward pass (GradDrop adds one per layer). It pays while those rows cost less than
+# reading the weights once: on CPU (GPT-2 small, 1 or 2 threads; benchmarks/README.md) about 32
+# rows -- one pair of an IOI prompt, not two, and not with GradDrop's passes.
 SHARED_ROWS = 32
 
 
@@ -268,12 +269,14 @@ def _cut(name: str, act: Tensor, rows: slice, start: int) -> Tensor:
     return act[rows, :, start:] if name == "pattern" else act[rows, start:]
 
 
-def _shared_forward(exp: Experiment, names: Iterable[str], hook: Any, start: int) -> Tensor | None:
+def _shared_forward(
+    exp: Experiment, names: Iterable[str], hook: Any, start: int, passes: int
+) -> Tensor | None:
     """When the experiment has not yet cached its runs: both runs in one batched forward with
     gradients, kept (detached) as the experiment's cached runs; return the final residuals
     (2 * pairs, d_model), clean rows first, still in the graph. None when the runs are cached
     already, when the prompts differ in length (the experiment runs them apart), or when the
-    batch is too large for sharing to pay (`SHARED_ROWS`).
+    batch is too large for sharing to pay over `passes` backward passes (`SHARED_ROWS`).
 
     This is the very forward `Experiment.run` computes, with autograd recording it: one pass
     over the weights gives the cached runs every later sweep reuses and the base run's graph.
@@ -281,7 +284,7 @@ def _shared_forward(exp: Experiment, names: Iterable[str], hook: Any, start: int
     runner = exp.runner
     if exp.clean_tokens.shape != exp.corrupt_tokens.shape:
         return None
-    if exp.n_pairs * (int(exp.clean_tokens.shape[1]) + start) > SHARED_ROWS:
+    if passes * exp.n_pairs * (int(exp.clean_tokens.shape[1]) + start) > SHARED_ROWS:
         return None
     wanted = {"resid_pre", *runner.past_names, *names}
     runs = exp._runs  # the experiment's cache: it has no public way to take runs made here
@@ -365,7 +368,9 @@ def gradient_run(
     with torch.enable_grad():
         # rows of `which` in the captured activations, and the position they start at
         rows, first = slice(None), 0
-        final = _shared_forward(exp, (*wanted, *keep), capture, start) if inputs is None else None
+        final = None
+        if inputs is None:
+            final = _shared_forward(exp, (*wanted, *keep), capture, start, 1 + len(drop_layers))
         if final is not None:
             n = exp.n_pairs
             rows = slice(0, n) if which == "clean" else slice(n, 2 * n)
