@@ -33,18 +33,26 @@ Then *screen, then verify*: `verify=K` patches exactly (the engine's cells, one 
 the K cells AtP ranks first; `compare=True` runs the exact sweep of every cell and measures
 how far the estimate is from it (`agreement`).
 
-Cost: the source run's activations come from the experiment's cached runs (shared with every
-sweep); the base run is run once more with gradients, from the first position where the prompts
-differ (earlier positions are identical in both runs, so no patch there changes anything), and
-one backward pass serves every component at once. All prompt pairs are one batch. Prompts of
-unequal length use the exact sweep's alignment: unaligned positions are not patched.
+Cost: one forward and one backward pass serve every component at once. On a cold experiment
+(its runs not yet cached) and a small batch, the experiment's cached forward of both runs *is*
+the gradient pass: autograd records it, its activations are kept as the experiment's cached runs
+(shared with every later sweep), and the backward runs from the metric of the base rows. On a
+warm experiment, or a batch large enough that a backward over both runs' every row costs more
+than a second pass over the weights (`SHARED_ROWS`), the base run is run once more with
+gradients from the first position where the prompts differ (earlier positions are identical in
+both runs, so no patch there changes anything), its past keys and values from the cache. All
+prompt pairs are one batch. Prompts of unequal length use the exact sweep's alignment:
+unaligned positions are not patched. Only activations take gradients: the fast path's weights
+are detached views that autograd never differentiates.
 
-Gradient machinery, for other methods (edge attribution, path patching) to reuse:
-`gradient_run(exp, which, metric, names)` runs the clean or corrupted run with gradients and
-returns a `GradientRun`: for each hooked activation `(name, layer)` its value and the gradient
-of the metric (mean over pairs) with respect to it, over positions `start..` (the query axis,
-for patterns; the key axis is whole). `drop_layers` adds GradDrop's gradients. Only the fast
-path (actpatch's own forward) computes gradients; the bridge backend is refused with a message.
+Gradient machinery, the project's one gradient pass, for other methods (edge attribution) to
+reuse: `gradient_run(exp, which, metric, names)` runs the clean or corrupted run with gradients
+and returns a `GradientRun`: for each hooked activation `(name, layer)` its value and the
+gradient of the metric (mean over pairs) with respect to it, over positions `start..` (the query
+axis, for patterns; the key axis is whole). `drop_layers` adds GradDrop's gradients; `inputs`
+replaces the layer-0 residual stream (EAP-IG's interpolated embeddings); `keep` names what the
+cached runs must hold afterwards. Only the fast path (actpatch's own forward) computes
+gradients; the bridge backend is refused with a message.
 """
 
 from __future__ import annotations

@@ -12,14 +12,17 @@ does: a positive score says patching that edge from the corrupted run toward the
 moves the metric up. The writer's difference is its output in the residual stream (a head's
 z @ W_O; an MLP's output; the embeddings for `input`); the reader's input gradient is taken
 per head for q, k and v (`actpatch.patching.split`), before the layer norm, as EAP-IG's graph
-defines it. Cost: the two cached runs, one forward and one backward pass.
+defines it. Cost: one forward and one backward pass (`attribution.gradient_run`, the project's
+one gradient pass: on a cold experiment and one pair, the same forward also computes the two
+cached runs the writers' differences come from).
 
 A gradient at one point can mislead when the metric is far from linear between the runs (a
 saturated softmax, an attention pattern that switches). EAP-IG (Hanna, Pezzelle and Belinkov
 2024, "Have Faith in Faithfulness") integrates the gradient along the straight path between
 the runs' input embeddings: the mean over `steps` points base + k/steps * (source - base),
-k = 0 .. steps-1 (hannamw/EAP-IG's discretization), in one batched forward and backward. With
-one step it is EAP.
+k = 0 .. steps-1 (hannamw/EAP-IG's discretization), in one batched forward and backward (a
+`gradient_run` whose layer-0 residual stream is the interpolated embeddings). With one step it
+is EAP.
 
 Only positions from the first token where the prompts differ are run: before it the runs are
 identical, every writer's difference is zero, and the base run's cached keys and values stand
