@@ -94,6 +94,7 @@ class Experiment:
         corrupt_positions: Sequence[RolePositions] | None = None,
         pair_index: Sequence[int] | None = None,
         pad: bool = False,
+        token_ids: tuple[list[list[int]], list[list[int]]] | None = None,
     ) -> None:
         self.model = model
         self.backend = runners.choose_backend(model, backend)
@@ -126,8 +127,11 @@ class Experiment:
                     field=name,
                 )
 
-        clean_ids = [self._tokenize(p, "clean_prompt") for p in self.clean_prompts]
-        corrupt_ids = [self._tokenize(p, "corrupt_prompt") for p in self.corrupt_prompts]
+        if token_ids is not None:  # already tokenized (and checked) by the length groups
+            clean_ids, corrupt_ids = token_ids
+        else:
+            clean_ids = [self._tokenize(p, "clean_prompt") for p in self.clean_prompts]
+            corrupt_ids = [self._tokenize(p, "corrupt_prompt") for p in self.corrupt_prompts]
         # Left-padding per pair (None: all prompts share one length, nothing is padded).
         self.pad: Tensor | None = None
         if pad:
@@ -150,13 +154,17 @@ class Experiment:
         device = model.device
         self.clean_tokens = torch.tensor(clean_ids, device=device)
         self.corrupt_tokens = torch.tensor(corrupt_ids, device=device)
-        self.target_ids = torch.tensor(
-            [self.answer_id(t, "target_token") for t in self.target_strs], device=device
-        )
+        known: dict[str, int] = {}  # a dataset repeats its answers: tokenize each once
+
+        def ids(answers: list[str], field: str) -> Tensor:
+            for a in answers:
+                if a not in known:
+                    known[a] = self.answer_id(a, field)
+            return torch.tensor([known[a] for a in answers], device=device)
+
+        self.target_ids = ids(self.target_strs, "target_token")
         self.wrong_ids = (
-            torch.tensor([self.answer_id(w, "wrong_token") for w in self.wrong_strs], device=device)
-            if self.wrong_strs is not None
-            else None
+            ids(self.wrong_strs, "wrong_token") if self.wrong_strs is not None else None
         )
         # Where each pair sits in the dataset it came from (a length group's pairs are a subset).
         self.pair_index = list(pair_index) if pair_index is not None else list(range(n_pairs))
@@ -383,17 +391,18 @@ def can_pad(experiments: Sequence[Experiment]) -> str | None:
         return "the length groups name different roles"
     if len({e.wrong_ids is None for e in experiments}) > 1:
         return "some groups have a wrong answer and others not"
+    indices = sorted(i for e in experiments for i in e.pair_index)
+    if indices != list(range(len(indices))):
+        return "the experiments are not one dataset's length groups (their pair indices clash)"
     return None
 
 
 def padded(experiments: Sequence[Experiment]) -> Experiment:
     """One experiment over every pair of `experiments` (length groups), left-padded to the
-    longest prompt, its pairs in the dataset's order (each group's `pair_index`)."""
+    longest prompt, its pairs in the dataset's order (each group's `pair_index`; `can_pad`
+    says when this works)."""
     pairs = [(index, exp, p) for exp in experiments for p, index in enumerate(exp.pair_index)]
-    if sorted(index for index, _, _ in pairs) == list(range(len(pairs))):
-        pairs.sort(key=lambda pair: pair[0])
-    else:  # experiments not from one dataset: keep their order
-        pairs = [(i, exp, p) for i, (_, exp, p) in enumerate(pairs)]
+    pairs.sort(key=lambda pair: pair[0])
     wrong = None
     if experiments[0].wrong_strs is not None:
         wrong = [exp.wrong_strs[p] for _, exp, p in pairs if exp.wrong_strs is not None]
@@ -409,6 +418,8 @@ def padded(experiments: Sequence[Experiment]) -> Experiment:
             return out
 
         positions, corrupt_positions = table("clean"), table("corrupt")
+    clean_ids = [exp.clean_tokens[p].tolist() for _, exp, p in pairs]
+    corrupt_ids = [exp.corrupt_tokens[p].tolist() for _, exp, p in pairs]
     return Experiment(
         experiments[0].model,
         [exp.clean_prompts[p] for _, exp, p in pairs],
@@ -420,6 +431,7 @@ def padded(experiments: Sequence[Experiment]) -> Experiment:
         corrupt_positions=corrupt_positions,
         pair_index=[index for index, _, _ in pairs],
         pad=True,
+        token_ids=(clean_ids, corrupt_ids),
     )
 
 
