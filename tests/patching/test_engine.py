@@ -534,9 +534,13 @@ def test_auto_pads_the_groups_that_recompute_as_many_positions(tiny_model):
 
     data = ioi(6, seed=1, templates=PAD_TEMPLATES)
     experiments = dataset_experiments(tiny_model, data)
-    auto = actpatch.sweep_many(experiments, "z", "logit_diff")
+    snapshots: list = []
+    auto = actpatch.sweep_many(experiments, "z", "logit_diff", on_partial=snapshots.append)
     grouped = actpatch.sweep_many(experiments, "z", "logit_diff", batching="grouped")
     assert auto.batching == "padded"
+    # Snapshots while it runs describe the first group's unpadded prompts, as the result does.
+    assert snapshots and all(not s.complete for s in snapshots)
+    assert all(s.tokens == grouped.tokens and s.batching == "padded" for s in snapshots)
     assert auto.batching_note is not None and "2 left-padded batches" in auto.batching_note
     assert auto.to_dict()["batching"] == "padded"
     assert auto.per_pair is not None and grouped.per_pair is not None
