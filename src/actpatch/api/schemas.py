@@ -287,6 +287,15 @@ class SweepResponse(BaseModel):
         description="Over a dataset of several token lengths: each group's clean_len, "
         "corrupt_len and n_pairs (tokens are then the first group's).",
     )
+    batching: str = Field(
+        "single",
+        description="How the pairs were batched: 'single' (one token length), 'grouped' (one "
+        "sweep per length group) or 'padded' (the groups left-padded into one batch: the same "
+        "numbers, faster).",
+    )
+    batching_note: str | None = Field(
+        None, description="Why a dataset of several lengths was batched as it was."
+    )
     cached: bool = Field(description="Whether the clean and corrupted runs came from the cache.")
     ablation: Ablation | None = Field(
         None, description="An ablation sweep: how each cell was ablated in the clean run."
