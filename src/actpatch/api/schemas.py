@@ -212,6 +212,12 @@ class SweepRequest(ExperimentFields):
         description="A position-resolved sweep's columns: token positions (index), the roles the "
         "pairs name (role), or auto (role over pairs of several token lengths, else index).",
     )
+    batching: Literal["auto", "padded", "grouped"] = Field(
+        "auto",
+        description="A dataset of several token lengths: auto (left-pad together the length "
+        "groups that recompute alike; the same numbers, never slower), padded (all in one "
+        "batch) or grouped (one sweep per length). The result's `batching` says which ran.",
+    )
 
     @model_validator(mode="after")
     def _prompts_or_dataset(self) -> SweepRequest:
