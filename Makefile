@@ -37,6 +37,7 @@ bench: $(VENV)  ## time the engine against TransformerLens, and the CLI's start-
 	$(PYTHON) benchmarks/bench_sweeps.py
 	$(PYTHON) benchmarks/bench_circuits.py
 	$(PYTHON) benchmarks/bench_attribution.py
+	$(PYTHON) benchmarks/bench_datasets.py
 	$(PYTHON) benchmarks/bench_cli.py
 
 demo-model: $(VENV)  ## retrain the bundled demo model (writes src/actpatch/demo/data)

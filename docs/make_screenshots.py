@@ -23,17 +23,8 @@ import uvicorn
 from actpatch.api import Settings, create_app
 from actpatch.models import load_model
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for tests/
+from tests.browser.chromium import cell_center, launch
 
 
 def start_server() -> tuple[uvicorn.Server, str]:
@@ -48,19 +39,6 @@ def start_server() -> tuple[uvicorn.Server, str]:
     while not server.started:
         time.sleep(0.02)
     return server, f"http://127.0.0.1:{port}"
-
-
-def cell_center(page: Any, layer: int, x: int) -> tuple[float, float]:
-    """The page coordinates of heatmap cell (layer, x), from Plotly's own axes."""
-    return page.evaluate(
-        """([layer, x]) => {
-            const gd = document.getElementById("heatmap");
-            const box = gd.getBoundingClientRect();
-            const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
-            return [box.left + xa._offset + xa.l2p(x), box.top + ya._offset + ya.l2p(layer)];
-        }""",
-        [layer, x],
-    )
 
 
 def run_sweep(page: Any) -> None:
@@ -109,9 +87,7 @@ def main() -> None:
     server, url = start_server()
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-            )
+            browser = launch(playwright)
             page = browser.new_context(viewport={"width": 1440, "height": 1000}).new_page()
             page.set_default_timeout(30_000)
             take(page, url, folder)

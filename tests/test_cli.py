@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from actpatch.cli import main
 from tests.conftest import IOI_CLEAN, IOI_CORRUPT, SPEC_FIELDS, SWEEP_FIELDS
@@ -232,6 +233,23 @@ def test_dataset_sweep_json_prints_per_pair_and_ci(capsys) -> None:
     out = json.loads(capsys.readouterr().out)
     assert len(out["per_pair"]) == 12 and len(out["per_pair"][0]) == len(out["raw"])
     assert out["ci"]["level"] == 0.95 and len(out["ci"]["low"]) == len(out["normalized"])
+
+
+def test_batching_flag_picks_how_length_groups_run_and_the_numbers_agree(capsys) -> None:
+    """ioi:12 mixes token lengths: one padded batch and one sweep per length give the same
+    numbers (the grouped path is the reference), and each result says which ran."""
+    from actpatch.cli import main
+
+    out = {}
+    for batching in ("grouped", "padded"):
+        argv = ["sweep", "heads", "--model", "demo", "--dataset", "ioi:12", "--json"]
+        assert main([*argv, "--batching", batching]) == 0
+        out[batching] = json.loads(capsys.readouterr().out)
+    assert len(out["grouped"]["length_groups"]) > 1
+    assert out["grouped"]["batching"] == "grouped" and out["padded"]["batching"] == "padded"
+    grouped = torch.tensor(out["grouped"]["per_pair"])
+    padded = torch.tensor(out["padded"]["per_pair"])
+    assert torch.allclose(padded, grouped, atol=1e-4)
 
 
 def test_save_then_runs_list_show_export(capsys, tmp_path, monkeypatch) -> None:

@@ -7,6 +7,8 @@ import csv
 import io
 import json
 
+import nbclient
+import nbformat
 import pytest
 import torch
 
@@ -69,6 +71,26 @@ def test_exported_notebook_reruns_the_sweep_and_matches(stored):
         if cell["cell_type"] == "code":
             exec(compile(cell["source"], "<notebook>", "exec"), namespace)
     assert torch.allclose(namespace["result"].raw, result.raw, atol=1e-5, equal_nan=True)
+
+
+def test_exported_notebook_runs_in_a_jupyter_kernel(stored, tmp_path):
+    """What a colleague does with the file: open it and run all cells in a real IPython kernel
+    (nbclient). The notebook's last cell compares its rerun with the stored numbers, so the run
+    passing means they matched; a tampered number must make the kernel's run fail."""
+    request, data, _ = stored
+
+    def run(payload: dict) -> None:
+        nb = nbformat.reads(export("sweep", request, payload, "ipynb"), as_version=4)
+        client = nbclient.NotebookClient(
+            nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": tmp_path}}
+        )
+        client.execute()
+
+    run(data)
+    tampered = json.loads(json.dumps(data))
+    tampered["raw"][0][-1] += 1.0
+    with pytest.raises(nbclient.exceptions.CellExecutionError, match="AssertionError"):
+        run(tampered)
 
 
 def test_a_notebook_that_does_not_match_fails(stored):

@@ -58,6 +58,7 @@ FLAGS = {
     "device": "--device",
     "max_memory": "--max-memory",
     "positions": "--positions",
+    "batching": "--batching",
     "data_dir": "$ACTPATCH_DATA_DIR",
     "format": "FILE's suffix",
     "senders": "--senders",
@@ -167,6 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="a position-resolved sweep's columns: token positions (index), the roles the pairs "
         "name (role: IO, S1, S2, END, ... in ioi datasets), or auto (role over pairs of several "
         "token lengths, else index)",
+    )
+    sweep.add_argument(
+        "--batching",
+        default="auto",
+        choices=["auto", "padded", "grouped"],
+        help="a dataset of several token lengths: auto (left-pad together the length groups that "
+        "recompute alike: the same numbers, never slower), padded (all groups in one batch) or "
+        "grouped (one sweep per length)",
     )
     for p in (sweep, patch):
         p.add_argument(
@@ -571,6 +580,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             positions=args.positions,
             progress=_progress_bar(f"{component} sweep"),
             max_memory=args.max_memory,
+            batching=args.batching,
         )
         stem = f"sweep_{component}"
         request = _request(args, model, component=component, positions=args.positions)

@@ -160,8 +160,13 @@ def heatmap(result: SweepResult, path: str | Path) -> Path:
     else:
         ax.set_xticklabels(labels, fontsize=8)
         ax.set_xlabel(x_axis)
-    what = f"normalized {result.metric} - {unpatched:g}" if normalized else result.metric
-    fig.colorbar(image, ax=ax, label=what if normalized else f"{what} - corrupted")
+    if not normalized:
+        what = f"{result.metric} - corrupted"
+    elif unpatched:
+        what = f"normalized {result.metric} - {unpatched:g} (its unpatched value)"
+    else:
+        what = f"normalized {result.metric}"
+    fig.colorbar(image, ax=ax, label=what)
     extra = ""
     if result.ci is not None:
         extra = (

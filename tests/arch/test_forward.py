@@ -224,3 +224,69 @@ def test_half_precision_is_as_close_to_float32_as_hugging_face_is(family_model, 
     assert fast.dtype == dtype and ours.dtype == torch.float32
     hf_error = float((theirs - exact).abs().max())
     assert float((ours - exact).abs().max()) <= 2 * hf_error + 1e-3
+
+
+# Prompts of three token lengths, for left-padding: the longest is the IOI prompt.
+MIXED = [
+    IOI_CLEAN,
+    "Then Mary and John talked, John gave a book to",
+    "When Mary and John went out, Mary said to",
+]
+
+
+def _padded(model) -> tuple[list[list[int]], torch.Tensor, torch.Tensor]:
+    """Each prompt's ids, and the prompts left-padded to the longest (batch, pos) with each
+    row's padding count (batch,)."""
+    ids = [model.to_tokens(p) for p in MIXED]
+    longest = max(len(i) for i in ids)
+    pad = torch.tensor([longest - len(i) for i in ids])
+    assert len(set(pad.tolist())) == 3  # three lengths: the test pads differently per row
+    tokens = torch.tensor([[ids[0][0]] * (longest - len(i)) + i for i in ids])
+    return ids, tokens, pad
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_padded_rows_compute_what_each_prompt_computes_alone(family_model, family):
+    """Left-padded prompts of different lengths in one batch give each prompt's Hugging Face
+    logits, and every real position's activations equal the prompt's own unpadded run
+    (learned positions, rotary angles and sliding windows at each row's true positions)."""
+    model = family_model(family)
+    fast = load(model.hf_model)
+    ids, tokens, pad = _padded(model)
+    names = ["resid_pre", "k", "rot_k", "z", "resid_post"]
+    with torch.no_grad():
+        final, cache = fast.run_with_cache(tokens, names, pad=pad)
+        logits = fast.unembed(final)
+        for row, prompt in enumerate(ids):
+            reference = model.hf_model(torch.tensor([prompt])).logits[0, -1]
+            assert _close(logits[row], reference) < 1e-5, row
+            _, alone = fast.run_with_cache(torch.tensor([prompt]), names)
+            for key, act in alone.items():
+                assert _close(cache[key][row, int(pad[row]) :], act[0]) < 1e-5, (row, key)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama", "gemma2"])
+def test_padded_run_from_a_layer_and_position_equals_the_full_run(family_model, family):
+    """Starting at a layer and a position past every row's padding, from the padded run's own
+    keys and values, gives the full padded run's answer (pad grouped like the past)."""
+    model = family_model(family)
+    fast = load(model.hf_model)
+    _, tokens, pad = _padded(model)
+    with torch.no_grad():
+        full, cache = fast.run_with_cache(tokens, ["resid_pre", "rot_k", "v"], pad=pad)
+        for layer, pos0 in [(0, 0), (1, int(pad.max()) + 1), (1, tokens.shape[1] - 1)]:
+            past = fast.past_kv(cache, pos0)
+            x = cache[("resid_pre", layer)][:, pos0:].repeat(2, 1, 1)  # 2 cells x 3 rows
+            partial = fast.run(x, layer, pos0, past, pad=pad)
+            assert _close(partial, full.repeat(2, 1)) < 1e-5, (layer, pos0)
+
+
+def test_without_padding_nothing_changes(family_model):
+    """No pad and a pad of zeros give the same numbers (the unpadded path is the default)."""
+    model = family_model("llama")
+    fast = load(model.hf_model)
+    tokens = _tokens(model)
+    with torch.no_grad():
+        plain, _ = fast.run_with_cache(tokens, [])
+        zeros, _ = fast.run_with_cache(tokens, [], pad=torch.zeros(2, dtype=torch.long))
+    assert torch.allclose(plain, zeros, atol=1e-6)

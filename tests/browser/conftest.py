@@ -11,7 +11,6 @@ runs as it is.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,19 +19,9 @@ import actpatch
 from actpatch.api import Settings, create_app
 from actpatch.models import LoadedModel
 from tests.api.conftest import serving
+from tests.browser.chromium import CHROMIUM, launch
 from tests.conftest import make_random_gpt2
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 MODEL_NAME = "tiny-gpt2"
 
 
@@ -61,9 +50,7 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
+        chromium = launch(playwright)
         yield chromium
         chromium.close()
 

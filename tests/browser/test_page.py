@@ -13,6 +13,7 @@ import pytest
 from actpatch.api import Settings, create_app
 from actpatch.models import LoadedModel
 from tests.api.conftest import serving
+from tests.browser.chromium import cell_center
 from tests.browser.conftest import MODEL_NAME, needs_chromium
 from tests.conftest import IOI_CLEAN, IOI_CORRUPT
 
@@ -44,19 +45,6 @@ def run_sweep(page: Any) -> None:
     page.click("#run-sweep")
     page.wait_for_selector("#heatmap:not(.hidden) .main-svg")
     page.wait_for_selector("#sweep-progress.hidden", state="attached")
-
-
-def cell_center(page: Any, layer: int, x: int) -> tuple[float, float]:
-    """The page coordinates of heatmap cell (layer, x), from Plotly's own axes."""
-    return page.evaluate(
-        """([layer, x]) => {
-            const gd = document.getElementById("heatmap");
-            const box = gd.getBoundingClientRect();
-            const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
-            return [box.left + xa._offset + xa.l2p(x), box.top + ya._offset + ya.l2p(layer)];
-        }""",
-        [layer, x],
-    )
 
 
 def test_prefilled_spec_example_runs_and_shows_numbers(page: Any, base_url: str) -> None:

@@ -458,3 +458,112 @@ def test_partial_snapshots_come_while_the_sweep_runs_and_end_equal(tiny_model, a
         have = ~s.raw.isnan()
         assert torch.equal(s.raw[have], final.raw[have])
     assert final.complete and final.to_dict()["complete"] is True
+
+
+# -- mixed lengths in one padded batch (issue 11) ----------------------------------------------
+
+# Three templates, three token lengths; the first two recompute the same number of positions
+# (they differ before the names), the third more.
+PAD_TEMPLATES = (
+    "When {A} and {B} went to the {PLACE}, {B} gave a {OBJECT} to",
+    "Then, when {A} and {B} went to the {PLACE}, {B} gave a {OBJECT} to",
+    "Then, {A} and {B} had a long argument, and afterwards {B} said to",
+)
+
+
+def _padded_and_grouped(model, component, direction="denoising", templates=PAD_TEMPLATES, n=6):
+    from actpatch.datasets import ioi
+    from actpatch.patching.experiment import dataset_experiments
+
+    data = ioi(n, seed=1, templates=templates)
+    runs = {}
+    for batching in ("padded", "grouped"):
+        experiments = dataset_experiments(model, data)
+        runs[batching] = actpatch.sweep_many(
+            experiments, component, "logit_diff", direction, batching=batching
+        )
+    return runs["padded"], runs["grouped"], len(experiments)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama", "gemma2"])
+@pytest.mark.parametrize(
+    ("component", "direction"),
+    [
+        ("z", "denoising"),
+        ("resid_pre", "noising"),
+        ("z_by_pos", "denoising"),
+        ("pattern", "noising"),
+    ],
+)
+def test_padded_batch_equals_the_grouped_sweep(family_model, family, component, direction):
+    """One left-padded batch of every length group gives the per-group sweeps' numbers: raw,
+    normalized, every pair's values and the bootstrap interval (the grouped path is itself held
+    to TransformerLens above). GPT-2's learned positions, Llama's rotary angles, Gemma 2's
+    sliding window (5 tokens, shorter than the prompts) and soft-caps."""
+    model = family_model(family)
+    padded, grouped, n_groups = _padded_and_grouped(model, component, direction)
+    assert n_groups == 3
+    assert padded.batching == "padded" and grouped.batching == "grouped"
+    assert "3 length groups" in (padded.batching_note or "")
+    assert padded.length_groups == grouped.length_groups and len(padded.length_groups) == 3
+    assert padded.position_convention == grouped.position_convention
+    assert padded.tokens == grouped.tokens and padded.alignment == grouped.alignment
+    assert padded.per_pair is not None and grouped.per_pair is not None
+    assert (padded.per_pair - grouped.per_pair).abs().max() < TOL
+    assert (padded.raw - grouped.raw).abs().max() < TOL
+    assert (padded.normalized - grouped.normalized).abs().max() < TOL
+    assert abs(padded.clean - grouped.clean) < TOL and abs(padded.corrupt - grouped.corrupt) < TOL
+    assert padded.ci is not None and grouped.ci is not None
+    # The interval is of normalized values: ratios over resampled clean - corrupted gaps, some
+    # small, which scale float rounding up (the same resamples: the pairs are in one order).
+    for ours, theirs in ((padded.ci.low, grouped.ci.low), (padded.ci.high, grouped.ci.high)):
+        assert torch.allclose(ours, theirs, rtol=1e-3, atol=1e-3, equal_nan=True)
+    # the patches must move the metric (far beyond float rounding), else equal numbers would
+    # prove little
+    base = grouped.corrupt_per_pair if direction == "denoising" else grouped.clean_per_pair
+    assert base is not None
+    moved = grouped.per_pair - base.reshape(-1, *[1] * (grouped.per_pair.dim() - 1))
+    assert moved.nan_to_num().abs().max() > 1e-2
+
+
+def test_auto_pads_the_groups_that_recompute_as_many_positions(tiny_model):
+    """The first two templates recompute the same positions: auto pads them into one batch and
+    runs the third alone; the numbers are the grouped ones."""
+    from actpatch.datasets import ioi
+    from actpatch.patching.experiment import dataset_experiments
+
+    data = ioi(6, seed=1, templates=PAD_TEMPLATES)
+    experiments = dataset_experiments(tiny_model, data)
+    snapshots: list = []
+    auto = actpatch.sweep_many(experiments, "z", "logit_diff", on_partial=snapshots.append)
+    grouped = actpatch.sweep_many(experiments, "z", "logit_diff", batching="grouped")
+    assert auto.batching == "padded"
+    # Snapshots while it runs describe the first group's unpadded prompts, as the result does.
+    assert snapshots and all(not s.complete for s in snapshots)
+    assert all(s.tokens == grouped.tokens and s.batching == "padded" for s in snapshots)
+    assert auto.batching_note is not None and "2 left-padded batches" in auto.batching_note
+    assert auto.to_dict()["batching"] == "padded"
+    assert auto.per_pair is not None and grouped.per_pair is not None
+    assert (auto.per_pair - grouped.per_pair).abs().max() < TOL
+    # Two groups that recompute different numbers of positions stay grouped, saying why.
+    two = ioi(4, seed=1, templates=PAD_TEMPLATES[1:])
+    two_groups = dataset_experiments(tiny_model, two)
+    assert len(two_groups) == 2
+    kept = actpatch.sweep_many(two_groups, "z", "logit_diff")
+    assert kept.batching == "grouped" and "recompute" in (kept.batching_note or "")
+
+
+def test_the_bridge_keeps_one_sweep_per_length_group(tiny_model):
+    from actpatch.datasets import ioi
+    from actpatch.patching.experiment import dataset_experiments
+
+    data = ioi(4, seed=1, templates=PAD_TEMPLATES[:2])
+    experiments = dataset_experiments(tiny_model, data, backend="bridge")
+    assert len(experiments) == 2
+    result = actpatch.sweep_many(experiments, "z", "logit_diff")
+    assert result.batching == "grouped" and "bridge" in (result.batching_note or "")
+    with pytest.raises(actpatch.InputError, match="cannot be padded") as err:
+        actpatch.sweep_many(experiments, "z", "logit_diff", batching="padded")
+    assert err.value.field == "batching"
+    with pytest.raises(actpatch.InputError, match="Unknown batching"):
+        actpatch.sweep_many(experiments, "z", "logit_diff", batching="ragged")

@@ -212,6 +212,12 @@ class SweepRequest(ExperimentFields):
         description="A position-resolved sweep's columns: token positions (index), the roles the "
         "pairs name (role), or auto (role over pairs of several token lengths, else index).",
     )
+    batching: Literal["auto", "padded", "grouped"] = Field(
+        "auto",
+        description="A dataset of several token lengths: auto (left-pad together the length "
+        "groups that recompute alike; the same numbers, never slower), padded (all in one "
+        "batch) or grouped (one sweep per length). The result's `batching` says which ran.",
+    )
 
     @model_validator(mode="after")
     def _prompts_or_dataset(self) -> SweepRequest:
@@ -286,6 +292,15 @@ class SweepResponse(BaseModel):
         default_factory=list,
         description="Over a dataset of several token lengths: each group's clean_len, "
         "corrupt_len and n_pairs (tokens are then the first group's).",
+    )
+    batching: str = Field(
+        "single",
+        description="How the pairs were batched: 'single' (one token length), 'grouped' (one "
+        "sweep per length group) or 'padded' (the groups left-padded into one batch: the same "
+        "numbers, faster).",
+    )
+    batching_note: str | None = Field(
+        None, description="Why a dataset of several lengths was batched as it was."
     )
     cached: bool = Field(description="Whether the clean and corrupted runs came from the cache.")
     ablation: Ablation | None = Field(

@@ -186,6 +186,7 @@ class Workbench:
                     request.metric,
                     request.direction,
                     positions=request.positions,
+                    batching=request.batching,
                     progress=progress,
                     should_stop=should_stop,
                     on_partial=partial if progress is not None else None,

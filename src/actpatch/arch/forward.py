@@ -31,6 +31,16 @@ in `transformer_lens.patching` run through its `TransformerBridge`:
 A hook is called as `hook(name, layer, activation, pos0)` and returns the activation to use;
 `pos0` is the absolute position of index 0 on the activation's position axis (the query axis
 for `pattern`, whose key axis always starts at 0).
+
+Mixed lengths in one batch. Prompts of different token lengths can share a batch *left-padded*
+(`pad`: each row's number of padding positions), so that every row's final token sits at the
+last index and "the last layer computes only the final position" still holds. A row's real
+tokens then see exactly what they would see alone: their keys hide the padding, and learned
+positions and rotary angles use each token's true position (index - pad). Causal masks and
+sliding windows compare differences of positions, which padding does not change. Padding
+positions attend only to each other (a causal run of the padding token), so they never depend
+on a row's real tokens and are the same in a clean and a corrupted run. Without `pad` nothing
+of this runs.
 """
 
 from __future__ import annotations
@@ -149,6 +159,11 @@ def _softcap(x: Tensor, cap: float | None) -> Tensor:
     return x if cap is None else torch.tanh(x / cap) * cap
 
 
+def _rows(pad: Tensor, batch: int) -> Tensor:
+    """Per-row padding counts (batch,) from per-group ones (groups,): row r is group r % groups."""
+    return pad if pad.shape[0] == batch else pad.repeat(batch // pad.shape[0])
+
+
 class Transformer:
     """A decoder-only transformer's forward pass as tensor functions over its weights."""
 
@@ -168,14 +183,21 @@ class Transformer:
 
     # -- the pieces, in the order data flows through them ------------------------------------
 
-    def embed(self, tokens: Tensor) -> Tensor:
-        """Layer 0's resid_pre: token embeddings, scaled or plus positions. (batch, pos, d_model)"""
+    def embed(self, tokens: Tensor, pad: Tensor | None = None) -> Tensor:
+        """Layer 0's resid_pre: token embeddings, scaled or plus positions. (batch, pos, d_model)
+
+        With `pad` (left-padding per row), learned positions count from each row's first real
+        token.
+        """
         w = self.weights
         x = F.embedding(tokens, w.W_E)
         if w.embed_scale is not None:
             x = x * w.embed_scale
         if w.W_pos is not None:
-            x = x + w.W_pos[torch.arange(tokens.shape[1], device=tokens.device)]
+            at = torch.arange(tokens.shape[1], device=tokens.device)
+            if pad is not None:  # (batch, pos): true positions (padding reads position 0)
+                at = (at[None, :] - _rows(pad, tokens.shape[0])[:, None]).clamp(min=0)
+            x = x + w.W_pos[at]
         return x
 
     def _norm(self, x: Tensor, norm: Norm) -> Tensor:
@@ -211,14 +233,20 @@ class Transformer:
             self._rope_tables[rope] = known
         return known
 
-    def _rotate(self, layer: int, t: Tensor, pos0: int) -> Tensor:
-        """The rotary embedding of queries or keys (batch, pos, head, d_head) at pos0.."""
+    def _rotate(self, layer: int, t: Tensor, pos0: int, pad: Tensor | None = None) -> Tensor:
+        """The rotary embedding of queries or keys (batch, pos, head, d_head) at pos0..
+        (with `pad`, at each row's true positions)."""
         rope = self.spec.rope_for(layer)
         if rope is None:
             return t
         n = t.shape[1]
         cos, sin = self._rope_table(rope, pos0 + n)
-        cos, sin = cos[pos0 : pos0 + n, None, :], sin[pos0 : pos0 + n, None, :]  # (pos, 1, dim)
+        if pad is None:
+            cos, sin = cos[pos0 : pos0 + n, None, :], sin[pos0 : pos0 + n, None, :]  # (pos, 1, dim)
+        else:
+            at = torch.arange(pos0, pos0 + n, device=t.device)
+            at = (at[None, :] - _rows(pad, t.shape[0])[:, None]).clamp(min=0)  # (batch, pos)
+            cos, sin = cos[at][:, :, None, :], sin[at][:, :, None, :]  # (batch, pos, 1, dim)
         if rope.dim == t.shape[-1]:
             return t * cos + _rotate_half(t) * sin
         rot, rest = t[..., : rope.dim], t[..., rope.dim :]  # partial rotary (Pythia)
@@ -235,10 +263,12 @@ class Transformer:
         pos0: int,
         q_pos0: int,
         hook: Hook | None,
+        pad: Tensor | None = None,
     ) -> Tensor:
         """Causal attention of queries q (batch, n_q, head, d_head) at q_pos0.. over the keys
         and values k, v (batch, n, kv_head, d_head) at pos0.., and the past ones
         (groups, pos0, kv_head, d_head) before pos0. Returns z (batch, n_q, head, d_head).
+        With `pad`, a real query hides its row's padding keys.
 
         Query head h reads KV head h // (head / kv_head), as Hugging Face's repeat_kv lays
         them out; the heads are grouped rather than the keys copied.
@@ -264,6 +294,12 @@ class Transformer:
         window = spec.window(layer)
         if window is not None:
             hidden = hidden | (key_at <= query_at - window)
+        if pad is not None:
+            # (batch, 1, 1, query, key): a real query never reads a padding key; padding
+            # queries read only padding keys (causally), so every row keeps a key.
+            rows = _rows(pad, batch)[:, None, None]
+            padding = (key_at[None] < rows) & (query_at[None] >= rows)
+            hidden = (hidden[None] | padding)[:, None, None]
         scores = scores.masked_fill(hidden, torch.finfo(scores.dtype).min)
         # softmax in float32, as Hugging Face does (a no-op for float32 models)
         pattern = scores.softmax(dim=-1, dtype=torch.float32).to(q.dtype)
@@ -297,6 +333,7 @@ class Transformer:
         past_v: Tensor | None,
         hook: Hook | None,
         last_only: bool = False,
+        pad: Tensor | None = None,
     ) -> Tensor:
         """Run block `layer` on positions pos0.. of `x` (batch, n, d_model); return its output.
 
@@ -305,7 +342,8 @@ class Transformer:
         group: batch row r uses group r % groups. (A sweep patches many cells of the same base
         run, so the cells share one cache, never copied.) With `last_only`, only the final
         position's output is computed; every position's keys and values still are, since the
-        final position attends to them.
+        final position attends to them. `pad` (groups,) counts each group's left-padding
+        positions (module docstring), grouped like the past keys and values.
         """
         w = self.weights.layers[layer]
         batch, n, _ = x.shape
@@ -320,8 +358,8 @@ class Transformer:
             q = hook("q", layer, q, pos0)
             k = hook("k", layer, k, pos0)
             v = hook("v", layer, v, pos0)
-        q = self._rotate(layer, self._qk_norm(q, w.q_norm), pos0)
-        k = self._rotate(layer, self._qk_norm(k, w.k_norm), pos0)
+        q = self._rotate(layer, self._qk_norm(q, w.q_norm), pos0, pad)
+        k = self._rotate(layer, self._qk_norm(k, w.k_norm), pos0, pad)
         if hook is not None:
             k = hook("rot_k", layer, k, pos0)
         q_pos0 = pos0
@@ -329,7 +367,7 @@ class Transformer:
             q, x = q[:, -1:], x[:, -1:]
             q_pos0 = pos0 + n - 1
         n_q = q.shape[1]
-        z = self._attend(layer, q, k, v, past_k, past_v, pos0, q_pos0, hook)
+        z = self._attend(layer, q, k, v, past_k, past_v, pos0, q_pos0, hook, pad)
         if hook is not None:
             z = hook("z", layer, z, q_pos0)
         attn_out = _linear(z.reshape(batch, n_q, H * dh), w.W_O, w.b_O)
@@ -365,24 +403,27 @@ class Transformer:
         past_kv: list[tuple[Tensor, Tensor]] | None = None,
         hook: Hook | None = None,
         last_only: bool = True,
+        pad: Tensor | None = None,
     ) -> Tensor:
         """Run layers start_layer.. from residual `x` at positions pos0..; return the final
         position's residual stream after the last block, before the final norm. (batch, d_model)
 
-        `past_kv[layer]` holds each layer's (keys, values) of positions before pos0.
+        `past_kv[layer]` holds each layer's (keys, values) of positions before pos0; `pad`
+        each row's (or group's) left-padding.
         """
         for layer in range(start_layer, self.n_layers):
             past_k, past_v = past_kv[layer] if past_kv is not None else (None, None)
             last = last_only and layer == self.n_layers - 1
-            x = self.block(layer, x, pos0, past_k, past_v, hook, last_only=last)
+            x = self.block(layer, x, pos0, past_k, past_v, hook, last_only=last, pad=pad)
         return x[:, -1]
 
     def run_with_cache(
-        self, tokens: Tensor, names: Iterable[str]
+        self, tokens: Tensor, names: Iterable[str], pad: Tensor | None = None
     ) -> tuple[Tensor, dict[tuple[str, int], Tensor]]:
         """Run the whole model on `tokens`; return the final residual and the named activations.
 
-        The cache maps (hook name, layer) to the activation over every position.
+        The cache maps (hook name, layer) to the activation over every position. `pad`: each
+        row's (or group's) left-padding, for prompts of different lengths in one batch.
         """
         wanted = set(names)
         cache: dict[tuple[str, int], Tensor] = {}
@@ -392,7 +433,7 @@ class Transformer:
                 cache[(name, layer)] = act
             return act
 
-        final = self.run(self.embed(tokens), hook=keep, last_only=False)
+        final = self.run(self.embed(tokens, pad), hook=keep, last_only=False, pad=pad)
         return final, cache
 
     def past_kv(

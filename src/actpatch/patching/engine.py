@@ -40,7 +40,7 @@ from actpatch.patching.cells import (
     run_cells,
 )
 from actpatch.patching.components import get_component
-from actpatch.patching.experiment import Experiment
+from actpatch.patching.experiment import Experiment, can_pad, padded
 from actpatch.patching.metrics import from_logits, is_normalizable, normalize
 from actpatch.patching.results import PatchResult, SweepResult, TopToken
 from actpatch.patching.statistics import Bootstrap, bootstrap_interval
@@ -353,6 +353,7 @@ def sweep_many(
     should_stop: Callable[[], bool] | None = None,
     on_partial: OnPartial | None = None,
     max_memory: int | str | None = None,
+    batching: str = "auto",
 ) -> SweepResult:
     """One sweep over several experiments (e.g. a dataset's length groups), averaged per pair.
 
@@ -362,8 +363,19 @@ def sweep_many(
     dataset's order (each experiment's `pair_index`), and `ci` is computed over all pairs.
     A position-resolved component over several lengths is indexed by role (`positions` "role",
     which "auto" picks there); by token index it needs one group.
+
+    `batching`: "padded" runs every group in one left-padded batch (the same numbers: each
+    real token computes what it computes in its own group; `actpatch.arch.forward`), "grouped"
+    one sweep per group, "auto" pads where `pad_faster` expects it to be faster. The result's
+    `batching` says which ran and `batching_note` why.
     """
     comp = get_component(component)
+    if batching not in BATCHINGS:
+        raise InputError(
+            f"Unknown batching {batching!r}: use 'auto', 'padded' (the length groups left-padded "
+            "into one batch) or 'grouped' (one sweep per length group).",
+            field="batching",
+        )
     if positions == "auto":
         positions = "role" if comp.by_pos and len(experiments) > 1 else "index"
     if len(experiments) == 1:
@@ -399,9 +411,34 @@ def sweep_many(
                 "role-indexed sweep must name the same roles.",
                 field="positions",
             )
+    why = can_pad(experiments) if batching != "grouped" else "grouping was asked for"
+    if why is not None and batching == "padded":
+        raise InputError(
+            f"These length groups cannot be padded into one batch: {why}. Use batching "
+            "'grouped' or 'auto'.",
+            field="batching",
+        )
+    batches = experiments  # what runs: the length groups, or padded batches of them
+    if why is None:
+        buckets = pad_buckets(experiments, one_batch=batching == "padded")
+        if len(buckets) < len(experiments):
+            batches = [group[0] if len(group) == 1 else padded(group) for group in buckets]
+        else:
+            why = (
+                "no two length groups recompute the same number of positions, so padding "
+                "them together would compute more positions than it saves"
+            )
+    sizes = sorted({int(e.clean_tokens.shape[1]) for e in experiments})
+    how, note_on_batching = "grouped", why
+    if batches is not experiments:
+        how = "padded"
+        note_on_batching = (
+            f"{len(experiments)} length groups ({sizes[0]} to {sizes[-1]} tokens) ran as "
+            f"{len(batches)} left-padded batch{'es' if len(batches) > 1 else ''}"
+        )
     t0 = time.perf_counter()
     n_total = sum(e.n_pairs for e in experiments)
-    order = [i for e in experiments for i in e.pair_index]
+    order = [i for e in batches for i in e.pair_index]
     if sorted(order) != list(range(n_total)):
         order = list(range(n_total))  # experiments not from one dataset: keep their order
     results: list[SweepResult] = []
@@ -413,7 +450,7 @@ def sweep_many(
         clean = torch.full((n_total,), float("nan"))
         corrupt = torch.full((n_total,), float("nan"))
         start = 0
-        for exp, part in zip(experiments, parts, strict=False):
+        for exp, part in zip(batches, parts, strict=False):
             rows = torch.tensor(order[start : start + exp.n_pairs])
             assert part.per_pair is not None and part.clean_per_pair is not None
             assert part.corrupt_per_pair is not None
@@ -430,6 +467,8 @@ def sweep_many(
             ci = bootstrap_interval(per_pair, clean, corrupt, bootstrap or Bootstrap())
         # Each group's warnings once (groups of one dataset often share them).
         warnings = list(dict.fromkeys(w for r in parts for w in r.warnings))
+        if how == "padded":  # positions are described by the first group, never padded ones
+            first = _as_first_group(first, experiments[0])
         return dataclasses.replace(
             first,
             raw=raw,
@@ -440,14 +479,9 @@ def sweep_many(
             n_pairs=n_total,
             seconds=time.perf_counter() - t0,
             warnings=warnings,
-            length_groups=[
-                {
-                    "clean_len": int(e.clean_tokens.shape[1]),
-                    "corrupt_len": int(e.corrupt_tokens.shape[1]),
-                    "n_pairs": e.n_pairs,
-                }
-                for e in experiments
-            ],
+            length_groups=_length_groups(experiments),
+            batching=how,
+            batching_note=note_on_batching,
             per_pair=per_pair,
             clean_per_pair=clean,
             corrupt_per_pair=corrupt,
@@ -457,11 +491,11 @@ def sweep_many(
             values_total=None if complete else per_pair.numel(),
         )
 
-    for i, exp in enumerate(experiments):
+    for i, exp in enumerate(batches):
 
         def report(done: int, total: int, offset: int = i) -> None:
             if progress is not None:
-                progress(offset * total + done, len(experiments) * total)
+                progress(offset * total + done, len(batches) * total)
 
         def partial(snapshot: SweepResult) -> None:
             if on_partial is not None:
@@ -481,6 +515,60 @@ def sweep_many(
                 max_memory=max_memory,
             )
         )
-        if on_partial is not None and i < len(experiments) - 1:
+        if on_partial is not None and i < len(batches) - 1:
             on_partial(combined(results, complete=False))
     return combined(results, complete=True)
+
+
+BATCHINGS = ("auto", "padded", "grouped")
+
+
+def _length_groups(experiments: list[Experiment]) -> list[dict[str, int]]:
+    return [
+        {
+            "clean_len": int(e.clean_tokens.shape[1]),
+            "corrupt_len": int(e.corrupt_tokens.shape[1]),
+            "n_pairs": e.n_pairs,
+        }
+        for e in experiments
+    ]
+
+
+def recomputed(exp: Experiment) -> int:
+    """How many positions a sweep of `exp` recomputes: from the first differing one to the end.
+    Left-padded together, groups recompute the most any of them does."""
+    n_pos = int(exp.corrupt_tokens.shape[1])
+    return n_pos - min(exp.first_diff, n_pos - 1)
+
+
+def pad_buckets(experiments: list[Experiment], one_batch: bool = False) -> list[list[Experiment]]:
+    """The length groups that run as one left-padded batch each: groups that recompute the same
+    number of positions (padding adds no recomputed position to them), or all (`one_batch`).
+
+    Padding groups that recompute different numbers of positions makes the shorter ones
+    recompute more; measured on the demo model (benchmarks/bench_datasets.py), that extra work
+    costs about what the saved batches save, so "auto" pads only where it adds none.
+    """
+    if one_batch:
+        return [list(experiments)]
+    buckets: dict[int, list[Experiment]] = {}
+    for exp in experiments:
+        buckets.setdefault(recomputed(exp), []).append(exp)
+    return list(buckets.values())
+
+
+def _as_first_group(result: SweepResult, first: Experiment) -> SweepResult:
+    """`result` (of a padded batch) with its positions described by the first length group's
+    prompts, as a grouped sweep describes them (a padded batch's pairs align one to one)."""
+    base = first.corrupt_tokens if result.direction == "denoising" else first.clean_tokens
+    n_pos = int(base.shape[1])
+    return dataclasses.replace(
+        result,
+        tokens=first.model.to_str_tokens(base[0]),
+        clean_tokens=first.str_tokens("clean"),
+        corrupt_tokens=first.str_tokens("corrupt"),
+        patched_positions=list(range(n_pos)),
+        unpatched_positions=[],
+        identical_positions=list(range(min(first.first_diff, n_pos))),
+        alignment=first.alignment.to_dict(),
+    )

@@ -10,6 +10,12 @@ corrupted prompts another, since each position is one column of the result. Pair
 their positions by role (`positions`: {"IO": [2], "S2": [10], ...} per pair): a sweep can then
 be indexed by role, which holds across templates of different lengths (`group_by_length`
 splits a dataset into experiments of one length each; the engine's `sweep_many` joins them).
+
+Mixed lengths in one batch: `padded(experiments)` joins length groups whose clean and corrupted
+prompts have the same length pair by pair into one experiment whose prompts are *left-padded*
+to the longest (`Experiment.pad`: each pair's padding count; the fast path hides the padding,
+`actpatch.arch.forward`). Its role positions and first differing position are in padded
+coordinates; every real token computes what it computes in its own group.
 """
 
 from __future__ import annotations
@@ -87,6 +93,8 @@ class Experiment:
         positions: Sequence[RolePositions] | None = None,
         corrupt_positions: Sequence[RolePositions] | None = None,
         pair_index: Sequence[int] | None = None,
+        pad: bool = False,
+        token_ids: tuple[list[list[int]], list[list[int]]] | None = None,
     ) -> None:
         self.model = model
         self.backend = runners.choose_backend(model, backend)
@@ -119,8 +127,18 @@ class Experiment:
                     field=name,
                 )
 
-        clean_ids = [self._tokenize(p, "clean_prompt") for p in self.clean_prompts]
-        corrupt_ids = [self._tokenize(p, "corrupt_prompt") for p in self.corrupt_prompts]
+        if token_ids is not None:  # already tokenized (and checked) by the length groups
+            clean_ids, corrupt_ids = token_ids
+        else:
+            clean_ids = [self._tokenize(p, "clean_prompt") for p in self.clean_prompts]
+            corrupt_ids = [self._tokenize(p, "corrupt_prompt") for p in self.corrupt_prompts]
+        # Left-padding per pair (None: all prompts share one length, nothing is padded).
+        self.pad: Tensor | None = None
+        if pad:
+            clean_ids, corrupt_ids, counts = self._left_pad(clean_ids, corrupt_ids)
+            positions = _shifted(positions, counts)
+            corrupt_positions = _shifted(corrupt_positions, counts)
+            self.pad = torch.tensor(counts, device=model.device)
         self._check_lengths(clean_ids, "clean_prompt")
         self._check_lengths(corrupt_ids, "corrupt_prompt")
         alignments = [align(c, k) for c, k in zip(clean_ids, corrupt_ids, strict=True)]
@@ -136,13 +154,17 @@ class Experiment:
         device = model.device
         self.clean_tokens = torch.tensor(clean_ids, device=device)
         self.corrupt_tokens = torch.tensor(corrupt_ids, device=device)
-        self.target_ids = torch.tensor(
-            [self.answer_id(t, "target_token") for t in self.target_strs], device=device
-        )
+        known: dict[str, int] = {}  # a dataset repeats its answers: tokenize each once
+
+        def ids(answers: list[str], field: str) -> Tensor:
+            for a in answers:
+                if a not in known:
+                    known[a] = self.answer_id(a, field)
+            return torch.tensor([known[a] for a in answers], device=device)
+
+        self.target_ids = ids(self.target_strs, "target_token")
         self.wrong_ids = (
-            torch.tensor([self.answer_id(w, "wrong_token") for w in self.wrong_strs], device=device)
-            if self.wrong_strs is not None
-            else None
+            ids(self.wrong_strs, "wrong_token") if self.wrong_strs is not None else None
         )
         # Where each pair sits in the dataset it came from (a length group's pairs are a subset).
         self.pair_index = list(pair_index) if pair_index is not None else list(range(n_pairs))
@@ -160,6 +182,28 @@ class Experiment:
         self._lock = threading.Lock()
 
     # -- input checks ---------------------------------------------------------------------
+
+    def _left_pad(
+        self, clean: list[list[int]], corrupt: list[list[int]]
+    ) -> tuple[list[list[int]], list[list[int]], list[int]]:
+        """Every prompt left-padded to the longest; each pair's padding count.
+
+        The padding token is the first token of the first prompt (BOS); any token would do,
+        since the padded positions are hidden.
+        """
+        if any(len(c) != len(k) for c, k in zip(clean, corrupt, strict=True)):
+            raise InputError(
+                "Padding needs each pair's clean and corrupted prompts to have the same token "
+                "length; group the pairs by length instead.",
+                field="corrupt_prompt",
+            )
+        longest, token = max(len(c) for c in clean), clean[0][0]
+        counts = [longest - len(c) for c in clean]
+        return (
+            [[token] * n + c for n, c in zip(counts, clean, strict=True)],
+            [[token] * n + k for n, k in zip(counts, corrupt, strict=True)],
+            counts,
+        )
 
     def _tokenize(self, prompt: str, field: str) -> list[int]:
         if not prompt.strip():
@@ -272,12 +316,13 @@ class Experiment:
                 return known
             wanted |= have
             with torch.inference_mode():
+                padding = {} if self.pad is None else {"pad": self.pad}
                 if self.clean_tokens.shape == self.corrupt_tokens.shape:
                     # Both runs in one batched forward: the weights are read once.
                     for other in self._runs.values():
                         wanted |= {name for name, _ in other.cache}
                     both = torch.cat([self.clean_tokens, self.corrupt_tokens])
-                    final, cache = self.runner.run_with_cache(both, wanted)
+                    final, cache = self.runner.run_with_cache(both, wanted, **padding)
                     n = self.n_pairs
                     for i, key in enumerate(("clean", "corrupt")):
                         part = slice(i * n, (i + 1) * n)
@@ -286,7 +331,7 @@ class Experiment:
                         )
                 else:
                     tokens = self.clean_tokens if which == "clean" else self.corrupt_tokens
-                    final, cache = self.runner.run_with_cache(tokens, wanted)
+                    final, cache = self.runner.run_with_cache(tokens, wanted, **padding)
                     self._runs[which] = Run(tokens, final, cache)
             return self._runs[which]
 
@@ -317,6 +362,77 @@ class Experiment:
         """The token strings of the first pair's clean or corrupted prompt."""
         tokens = self.clean_tokens if which == "clean" else self.corrupt_tokens
         return self.model.to_str_tokens(tokens[0])
+
+
+def _shifted(
+    table: Sequence[RolePositions] | None, counts: list[int]
+) -> list[dict[str, list[int]]] | None:
+    """Role positions moved right by each pair's padding."""
+    if table is None:
+        return None
+    return [
+        {
+            role: [q + n for q in ((where,) if isinstance(where, int) else where)]
+            for role, where in roles.items()
+        }
+        for roles, n in zip(table, counts, strict=True)
+    ]
+
+
+def can_pad(experiments: Sequence[Experiment]) -> str | None:
+    """None if `padded(experiments)` can join them, else why not."""
+    if any(e.backend != "fast" for e in experiments):
+        return "the bridge backend (TransformerLens) runs each length group on its own"
+    if any(not e.alignment.identity for e in experiments):
+        return "some pairs' clean and corrupted prompts differ in length"
+    if any(e.model is not experiments[0].model for e in experiments):
+        return "the experiments use different models"
+    if len({e.roles.names if e.roles is not None else () for e in experiments}) > 1:
+        return "the length groups name different roles"
+    if len({e.wrong_ids is None for e in experiments}) > 1:
+        return "some groups have a wrong answer and others not"
+    indices = sorted(i for e in experiments for i in e.pair_index)
+    if indices != list(range(len(indices))):
+        return "the experiments are not one dataset's length groups (their pair indices clash)"
+    return None
+
+
+def padded(experiments: Sequence[Experiment]) -> Experiment:
+    """One experiment over every pair of `experiments` (length groups), left-padded to the
+    longest prompt, its pairs in the dataset's order (each group's `pair_index`; `can_pad`
+    says when this works)."""
+    pairs = [(index, exp, p) for exp in experiments for p, index in enumerate(exp.pair_index)]
+    pairs.sort(key=lambda pair: pair[0])
+    wrong = None
+    if experiments[0].wrong_strs is not None:
+        wrong = [exp.wrong_strs[p] for _, exp, p in pairs if exp.wrong_strs is not None]
+    positions = corrupt_positions = None
+    if experiments[0].roles is not None:
+
+        def table(which: str) -> list[dict[str, list[int]]]:
+            out = []
+            for _, exp, p in pairs:
+                assert exp.roles is not None
+                spans = getattr(exp.roles, which)[p]
+                out.append({r: list(s) for r, s in zip(exp.roles.names, spans, strict=True)})
+            return out
+
+        positions, corrupt_positions = table("clean"), table("corrupt")
+    clean_ids = [exp.clean_tokens[p].tolist() for _, exp, p in pairs]
+    corrupt_ids = [exp.corrupt_tokens[p].tolist() for _, exp, p in pairs]
+    return Experiment(
+        experiments[0].model,
+        [exp.clean_prompts[p] for _, exp, p in pairs],
+        [exp.corrupt_prompts[p] for _, exp, p in pairs],
+        [exp.target_strs[p] for _, exp, p in pairs],
+        wrong,
+        backend=experiments[0].backend,
+        positions=positions,
+        corrupt_positions=corrupt_positions,
+        pair_index=[index for index, _, _ in pairs],
+        pad=True,
+        token_ids=(clean_ids, corrupt_ids),
+    )
 
 
 def group_by_length(
@@ -371,4 +487,12 @@ def dataset_experiments(
     return out
 
 
-__all__ = ["Experiment", "Run", "answer_id", "dataset_experiments", "group_by_length"]
+__all__ = [
+    "Experiment",
+    "Run",
+    "answer_id",
+    "can_pad",
+    "dataset_experiments",
+    "group_by_length",
+    "padded",
+]

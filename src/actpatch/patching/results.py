@@ -76,6 +76,11 @@ class SweepResult:
     complete: bool = True
     values_done: int | None = None
     values_total: int | None = None
+    # How the pairs were batched: "single" (one token length), "grouped" (one sweep per length
+    # group, `length_groups`) or "padded" (every group left-padded into one batch: the same
+    # numbers, usually faster); `batching_note` says why, when a dataset was not padded.
+    batching: str = "single"
+    batching_note: str | None = None
 
     def top(self, k: int = 10) -> list[tuple[tuple[int, ...], float]]:
         """The k cells whose patch moved the metric most, with their normalized (else raw) value.
@@ -130,6 +135,8 @@ class SweepResult:
             "note": self.note,
             "warnings": [w.to_dict() for w in self.warnings],
             "length_groups": self.length_groups,
+            "batching": self.batching,
+            "batching_note": self.batching_note,
             "position_convention": self.position_convention,
             "position_labels": self.position_labels,
             "ci": None if self.ci is None else self.ci.to_dict(),
@@ -175,6 +182,8 @@ class SweepResult:
             note=data.get("note"),
             warnings=[ResultWarning(**w) for w in data.get("warnings", [])],
             length_groups=list(data.get("length_groups", [])),
+            batching=data.get("batching", "grouped" if data.get("length_groups") else "single"),
+            batching_note=data.get("batching_note"),
             per_pair=optional("per_pair"),
             clean_per_pair=optional("clean_per_pair"),
             corrupt_per_pair=optional("corrupt_per_pair"),

@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
 from tests.api.conftest import SPEC_REQUEST
+from tests.api.routes.test_sweep import flat
 
 SWEEP = {
     "clean_prompt": "When Mary and John went to the zoo, John gave a drink to",
@@ -62,6 +65,23 @@ def test_dataset_sweep_by_role_has_per_pair_and_interval(client):
     ci = body["ci"]
     assert ci["level"] == 0.95 and ci["method"] == "percentile_bootstrap" and ci["n_boot"] == 1000
     assert len(ci["low"]) == len(body["normalized"])
+
+
+def test_dataset_sweep_batching_is_chosen_and_reported(client):
+    """ioi:6 mixes token lengths: one padded batch equals one sweep per length (the grouped
+    path is the reference), and the result says which ran."""
+    bodies = {}
+    for batching in ("grouped", "padded"):
+        request = {"dataset": "ioi:6", "component": "z", "batching": batching}
+        response = client.post("/sweep", json=request)
+        assert response.status_code == 200, response.text
+        bodies[batching] = response.json()
+    assert len(bodies["grouped"]["length_groups"]) > 1
+    assert [bodies[b]["batching"] for b in ("grouped", "padded")] == ["grouped", "padded"]
+    grouped, padded = (flat(bodies[b]["per_pair"]) for b in ("grouped", "padded"))
+    assert padded == pytest.approx(grouped, abs=1e-4)
+    bad = client.post("/sweep", json={"dataset": "ioi:6", "batching": "sometimes"})
+    assert bad.status_code == 422
 
 
 def test_dataset_jsonl_errors_name_the_line(client):
