@@ -627,3 +627,35 @@ def test_qk_fix_on_grouped_keys_soft_caps_and_qk_norms(family_model, family):
             assert float(result.estimate[layer, pos, head]) == pytest.approx(
                 expected, rel=REL, abs=1e-6
             )
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_padded_experiment_attributes_each_pair_as_alone(tiny_model, shared, monkeypatch):
+    # Two pairs of different lengths, left-padded into one experiment (as a mixed-length dataset
+    # runs): each pair's metric and per-head estimate must be what its own experiment gives,
+    # whether the gradient pass is the cached forward or runs after it.
+    from actpatch.patching.experiment import group_by_length, padded
+
+    monkeypatch.setattr(attribution, "SHARED_ROWS", 10**9 if shared else 0)
+
+    pairs = [(IOI_CLEAN, IOI_CORRUPT), (SHORT_CLEAN, SHORT_CORRUPT)]
+    answers = [_pick_answers(tiny_model, c, k) for c, k in pairs]
+    groups = group_by_length(
+        tiny_model,
+        [c for c, _ in pairs],
+        [k for _, k in pairs],
+        [a[0] for a in answers],
+        [a[1] for a in answers],
+    )
+    joined = padded(groups)
+    assert joined.pad is not None and int(joined.pad.max()) > 0
+    alone = [
+        actpatch.Experiment(tiny_model, c, k, *a) for (c, k), a in zip(pairs, answers, strict=True)
+    ]
+    grad = gradient_run(joined, "corrupt", "logit_diff", ["z"])
+    expected = [float(gradient_run(e, "corrupt", "logit_diff", ["z"]).values[0]) for e in alone]
+    torch.testing.assert_close(grad.values, torch.tensor(expected), rtol=1e-4, atol=1e-5)
+    # AtP of z per head sums over positions: the mean over pairs of each pair's own estimate
+    ours = attribute(padded(groups), "z", "atp", metric="logit_diff").estimate
+    mean = sum(attribute(e, "z", "atp", metric="logit_diff").estimate for e in alone) / 2
+    torch.testing.assert_close(ours, mean, rtol=1e-4, atol=1e-5)

@@ -310,8 +310,9 @@ def _shared_forward(
                 cache[(name, layer)] = act.detach()
             return hook(name, layer, act, pos0)
 
-        x = runner.embed(both).requires_grad_(True)
-        final = runner.run(x, hook=keep, last_only=False)
+        padding = {} if exp.pad is None else {"pad": exp.pad}  # as Experiment.run pads
+        x = runner.embed(both, **padding).requires_grad_(True)
+        final = runner.run(x, hook=keep, last_only=False, **padding)
         n = exp.n_pairs
         for i, key in enumerate(("clean", "corrupt")):
             part = slice(i * n, (i + 1) * n)
@@ -388,7 +389,8 @@ def gradient_run(
             past = _past(runner, cached.cache, start)
             x = cached.cache[("resid_pre", 0)][:, start:] if inputs is None else inputs
             x = x.clone().requires_grad_(True)
-            final = runner.run(x, 0, start, past, hook=capture, last_only=last_only)
+            padding = {} if exp.pad is None else {"pad": exp.pad}
+            final = runner.run(x, 0, start, past, hook=capture, last_only=last_only, **padding)
         values = _pair_metric(exp, final, metric)
         total = values.mean()
         keys = list(captured)
