@@ -27,6 +27,7 @@ from transformer_lens.tools.analysis.attribution_patching import (
 
 import actpatch
 from actpatch.models import LoadedModel
+from actpatch.patching import attribution
 from actpatch.patching.attribution import agreement, attribute, attribute_many, gradient_run
 from actpatch.planted import build_head_circuit, build_saturated_circuit
 from tests.conftest import IOI_CLEAN, IOI_CORRUPT
@@ -248,6 +249,53 @@ def test_gradient_run_gives_every_hook_and_its_gradient(exp64):
     assert float(grad.values[0]) == pytest.approx(
         _metric_with(exp64, "resid_pre", 0, torch.zeros(()), "logit_diff"), rel=1e-6
     )
+
+
+def _fresh(model):
+    answers = _pick_answers(model, IOI_CLEAN, IOI_CORRUPT)
+    return actpatch.Experiment(model, IOI_CLEAN, IOI_CORRUPT, *answers)
+
+
+@pytest.mark.parametrize("which", ["corrupt", "clean"])
+def test_the_gradient_pass_caches_what_a_plain_forward_caches(tiny_model, which, monkeypatch):
+    # A cold experiment's gradient pass is also its cached forward of both runs: the runs it
+    # keeps must be the plain cached runs (Experiment.run's own inference forward), so that
+    # exact sweeps after it are unchanged; and its gradients must be those of the run that
+    # starts from a warm cache at the first differing position.
+    names = ("z", "mlp_out", "resid_pre", "pattern", "q")
+    # share the pass whatever its size (when it pays is SHARED_ROWS's business, not this test's)
+    monkeypatch.setattr(attribution, "SHARED_ROWS", 10**9)
+    cold = _fresh(tiny_model)
+    shared = gradient_run(cold, which, "logit_diff", names, drop_layers=[0])
+    # (the runs came from the gradient pass: Experiment.run's own are inference tensors)
+    assert not cold.run("clean").final.is_inference()
+    plain = _fresh(tiny_model)
+    for run in ("clean", "corrupt"):
+        ours, theirs = cold.run(run), plain.run(run, names)
+        assert torch.equal(ours.tokens, theirs.tokens)
+        assert set(ours.cache) >= set(theirs.cache)
+        torch.testing.assert_close(ours.final, theirs.final, rtol=1e-5, atol=1e-6)
+        for key, value in theirs.cache.items():
+            torch.testing.assert_close(ours.cache[key], value, rtol=1e-5, atol=1e-6)
+    warm = gradient_run(plain, which, "logit_diff", names, drop_layers=[0])
+    assert shared.start == warm.start
+    torch.testing.assert_close(shared.values, warm.values, rtol=1e-5, atol=1e-6)
+    # (the warm run recomputes positions start.. alone: float32 sums in another order)
+    close = {"rtol": 1e-4, "atol": 1e-5}
+    for key, value in warm.activations.items():
+        torch.testing.assert_close(shared.activations[key], value, **close)
+        torch.testing.assert_close(shared.gradients[key], warm.gradients[key], **close)
+        torch.testing.assert_close(shared.dropped[0][key], warm.dropped[0][key], **close)
+    # only activations took gradients: no weight of the model did
+    assert all(p.grad is None for p in tiny_model.hf_model.parameters())
+
+
+def test_a_sweep_after_a_cold_attribution_equals_one_on_a_fresh_experiment(tiny_model):
+    attributed = _fresh(tiny_model)
+    attribute_many(attributed, ["z_by_pos", "mlp_out"], "atp")
+    after = actpatch.sweep(attributed, "z_by_pos", "logit_diff")
+    fresh = actpatch.sweep(_fresh(tiny_model), "z_by_pos", "logit_diff")
+    torch.testing.assert_close(after.raw, fresh.raw, rtol=1e-5, atol=1e-6)
 
 
 # -- AtP*: the QK fix and GradDrop against TransformerLens ------------------------------------
@@ -579,3 +627,35 @@ def test_qk_fix_on_grouped_keys_soft_caps_and_qk_norms(family_model, family):
             assert float(result.estimate[layer, pos, head]) == pytest.approx(
                 expected, rel=REL, abs=1e-6
             )
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_padded_experiment_attributes_each_pair_as_alone(tiny_model, shared, monkeypatch):
+    # Two pairs of different lengths, left-padded into one experiment (as a mixed-length dataset
+    # runs): each pair's metric and per-head estimate must be what its own experiment gives,
+    # whether the gradient pass is the cached forward or runs after it.
+    from actpatch.patching.experiment import group_by_length, padded
+
+    monkeypatch.setattr(attribution, "SHARED_ROWS", 10**9 if shared else 0)
+
+    pairs = [(IOI_CLEAN, IOI_CORRUPT), (SHORT_CLEAN, SHORT_CORRUPT)]
+    answers = [_pick_answers(tiny_model, c, k) for c, k in pairs]
+    groups = group_by_length(
+        tiny_model,
+        [c for c, _ in pairs],
+        [k for _, k in pairs],
+        [a[0] for a in answers],
+        [a[1] for a in answers],
+    )
+    joined = padded(groups)
+    assert joined.pad is not None and int(joined.pad.max()) > 0
+    alone = [
+        actpatch.Experiment(tiny_model, c, k, *a) for (c, k), a in zip(pairs, answers, strict=True)
+    ]
+    grad = gradient_run(joined, "corrupt", "logit_diff", ["z"])
+    expected = [float(gradient_run(e, "corrupt", "logit_diff", ["z"]).values[0]) for e in alone]
+    torch.testing.assert_close(grad.values, torch.tensor(expected), rtol=1e-4, atol=1e-5)
+    # AtP of z per head sums over positions: the mean over pairs of each pair's own estimate
+    ours = attribute(padded(groups), "z", "atp", metric="logit_diff").estimate
+    mean = sum(attribute(e, "z", "atp", metric="logit_diff").estimate for e in alone) / 2
+    torch.testing.assert_close(ours, mean, rtol=1e-4, atol=1e-5)

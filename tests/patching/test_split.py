@@ -44,11 +44,37 @@ def test_mlp_of_its_input_equals_the_forward(setup):
         torch.testing.assert_close(ours, cache[("mlp_out", layer)], atol=1e-5, rtol=1e-5)
 
 
-def test_input_grads_equal_autograd_through_split_inputs(setup):
+@pytest.fixture(scope="module")
+def rms_setup():
+    """A tiny Llama whose heads have their own keys and values (no grouped-query attention):
+    an RMS-norm model edge methods accept."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from actpatch.models import LoadedModel
+    from actpatch.tokenizer import gpt2_tokenizer
+    from tests.tiny_families import COMMON
+
+    torch.manual_seed(0)
+    hf = LlamaForCausalLM(LlamaConfig(**{**COMMON, "num_key_value_heads": 4})).eval()
+    with torch.no_grad():
+        for name, param in hf.named_parameters():
+            if "norm" in name:
+                param.add_(0.3 * torch.randn_like(param))
+    hf.requires_grad_(False)
+    model = LoadedModel("tiny llama", "random weights", hf, gpt2_tokenizer())
+    fast = runner(model, "fast")
+    tokens = torch.tensor([model.to_tokens(IOI_CLEAN)])
+    with torch.no_grad():
+        _, cache = fast.run_with_cache(tokens, ("resid_pre", "q", "k", "v"))
+    return fast, Parts(fast), cache
+
+
+@pytest.mark.parametrize("which", ["setup", "rms_setup"])
+def test_input_grads_equal_autograd_through_split_inputs(request, which):
     """Give each head's q, k and v its own copy of the residual stream, take the gradient of a
     random linear function of q, k, v by autograd: it must equal input_grads from the hook
     gradients (which are that function's coefficients)."""
-    fast, parts, cache = setup
+    fast, parts, cache = request.getfixturevalue(which)
     torch.manual_seed(0)
     layer = 1
     x = cache[("resid_pre", layer)]

@@ -33,18 +33,26 @@ Then *screen, then verify*: `verify=K` patches exactly (the engine's cells, one 
 the K cells AtP ranks first; `compare=True` runs the exact sweep of every cell and measures
 how far the estimate is from it (`agreement`).
 
-Cost: the source run's activations come from the experiment's cached runs (shared with every
-sweep); the base run is run once more with gradients, from the first position where the prompts
-differ (earlier positions are identical in both runs, so no patch there changes anything), and
-one backward pass serves every component at once. All prompt pairs are one batch. Prompts of
-unequal length use the exact sweep's alignment: unaligned positions are not patched.
+Cost: one forward and one backward pass serve every component at once. On a cold experiment
+(its runs not yet cached) and a small batch, the experiment's cached forward of both runs *is*
+the gradient pass: autograd records it, its activations are kept as the experiment's cached runs
+(shared with every later sweep), and the backward runs from the metric of the base rows. On a
+warm experiment, or a batch large enough that a backward over both runs' every row costs more
+than a second pass over the weights (`SHARED_ROWS`), the base run is run once more with
+gradients from the first position where the prompts differ (earlier positions are identical in
+both runs, so no patch there changes anything), its past keys and values from the cache. All
+prompt pairs are one batch. Prompts of unequal length use the exact sweep's alignment:
+unaligned positions are not patched. Only activations take gradients: the fast path's weights
+are detached views that autograd never differentiates.
 
-Gradient machinery, for other methods (edge attribution, path patching) to reuse:
-`gradient_run(exp, which, metric, names)` runs the clean or corrupted run with gradients and
-returns a `GradientRun`: for each hooked activation `(name, layer)` its value and the gradient
-of the metric (mean over pairs) with respect to it, over positions `start..` (the query axis,
-for patterns; the key axis is whole). `drop_layers` adds GradDrop's gradients. Only the fast
-path (actpatch's own forward) computes gradients; the bridge backend is refused with a message.
+Gradient machinery, the project's one gradient pass, for other methods (edge attribution) to
+reuse: `gradient_run(exp, which, metric, names)` runs the clean or corrupted run with gradients
+and returns a `GradientRun`: for each hooked activation `(name, layer)` its value and the
+gradient of the metric (mean over pairs) with respect to it, over positions `start..` (the query
+axis, for patterns; the key axis is whole). `drop_layers` adds GradDrop's gradients; `inputs`
+replaces the layer-0 residual stream (EAP-IG's interpolated embeddings); `keep` names what the
+cached runs must hold afterwards. Only the fast path (actpatch's own forward) computes
+gradients; the bridge backend is refused with a message.
 """
 
 from __future__ import annotations
@@ -65,6 +73,7 @@ from actpatch.patching import guardrails
 from actpatch.patching.cells import (
     Setup,
     all_cells,
+    check_component,
     chunk_size,
     metric_values,
     parse_memory,
@@ -72,9 +81,14 @@ from actpatch.patching.cells import (
     run_cells,
 )
 from actpatch.patching.components import Component, get_component
-from actpatch.patching.experiment import Experiment
+from actpatch.patching.experiment import Experiment, Run
 from actpatch.patching.metrics import from_logits, is_normalizable
-from actpatch.patching.options import ATTRIBUTION_METHODS, GRADIENT_METRICS, check_metric
+from actpatch.patching.options import (
+    ATTRIBUTION_METHODS,
+    GRADIENT_METRICS,
+    check_direction,
+    check_metric,
+)
 from actpatch.patching.results import AttributionResult
 
 METHODS = ATTRIBUTION_METHODS
@@ -86,6 +100,13 @@ RESIDUAL_STREAM = ("resid_pre", "resid_mid", "resid_post")
 Progress = Callable[[int, int], None]
 # How many activation floats one batch of QK-fix probe rows may hold (bounds memory).
 PROBE_BUDGET = 1 << 24
+# The gradient pass on a cold experiment can also be its cached forward of both runs (one pass
+# over the weights instead of two), but its backward then runs over every row of both runs:
+# pairs * (positions + start) more rows than the backward from `start` of the base run alone,
+# in each backward pass (GradDrop adds one per layer). It pays while those rows cost less than
+# reading the weights once: on CPU (GPT-2 small, 1 or 2 threads; benchmarks/README.md) about 32
+# rows -- one pair of an IOI prompt, not two, and not with GradDrop's passes.
+SHARED_ROWS = 32
 
 
 # -- options -----------------------------------------------------------------------------------
@@ -179,13 +200,16 @@ class GradientRun:
 
 
 def _pair_metric(exp: Experiment, final: Tensor, metric: str) -> Tensor:
-    """The metric of each pair from final residuals (pairs, d_model), differentiably. (pairs,)"""
+    """The metric of each row from final residuals (rows, d_model), differentiably; row r is
+    pair r % pairs (a run may hold several copies of the pairs). (rows,)"""
     runner = exp.runner
+    reps = final.shape[0] // exp.n_pairs
+    target = exp.target_ids.repeat(reps)
     if metric == "logit_diff":
         assert exp.wrong_ids is not None
-        logits = runner.unembed(final, torch.stack([exp.target_ids, exp.wrong_ids], dim=1))
+        logits = runner.unembed(final, torch.stack([target, exp.wrong_ids.repeat(reps)], dim=1))
         return logits[:, 0] - logits[:, 1]
-    return from_logits(metric, runner.unembed(final), exp.target_ids, None)
+    return from_logits(metric, runner.unembed(final), target, None)
 
 
 def _past(
@@ -248,6 +272,56 @@ def hook_names(exp: Experiment) -> tuple[str, ...]:
     return tuple(exp.runner.hook_names)
 
 
+def _cut(name: str, act: Tensor, rows: slice, start: int) -> Tensor:
+    """Rows `rows` of an activation from position `start` on (for a pattern, its query axis)."""
+    return act[rows, :, start:] if name == "pattern" else act[rows, start:]
+
+
+def _shared_forward(
+    exp: Experiment, names: Iterable[str], hook: Any, start: int, passes: int
+) -> Tensor | None:
+    """When the experiment has not yet cached its runs: both runs in one batched forward with
+    gradients, kept (detached) as the experiment's cached runs; return the final residuals
+    (2 * pairs, d_model), clean rows first, still in the graph. None when the runs are cached
+    already, when the prompts differ in length (the experiment runs them apart), or when the
+    batch is too large for sharing to pay over `passes` backward passes (`SHARED_ROWS`).
+
+    This is the very forward `Experiment.run` computes, with autograd recording it: one pass
+    over the weights gives the cached runs every later sweep reuses and the base run's graph.
+    """
+    runner = exp.runner
+    if exp.clean_tokens.shape != exp.corrupt_tokens.shape:
+        return None
+    if passes * exp.n_pairs * (int(exp.clean_tokens.shape[1]) + start) > SHARED_ROWS:
+        return None
+    wanted = {"resid_pre", *runner.past_names, *names}
+    runs = exp._runs  # the experiment's cache: it has no public way to take runs made here
+    with exp._lock:
+        have = [{name for name, _ in run.cache} for run in runs.values()]
+        if len(have) == 2 and all(wanted <= h for h in have):
+            return None
+        for h in have:
+            wanted |= h
+        both = torch.cat([exp.clean_tokens, exp.corrupt_tokens])
+        cache: dict[tuple[str, int], Tensor] = {}
+
+        def keep(name: str, layer: int, act: Tensor, pos0: int) -> Tensor:
+            if name in wanted:
+                cache[(name, layer)] = act.detach()
+            return hook(name, layer, act, pos0)
+
+        padding = {} if exp.pad is None else {"pad": exp.pad}  # as Experiment.run pads
+        x = runner.embed(both, **padding).requires_grad_(True)
+        final = runner.run(x, hook=keep, last_only=False, **padding)
+        n = exp.n_pairs
+        for i, key in enumerate(("clean", "corrupt")):
+            part = slice(i * n, (i + 1) * n)
+            runs[key] = Run(
+                both[part], final[part].detach(), {k: v[part] for k, v in cache.items()}
+            )
+    return final
+
+
 def gradient_run(
     exp: Experiment,
     which: str,
@@ -256,13 +330,27 @@ def gradient_run(
     *,
     start: int | None = None,
     drop_layers: Iterable[int] = (),
+    inputs: Tensor | None = None,
+    keep: Iterable[str] = (),
+    last_only: bool = False,
 ) -> GradientRun:
     """Run the clean or corrupted run with gradients; return every hooked activation in `names`
     (default: all) and the gradient of the metric (mean over pairs) with respect to it.
 
-    The run starts at position `start` (default: the first position where the prompts differ)
-    from the cached run's residual stream, keys and values. `drop_layers` adds GradDrop's
-    backward passes, one per layer, on the same forward graph.
+    The run covers positions from `start` (default: the first position where the prompts
+    differ). If the experiment has not cached its runs yet, both are computed in one batched
+    forward that autograd records, and kept as the experiment's cached runs: the base run's
+    graph and every later sweep's cache from one pass over the weights. Otherwise the run
+    starts at `start` from the cached run's residual stream, keys and values. `inputs`
+    (rows, positions start.., d_model) replaces layer 0's residual stream there, e.g. EAP-IG's
+    interpolated embeddings; rows are any number of copies of the pairs (row r is pair
+    r % pairs), and the gradient is of the metric's mean over every row. `drop_layers` adds
+    GradDrop's backward passes, one per layer, on the same forward graph. `keep` names the
+    hook points the experiment's cached runs must hold afterwards (for the caller's own use of
+    them; a shared pass also keeps `names`). With
+    `last_only`, a run from the cache computes the last layer at the final position alone (the
+    one the metric reads): that layer's activations from the attention pattern on (its query
+    axis), z, attn_out, resid_mid, mlp_out and resid_post, then cover only that position.
     """
     check_backend(exp)
     metric = check_gradient_metric(metric, exp.wrong_ids is not None)
@@ -271,12 +359,11 @@ def gradient_run(
     wanted = tuple(dict.fromkeys(names if names is not None else hook_names(exp)))
     drop_layers = tuple(drop_layers)
     runner = exp.runner
-    cached = exp.run(which)
     _differentiable(runner)
-    n_pos = int(cached.tokens.shape[1])
+    tokens = exp.clean_tokens if which == "clean" else exp.corrupt_tokens
+    n_pos = int(tokens.shape[1])
     if start is None:
         start = min(exp.first_diff, n_pos - 1)
-    past = _past(runner, cached.cache, start)
     state = _DropState()
     captured: dict[tuple[str, int], Tensor] = {}
 
@@ -288,32 +375,46 @@ def gradient_run(
         return act
 
     with torch.enable_grad():
-        x = cached.cache[("resid_pre", 0)][:, start:].clone().requires_grad_(True)
-        final = runner.run(x, 0, start, past, hook=capture, last_only=False)
+        # rows of `which` in the captured activations, and the position they start at
+        rows, first = slice(None), 0
+        final = None
+        if inputs is None:
+            final = _shared_forward(exp, (*wanted, *keep), capture, start, 1 + len(drop_layers))
+        if final is not None:
+            n = exp.n_pairs
+            rows = slice(0, n) if which == "clean" else slice(n, 2 * n)
+            final, first = final[rows], start
+        else:
+            cached = exp.run(which, keep)
+            past = _past(runner, cached.cache, start)
+            x = cached.cache[("resid_pre", 0)][:, start:] if inputs is None else inputs
+            x = x.clone().requires_grad_(True)
+            padding = {} if exp.pad is None else {"pad": exp.pad}
+            final = runner.run(x, 0, start, past, hook=capture, last_only=last_only, **padding)
         values = _pair_metric(exp, final, metric)
         total = values.mean()
         keys = list(captured)
-        inputs = [captured[k] for k in keys]
+        inputs_ = [captured[k] for k in keys]
         passes: list[int | None] = [None, *drop_layers]
         grads: list[dict[tuple[str, int], Tensor]] = []
         for i, layer in enumerate(passes):
             state.layer = layer
             got = torch.autograd.grad(
-                total, inputs, retain_graph=i < len(passes) - 1, allow_unused=True
+                total, inputs_, retain_graph=i < len(passes) - 1, allow_unused=True
             )
             grads.append(
                 {
-                    k: (g if g is not None else torch.zeros_like(a)).detach()
-                    for k, a, g in zip(keys, inputs, got, strict=True)
+                    k: _cut(k[0], g if g is not None else torch.zeros_like(a), rows, first).detach()
+                    for k, a, g in zip(keys, inputs_, got, strict=True)
                 }
             )
     return GradientRun(
         which=which,
         metric=metric,
         start=start,
-        tokens=cached.tokens,
+        tokens=tokens,
         values=values.detach(),
-        activations={k: a.detach() for k, a in captured.items()},
+        activations={k: _cut(k[0], a, rows, first).detach() for k, a in captured.items()},
         gradients=grads[0],
         dropped=dict(zip(drop_layers, grads[1:], strict=True)),
     )
@@ -631,17 +732,22 @@ def attribute_many(
     comps = [get_component(c) for c in components]
     if not comps:
         raise InputError("Give at least one component to attribute.", field="component")
+    direction = check_direction(direction)
+    for comp in comps:
+        check_component(exp, comp)
     star = method == "atp*"
     names = {c.hook for c in comps}
     if star and names & {"q", "k"}:
         names |= {"pattern", "resid_pre"}
-    # One cached forward of both runs with every hook needed, shared with later sweeps.
-    for which in ("clean", "corrupt"):
-        exp.run(which, names)
-    setups = [prepare(exp, c.name, metric, direction) for c in comps]
-    setup = setups[0]
     n_layers = exp.runner.n_layers
     drop = tuple(range(n_layers)) if star and graddrop and n_layers > 1 else ()
+
+    # The base run with gradients; if the experiment has not cached its runs yet, the same
+    # forward caches both (every later sweep reuses them).
+    base_which = "corrupt" if direction == "denoising" else "clean"
+    grad = gradient_run(exp, base_which, metric, names, drop_layers=drop, keep=names)
+    setups = [prepare(exp, c.name, metric, direction) for c in comps]
+    setup = setups[0]
 
     # progress in steps: the backward passes, one per component, then the exact cells
     steps = {"done": 0, "total": 1 + len(drop) + len(comps)}
@@ -659,8 +765,6 @@ def attribute_many(
 
     if progress is not None:
         progress(0, steps["total"])
-    base_which = "corrupt" if setup.direction == "denoising" else "clean"
-    grad = gradient_run(exp, base_which, metric, names, drop_layers=drop)
     step(1 + len(drop))
     work = _Work(exp, setup, grad)
 

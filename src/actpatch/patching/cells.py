@@ -75,6 +75,30 @@ class Setup:
 CONVENTIONS = ("auto", "index", "role")
 
 
+def check_component(exp: Experiment, comp: Component) -> None:
+    """Refuse a component this experiment cannot patch (before any run is computed)."""
+    if comp.hook == "pattern" and not exp.alignment.identity:
+        raise InputError(
+            "Attention patterns can only be patched between prompts of the same token length "
+            f"(here {exp.alignment.clean_len} clean vs {exp.alignment.corrupt_len} corrupted "
+            "tokens): a pattern's rows and columns are both positions. Patch z, q, k or v "
+            "instead, or make the prompts the same length.",
+            field="component",
+        )
+    if comp.hook not in exp.runner.hook_names:
+        raise InputError(
+            f"{exp.model.name} has no {comp.hook} to patch"
+            + (
+                ": its attention and MLP both read the block's input (a parallel residual "
+                "stream), so no residual exists between them. Patch resid_pre, attn_out or "
+                "mlp_out instead."
+                if comp.hook == "resid_mid"
+                else "."
+            ),
+            field="component",
+        )
+
+
 def prepare(
     exp: Experiment,
     component: str,
@@ -96,26 +120,7 @@ def prepare(
         )
     metric = check_metric(metric, exp.wrong_ids is not None)
     direction = check_direction(direction)
-    if comp.hook == "pattern" and not exp.alignment.identity:
-        raise InputError(
-            "Attention patterns can only be patched between prompts of the same token length "
-            f"(here {exp.alignment.clean_len} clean vs {exp.alignment.corrupt_len} corrupted "
-            "tokens): a pattern's rows and columns are both positions. Patch z, q, k or v "
-            "instead, or make the prompts the same length.",
-            field="component",
-        )
-    if comp.hook not in exp.runner.hook_names:
-        raise InputError(
-            f"{exp.model.name} has no {comp.hook} to patch"
-            + (
-                ": its attention and MLP both read the block's input (a parallel residual "
-                "stream), so no residual exists between them. Patch resid_pre, attn_out or "
-                "mlp_out instead."
-                if comp.hook == "resid_mid"
-                else "."
-            ),
-            field="component",
-        )
+    check_component(exp, comp)
     clean = exp.run("clean", [comp.hook])
     corrupt = exp.run("corrupt", [comp.hook])
     if direction == "denoising":

@@ -12,14 +12,17 @@ does: a positive score says patching that edge from the corrupted run toward the
 moves the metric up. The writer's difference is its output in the residual stream (a head's
 z @ W_O; an MLP's output; the embeddings for `input`); the reader's input gradient is taken
 per head for q, k and v (`actpatch.patching.split`), before the layer norm, as EAP-IG's graph
-defines it. Cost: the two cached runs, one forward and one backward pass.
+defines it. Cost: one forward and one backward pass (`attribution.gradient_run`, the project's
+one gradient pass: on a cold experiment and one pair, the same forward also computes the two
+cached runs the writers' differences come from).
 
 A gradient at one point can mislead when the metric is far from linear between the runs (a
 saturated softmax, an attention pattern that switches). EAP-IG (Hanna, Pezzelle and Belinkov
 2024, "Have Faith in Faithfulness") integrates the gradient along the straight path between
 the runs' input embeddings: the mean over `steps` points base + k/steps * (source - base),
-k = 0 .. steps-1 (hannamw/EAP-IG's discretization), in one batched forward and backward. With
-one step it is EAP.
+k = 0 .. steps-1 (hannamw/EAP-IG's discretization), in one batched forward and backward (a
+`gradient_run` whose layer-0 residual stream is the interpolated embeddings). With one step it
+is EAP.
 
 Only positions from the first token where the prompts differ are run: before it the runs are
 identical, every writer's difference is zero, and the base run's cached keys and values stand
@@ -37,10 +40,11 @@ from torch import Tensor
 
 from actpatch.errors import CancelledError, InputError
 from actpatch.patching import guardrails
-from actpatch.patching.attribution import _differentiable
+from actpatch.patching.attribution import GradientRun, gradient_run
 from actpatch.patching.cells import DEFAULT_MAX_MEMORY, Setup, metric_values, prepare
 from actpatch.patching.circuit import graph_of, verify_edges
 from actpatch.patching.experiment import Experiment
+from actpatch.patching.options import check_direction
 from actpatch.patching.paths import aligned
 from actpatch.patching.results import EdgeCheck, EdgeResult
 from actpatch.patching.split import Parts, parts_of
@@ -70,18 +74,35 @@ def writer_deltas(setup: Setup, parts: Parts) -> Tensor:
     return torch.stack(out)
 
 
-class _Capture:
-    """A hook that keeps the activations whose gradients edge attribution reads."""
+# The hook points whose gradients give every reader's input gradient.
+READ_AT = ("resid_pre", "q", "k", "v", "resid_mid", "resid_post")
 
-    NAMES = ("resid_pre", "q", "k", "v", "resid_mid", "resid_post")
 
-    def __init__(self) -> None:
-        self.acts: dict[tuple[str, int], Tensor] = {}
-
-    def __call__(self, name: str, layer: int, act: Tensor, pos0: int) -> Tensor:
-        if name in self.NAMES:
-            self.acts[(name, layer)] = act
-        return act
+def _readers(parts: Parts, grad: GradientRun, n_pairs: int, scale: float = 1.0) -> Tensor:
+    """Every reader's input gradient from a gradient run over `READ_AT`, summed over the copies
+    of the pairs its rows hold (EAP-IG's interpolation points) and times `scale`. In forward
+    order (`graph.readers`): (readers, pairs, pos, d_model)"""
+    acts, grads = grad.activations, grad.gradients
+    n_layers, H = parts.runner.n_layers, parts.n_heads
+    n_pos, d_model = acts[("resid_pre", 0)].shape[1:]
+    n_readers = n_layers * (3 * H + 1) + 1
+    x = acts[("resid_pre", 0)]
+    total = x.new_empty(n_readers, n_pairs, n_pos, d_model, dtype=torch.float32)
+    reader = 0
+    for layer in range(n_layers):
+        g = parts.head_input_grads(
+            layer,
+            acts[("resid_pre", layer)],
+            grads[("q", layer)],
+            grads[("k", layer)],
+            grads[("v", layer)],
+        )  # (3, head, rows, pos, d_model)
+        total[reader : reader + 3 * H] = g.reshape(3 * H, -1, n_pairs, n_pos, d_model).sum(1)
+        mlp = grads[("resid_mid", layer)] - grads[("resid_post", layer)]
+        total[reader + 3 * H] = _over_steps(_pad(mlp, n_pos), n_pairs)
+        reader += 3 * H + 1
+    total[reader] = _over_steps(_pad(grads[("resid_post", n_layers - 1)], n_pos), n_pairs)
+    return total if scale == 1.0 else total.mul_(scale)
 
 
 def reader_grads(
@@ -93,70 +114,42 @@ def reader_grads(
 ) -> Tensor:
     """d metric / d (each reader's input), summed over the interpolation points `alphas` (the
     input embeddings at base + alpha * (source - base)), averaged over them and over pairs.
-    Readers in forward order (`graph.readers`): (readers, pairs, pos, d_model)."""
+    Readers in forward order (`graph.readers`): (readers, pairs, pos, d_model).
+
+    Each batch of points is one `gradient_run` of the base run with its layer-0 residual
+    stream replaced by the interpolated embeddings."""
     exp, runner = setup.exp, setup.exp.runner
-    n_pairs, start, n_layers, H = exp.n_pairs, setup.start, runner.n_layers, runner.n_heads
+    n_pairs, start = exp.n_pairs, setup.start
     n_pos = setup.n_positions - start
-    # tensors the runner made in inference mode (rotary tables, norm scales) cannot take part in
-    # autograd: attribution's helper swaps them for normal copies once
-    _differentiable(runner)
+    H = runner.n_heads
     base0 = aligned(setup, "base", "resid_pre", 0)[:, start:]
     delta0 = aligned(setup, "source", "resid_pre", 0)[:, start:] - base0
-    # past keys and values: constants of the graph (cloned out of inference mode)
-    past = [(k.clone(), v.clone()) for k, v in runner.past_kv(setup.base.cache, start)]
     # bytes one interpolation point holds: what the backward keeps, per layer and position
     item = torch.finfo(runner.dtype).bits // 8
-    per_step = item * n_pairs * n_pos * n_layers * runner.d_model * (16 + 3 * H)
+    per_step = item * n_pairs * n_pos * runner.n_layers * runner.d_model * (16 + 3 * H)
     chunk = max(1, DEFAULT_MAX_MEMORY // max(1, per_step))
-    n_readers = n_layers * (3 * H + 1) + 1
-    total = torch.zeros(n_readers, n_pairs, n_pos, runner.d_model, device=base0.device)
-    base0, delta0 = base0.clone(), delta0.clone()
+    base_which = "corrupt" if setup.direction == "denoising" else "clean"
+    total: Tensor | None = None
     for first in range(0, len(alphas), chunk):
         part = alphas[first : first + chunk]
         if should_stop is not None and should_stop():
             raise CancelledError("Edge attribution was cancelled.")
         alpha = torch.tensor(part, device=base0.device, dtype=base0.dtype)
-        with torch.enable_grad():
+        with torch.no_grad():
             x0 = (base0.unsqueeze(0) + alpha[:, None, None, None] * delta0.unsqueeze(0)).reshape(
                 len(part) * n_pairs, n_pos, -1
             )
-            x0.requires_grad_(True)
-            capture = _Capture()
-            x = x0
-            for layer in range(n_layers):
-                last = layer == n_layers - 1
-                x = runner.block(layer, x, start, *past[layer], hook=capture, last_only=last)
-            # the mean over interpolation points of the metric (itself a mean over pairs)
-            objective = metric_values(setup, x[:, -1]).mean() * len(part) / len(alphas)
-            keys = list(capture.acts)
-            found = torch.autograd.grad(
-                objective, [capture.acts[k] for k in keys], allow_unused=True
-            )
-            grads = {
-                k: torch.zeros_like(capture.acts[k]) if g is None else g
-                for k, g in zip(keys, found, strict=True)
-            }
-        reader = 0
-        for layer in range(n_layers):
-            x_in = capture.acts[("resid_pre", layer)].detach()
-            g = parts.input_grads(
-                layer, x_in, grads[("q", layer)], grads[("k", layer)], grads[("v", layer)]
-            )  # (steps * pairs, pos, 3, head, d_model)
-            total[reader : reader + 3 * H] += (
-                _over_steps(g, n_pairs).permute(2, 3, 0, 1, 4).flatten(0, 1)
-            )
-            mlp = grads[("resid_mid", layer)] - grads[("resid_post", layer)]
-            total[reader + 3 * H] += _over_steps(_pad(mlp, n_pos), n_pairs)
-            reader += 3 * H + 1
-        total[reader] += _over_steps(_pad(grads[("resid_post", n_layers - 1)], n_pos), n_pairs)
+        grad = gradient_run(
+            exp, base_which, setup.metric, READ_AT, start=start, inputs=x0, last_only=True
+        )
+        # gradient_run's gradient is of the mean over its rows (points x pairs); the mean
+        # over every point is this batch's share of it
+        got = _readers(parts, grad, n_pairs, len(part) / len(alphas))
+        total = got if total is None else total + got
         if progress is not None:
             progress((first + len(part)) / len(alphas))
+    assert total is not None
     return total
-
-
-def _over_steps(grad: Tensor, n_pairs: int) -> Tensor:
-    """Summed over the interpolation points: (steps * pairs, ...) -> (pairs, ...)."""
-    return grad.reshape(-1, n_pairs, *grad.shape[1:]).sum(dim=0)
 
 
 def _pad(grad: Tensor, n_pos: int) -> Tensor:
@@ -165,7 +158,12 @@ def _pad(grad: Tensor, n_pos: int) -> Tensor:
     missing = n_pos - grad.shape[1]
     if missing == 0:
         return grad
-    return torch.cat([grad.new_zeros(grad.shape[0], missing, grad.shape[2]), grad], dim=1)
+    return torch.cat([grad.new_zeros(grad.shape[0], missing, *grad.shape[2:]), grad], dim=1)
+
+
+def _over_steps(grad: Tensor, n_pairs: int) -> Tensor:
+    """Summed over the interpolation points: (steps * pairs, ...) -> (pairs, ...)."""
+    return grad.reshape(-1, n_pairs, *grad.shape[1:]).sum(dim=0)
 
 
 def edge_attribution(
@@ -203,9 +201,6 @@ def edge_attribution(
             field="metric",
         )
     parts = parts_of(exp.runner)
-    for name in ("clean", "corrupt"):
-        exp.run(name, ["z", "mlp_out"])
-    setup = prepare(exp, "z", metric, direction)
     graph = graph_of(exp.model.n_layers, exp.model.n_heads)
 
     def report(fraction: float) -> None:
@@ -213,12 +208,24 @@ def edge_attribution(
             progress(int(100 * fraction), 100)
 
     report(0.0)
+    grads: Tensor | None = None
+    if n_steps == 1:
+        # EAP: the gradient at the base run itself; on a cold experiment the same forward also
+        # caches both runs, which give the writers' differences
+        base_which = "corrupt" if check_direction(direction) == "denoising" else "clean"
+        grad = gradient_run(exp, base_which, metric, READ_AT, keep=("z", "mlp_out"), last_only=True)
+        grads = _readers(parts, grad, exp.n_pairs)
+        report(1.0)
+    for name in ("clean", "corrupt"):
+        exp.run(name, ["z", "mlp_out"])
+    setup = prepare(exp, "z", metric, direction)
     with torch.inference_mode():
         clean = float(metric_values(setup, exp.run("clean").final)[0])
         corrupt = float(metric_values(setup, exp.run("corrupt").final)[0])
         deltas = writer_deltas(setup, parts).clone()
-    alphas = [k / n_steps for k in range(n_steps)]
-    grads = reader_grads(setup, parts, alphas, report, should_stop)
+    if grads is None:
+        alphas = [k / n_steps for k in range(n_steps)]
+        grads = reader_grads(setup, parts, alphas, report, should_stop)
     with torch.no_grad():
         n_w, n_r = len(graph.writers), len(graph.readers)
         if by_pos:  # (writers, readers, pos)

@@ -17,6 +17,7 @@ runner's own weights and norm, and checked against its forward in tests/patching
     input_grads(layer, x, g_q, g_k, g_v)
                                      d metric / d (each head's q, k and v input), from the
                                      gradients at the q, k, v hooks: (batch, pos, 3, head, d_model)
+    head_input_grads(...)            the same, reader by reader: (3, head, batch, pos, d_model)
 
 Edges need each head's output to be its own additive share of the residual stream, and each
 head to read its own keys and values: models whose attention output is normalized after the
@@ -82,8 +83,9 @@ class Parts:
 
     def _qkv_weights(self, layer: int) -> tuple[Tensor, Tensor, Tensor | None]:
         """The q, k, v projections laid out per head, contiguous (made once per layer):
-        W (3, head, d_model, d_head), its transpose (3, head, d_head, d_model), b (3, head,
-        d_head) or None."""
+        W (3, head, d_model, d_head); the same read backwards through the norm's scale,
+        W^T * w in float32 (3, head, d_head, d_model), centred over d_model for a LayerNorm
+        (`input_grads`); b (3, head, d_head) or None."""
         if layer not in self._weights:
             self._weights[layer] = self._make_weights(layer)
         return self._weights[layer]
@@ -99,7 +101,13 @@ class Parts:
             b = torch.stack(
                 [x.reshape(H, dh) if x is not None else W.new_zeros(H, dh) for x in biases]
             )
-        return W.contiguous(), W.transpose(2, 3).contiguous(), b
+        back = W.transpose(2, 3).float()
+        norm = w.ln1
+        if norm is not None:
+            back = back * norm.w.float()
+            if self.runner.spec.norm == "layernorm":
+                back = back - back.mean(-1, keepdim=True)
+        return W.contiguous(), back.contiguous(), b
 
     def _ln1(self, layer: int, x: Tensor) -> Tensor:
         norm = self.runner.weights.layers[layer].ln1
@@ -134,33 +142,36 @@ class Parts:
         as that head's projection reads it), from the gradients at the q, k, v hook points:
         back through the head's own slice of W_Q, W_K, W_V and the norm before attention.
         (batch, pos, 3, head, d_model)"""
-        _, WT, _ = self._qkv_weights(layer)
-        # what each head's projection sends back to the norm's output, g @ W_head^T: one
-        # matmul per (q/k/v, head) over every (batch, pos) row
+        return self.head_input_grads(layer, x, g_q, g_k, g_v).permute(2, 3, 0, 1, 4)
+
+    def head_input_grads(
+        self, layer: int, x: Tensor, g_q: Tensor, g_k: Tensor, g_v: Tensor
+    ) -> Tensor:
+        """`input_grads` laid out reader by reader: (3, head, batch, pos, d_model).
+
+        The norm's VJP in closed form, for every head at once: with x_hat the normalized input
+        and rstd its inverse scale, a cotangent c at the norm's output (here g @ W_head^T)
+        goes back as rstd * (c * w - mean(c * w) - x_hat * mean(c * w * x_hat)) for a
+        LayerNorm, without the mean(c * w) term for an RMS norm. The scale w and the centring
+        are folded into the weights read backwards (`_qkv_weights`), rstd into g: what is
+        left is one matmul and one pass over its output."""
+        _, back, _ = self._qkv_weights(layer)
         batch, pos, heads, dh = g_q.shape
         g = torch.stack((g_q, g_k, g_v)).permute(0, 3, 1, 2, 4).reshape(3, heads, -1, dh)
-        cot = (g @ WT).reshape(3, heads, batch, pos, -1).permute(2, 3, 0, 1, 4)
-        return self._norm_vjp(layer, x, cot)
-
-    def _norm_vjp(self, layer: int, x: Tensor, cot: Tensor) -> Tensor:
-        """The VJP of the norm before attention at `x` (batch, pos, d_model), for cotangents
-        (batch, pos, 3, head, d_model): every head's at once, in closed form."""
         norm = self.runner.weights.layers[layer].ln1
         if norm is None:
-            return cot
-        spec = self.runner.spec
-        xf = x.float()[:, :, None, None, :]
-        c = cot.float() * norm.w.float()
-        if spec.norm == "layernorm":
-            centred = xf - xf.mean(-1, keepdim=True)
-            rstd = torch.rsqrt(centred.pow(2).mean(-1, keepdim=True) + spec.norm_eps)
-            x_hat = centred * rstd
-            grad = c - c.mean(-1, keepdim=True) - x_hat * (c * x_hat).mean(-1, keepdim=True)
-        else:  # RMS norm
-            rstd = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + spec.norm_eps)
+            out = g.float() @ back
+        else:
+            spec = self.runner.spec
+            xf = x.reshape(batch * pos, -1).float()
+            if spec.norm == "layernorm":
+                xf = xf - xf.mean(-1, keepdim=True)
+            rstd = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + spec.norm_eps)  # (rows, 1)
             x_hat = xf * rstd
-            grad = c - x_hat * (c * x_hat).mean(-1, keepdim=True)
-        return (grad * rstd).to(cot.dtype)
+            out = (g.float() * rstd) @ back  # rstd * (c * w - mean(c * w)): (3, head, rows, d)
+            along = (out * x_hat).mean(-1, keepdim=True)  # = rstd * mean(c * w * x_hat)
+            out.addcmul_(along, x_hat, value=-1.0)
+        return out.reshape(3, heads, batch, pos, -1).to(g_q.dtype)
 
 
 _parts: weakref.WeakKeyDictionary[Any, Parts] = weakref.WeakKeyDictionary()
