@@ -659,3 +659,23 @@ def test_a_padded_experiment_attributes_each_pair_as_alone(tiny_model, shared, m
     ours = attribute(padded(groups), "z", "atp", metric="logit_diff").estimate
     mean = sum(attribute(e, "z", "atp", metric="logit_diff").estimate for e in alone) / 2
     torch.testing.assert_close(ours, mean, rtol=1e-4, atol=1e-5)
+
+
+def test_a_runner_first_used_by_a_cached_run_serves_gradients(tmp_path):
+    """A cached run (inference mode) is often the first to use a model: what the runner builds
+    then (rotary tables) must still serve the gradient pass. The attribution of an experiment
+    whose runs were cached first equals that of a fresh experiment on a fresh load."""
+    from tests.tiny_families import save_family
+
+    folder = save_family("llama", tmp_path / "llama", None)
+    scores = []
+    for cached_first in (True, False):  # two loads of the same weights: two runners
+        model = actpatch.load_model(str(folder))
+        exp = actpatch.Experiment(
+            model, SHORT_CLEAN, SHORT_CORRUPT, *_pick_answers(model, SHORT_CLEAN, SHORT_CORRUPT)
+        )
+        if cached_first:
+            exp.run("clean")
+            exp.run("corrupt")
+        scores.append(attribute(exp, "k_by_pos", "atp*").estimate)
+    assert torch.allclose(scores[0], scores[1], atol=1e-5)

@@ -1,6 +1,7 @@
 """Input checks: each error names the field and says how to fix it."""
 
 import pytest
+import torch
 
 import actpatch
 from actpatch.errors import InputError
@@ -60,6 +61,13 @@ def test_nbytes_counts_the_cached_runs_and_logits_once(tiny_model):
     logits_bytes = 3 * config.vocab_size * 4  # (pairs, d_vocab) float32
     resid_bytes = 2 * 3 * n_pos * config.n_embd * 4  # both runs' resid_pre at one layer
     assert logits.nbytes == logits_bytes
+    # One unembedding gave both runs' logits: the corrupted ones are already there, in the
+    # same storage, and each run's equal its own final residual's unembedding.
+    assert exp.logits("corrupt").untyped_storage().data_ptr() == logits.untyped_storage().data_ptr()
+    for which, run in zip(("clean", "corrupt"), runs, strict=True):
+        own = tiny_model.hf_model.lm_head(tiny_model.hf_model.transformer.ln_f(run.final))
+        assert torch.allclose(exp.logits(which), own, atol=1e-4)
+    logits_bytes *= 2  # both runs'
     assert exp.nbytes >= logits_bytes + resid_bytes * config.n_layer
     # The clean and corrupted halves of one batched forward share memory: counted once.
     each_run = sum(

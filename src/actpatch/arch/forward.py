@@ -222,14 +222,19 @@ class Transformer:
         return self._norm(t, norm)
 
     def _rope_table(self, rope: Rope, length: int) -> tuple[Tensor, Tensor]:
-        """cos and sin of every position's rotation angles, (length, rope.dim), built once."""
+        """cos and sin of every position's rotation angles, (length, rope.dim), built once.
+
+        Built outside inference mode (a cached run may be the first to ask), so that runs with
+        gradients can use the same table.
+        """
         known = self._rope_tables.get(rope)
         if known is None or known[0].shape[0] < length:
             length = max(length, 2 * known[0].shape[0] if known is not None else 64)
-            positions = torch.arange(length, device=self.device).float()
-            freqs = positions[:, None] * rope.inv_freq().to(self.device)
-            angles = torch.cat((freqs, freqs), dim=-1)  # (length, rope.dim)
-            known = (angles.cos().to(self.dtype), angles.sin().to(self.dtype))
+            with torch.inference_mode(False):
+                positions = torch.arange(length, device=self.device).float()
+                freqs = positions[:, None] * rope.inv_freq().to(self.device)
+                angles = torch.cat((freqs, freqs), dim=-1)  # (length, rope.dim)
+                known = (angles.cos().to(self.dtype), angles.sin().to(self.dtype))
             self._rope_tables[rope] = known
         return known
 

@@ -81,7 +81,7 @@ from actpatch.patching.cells import (
     run_cells,
 )
 from actpatch.patching.components import Component, get_component
-from actpatch.patching.experiment import Experiment, Run
+from actpatch.patching.experiment import Experiment
 from actpatch.patching.metrics import from_logits, is_normalizable
 from actpatch.patching.options import (
     ATTRIBUTION_METHODS,
@@ -290,19 +290,12 @@ def _shared_forward(
     over the weights gives the cached runs every later sweep reuses and the base run's graph.
     """
     runner = exp.runner
-    if exp.clean_tokens.shape != exp.corrupt_tokens.shape:
-        return None
     if passes * exp.n_pairs * (int(exp.clean_tokens.shape[1]) + start) > SHARED_ROWS:
         return None
-    wanted = {"resid_pre", *runner.past_names, *names}
-    runs = exp._runs  # the experiment's cache: it has no public way to take runs made here
-    with exp._lock:
-        have = [{name for name, _ in run.cache} for run in runs.values()]
-        if len(have) == 2 and all(wanted <= h for h in have):
-            return None
-        for h in have:
-            wanted |= h
-        both = torch.cat([exp.clean_tokens, exp.corrupt_tokens])
+
+    def forward(
+        both: Tensor, wanted: set[str], padding: dict[str, Any]
+    ) -> tuple[Tensor, dict[tuple[str, int], Tensor]]:
         cache: dict[tuple[str, int], Tensor] = {}
 
         def keep(name: str, layer: int, act: Tensor, pos0: int) -> Tensor:
@@ -310,16 +303,10 @@ def _shared_forward(
                 cache[(name, layer)] = act.detach()
             return hook(name, layer, act, pos0)
 
-        padding = {} if exp.pad is None else {"pad": exp.pad}  # as Experiment.run pads
         x = runner.embed(both, **padding).requires_grad_(True)
-        final = runner.run(x, hook=keep, last_only=False, **padding)
-        n = exp.n_pairs
-        for i, key in enumerate(("clean", "corrupt")):
-            part = slice(i * n, (i + 1) * n)
-            runs[key] = Run(
-                both[part], final[part].detach(), {k: v[part] for k, v in cache.items()}
-            )
-    return final
+        return runner.run(x, hook=keep, last_only=False, **padding), cache
+
+    return exp.run_both_with(names, forward)
 
 
 def gradient_run(

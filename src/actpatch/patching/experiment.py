@@ -21,7 +21,7 @@ coordinates; every real token computes what it computes in its own group.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -322,28 +322,61 @@ class Experiment:
                     for other in self._runs.values():
                         wanted |= {name for name, _ in other.cache}
                     both = torch.cat([self.clean_tokens, self.corrupt_tokens])
-                    final, cache = self.runner.run_with_cache(both, wanted, **padding)
-                    n = self.n_pairs
-                    for i, key in enumerate(("clean", "corrupt")):
-                        part = slice(i * n, (i + 1) * n)
-                        self._runs[key] = Run(
-                            both[part], final[part], {k: v[part] for k, v in cache.items()}
-                        )
+                    self._keep_both(both, *self.runner.run_with_cache(both, wanted, **padding))
                 else:
                     tokens = self.clean_tokens if which == "clean" else self.corrupt_tokens
                     final, cache = self.runner.run_with_cache(tokens, wanted, **padding)
                     self._runs[which] = Run(tokens, final, cache)
             return self._runs[which]
 
+    def run_both_with(
+        self,
+        names: Iterable[str],
+        forward: Callable[[Tensor, set[str], dict[str, Any]], tuple[Tensor, dict[Any, Tensor]]],
+    ) -> Tensor | None:
+        """Compute and cache both runs with the caller's own forward, when they are not cached
+        yet: `forward(tokens, wanted, padding)` runs the clean rows then the corrupted rows and
+        returns (final residuals, cache of the hook points in `wanted`), the same numbers as
+        `run` computes (e.g. with autograd recording, for a gradient pass that then costs no
+        second forward). Returns forward's final residuals, or None (nothing run) when both runs
+        already cache `names` or the prompts differ in length (the runs are separate then)."""
+        if self.clean_tokens.shape != self.corrupt_tokens.shape:
+            return None
+        wanted = {"resid_pre", *self.runner.past_names, *names}
+        with self._lock:
+            have = [{name for name, _ in run.cache} for run in self._runs.values()]
+            if len(have) == 2 and all(wanted <= h for h in have):
+                return None
+            for h in have:
+                wanted |= h
+            both = torch.cat([self.clean_tokens, self.corrupt_tokens])
+            padding = {} if self.pad is None else {"pad": self.pad}
+            final, cache = forward(both, wanted, padding)
+            self._keep_both(both, final.detach(), {k: v.detach() for k, v in cache.items()})
+        return final
+
+    def _keep_both(self, both: Tensor, final: Tensor, cache: dict[Any, Tensor]) -> None:
+        """Cache a batched run of the clean rows then the corrupted rows as the two runs."""
+        n = self.n_pairs
+        for i, key in enumerate(("clean", "corrupt")):
+            part = slice(i * n, (i + 1) * n)
+            self._runs[key] = Run(both[part], final[part], {k: v[part] for k, v in cache.items()})
+
     def logits(self, which: str) -> Tensor:
-        """The unpatched run's full final-position logits. (pairs, d_vocab), computed once."""
+        """The unpatched run's full final-position logits. (pairs, d_vocab), computed once;
+        with prompts of one length both runs' logits come from one unembedding."""
         with self._lock:
             known = self._logits.get(which)
         if known is None:
+            both = self.clean_tokens.shape == self.corrupt_tokens.shape
+            keys = ("clean", "corrupt") if both else (which,)
             with torch.inference_mode():
-                known = self.runner.unembed(self.run(which).final)
+                finals = [self.run(key).final for key in keys]
+                logits = self.runner.unembed(torch.cat(finals)).split(self.n_pairs)
             with self._lock:
-                self._logits[which] = known
+                for key, value in zip(keys, logits, strict=True):
+                    self._logits.setdefault(key, value)
+                known = self._logits[which]
         return known
 
     @property

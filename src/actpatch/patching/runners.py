@@ -52,7 +52,11 @@ def choose_backend(model: LoadedModel, backend: str = "auto") -> str:
 
 def runner(model: LoadedModel, backend: str) -> Any:
     """The model's runner for `backend` ("fast" or "bridge"), built on first use."""
-    with _lock:
+    import torch
+
+    # Built outside inference mode even when first asked for inside it (a cached run is), so
+    # that what the runner derives from the weights can later serve a run with gradients.
+    with _lock, torch.inference_mode(False):
         built = _runners.setdefault(model, {})
         if backend not in built:
             if backend == "fast":
