@@ -15,6 +15,7 @@ import tempfile
 os.environ["ACTPATCH_DATA_DIR"] = tempfile.mkdtemp(prefix="actpatch-test-data-")
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -103,3 +104,9 @@ def family_model(tmp_path_factory: pytest.TempPathFactory):
 
     root = tmp_path_factory.mktemp("tiny-families")
     return lambda name, seed=None: load_family(name, root, seed)
+
+
+@pytest.fixture(scope="module")
+def bridge(tiny_model: Any) -> Any:
+    """TransformerLens's bridge over the tiny GPT-2: the reference the engine is tested against."""
+    return tiny_model.bridge()

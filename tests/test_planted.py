@@ -63,16 +63,6 @@ class Loaded:
         return int(token)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These models are tiny: a second thread only adds OpenMP hand-offs, which on a busy
-    two-core machine cost ~10 ms per operation."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def head_circuit(tmp_path_factory) -> Loaded:
     return Loaded(build_head_circuit(tmp_path_factory.mktemp("head")))

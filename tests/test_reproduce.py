@@ -28,15 +28,6 @@ from actpatch.reproduce import (
 from tests.conftest import make_random_gpt2
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small models: a second thread only adds hand-offs (~10 ms each on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def demo():
     return actpatch.load_model("demo")

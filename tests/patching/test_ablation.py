@@ -18,11 +18,6 @@ from tests.conftest import IOI_CLEAN, IOI_CORRUPT
 TOL = 1e-4
 
 
-@pytest.fixture(scope="module")
-def bridge(tiny_model):
-    return tiny_model.bridge()
-
-
 CLEAN3 = [IOI_CLEAN, IOI_CLEAN.replace("store", "park"), IOI_CLEAN.replace("drink", "book")]
 CORRUPT3 = [c.replace(", John gave", ", Mary gave") for c in CLEAN3]
 

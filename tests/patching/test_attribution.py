@@ -38,11 +38,6 @@ REL = 1e-4
 
 
 @pytest.fixture(scope="module")
-def bridge(tiny_model):
-    return tiny_model.bridge()
-
-
-@pytest.fixture(scope="module")
 def exp(tiny_model):
     # answers the random model tells apart, so that every metric (prob too) has a gradient
     answers = _pick_answers(tiny_model, IOI_CLEAN, IOI_CORRUPT)

@@ -26,20 +26,6 @@ from tests.patching.test_engine import _pick_answers
 REL = 1e-4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: a second thread only adds hand-offs (~10 ms each on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def bridge(tiny_model):
-    return tiny_model.bridge()
-
-
 @contextmanager
 def differentiable(bridge) -> Iterator[None]:
     """Gradients on, and the bridge's weights taking them, while TransformerLens computes its

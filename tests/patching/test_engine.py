@@ -21,11 +21,6 @@ from tests.conftest import IOI_CLEAN, IOI_CORRUPT, SPEC_FIELDS, SWEEP_FIELDS
 TOL = 1e-4
 
 
-@pytest.fixture(scope="module")
-def bridge(tiny_model):
-    return tiny_model.bridge()
-
-
 def _pick_answers(model, clean: str, corrupt: str) -> tuple[str, str]:
     """A target the clean run ranks high and the corrupted run does not, and a wrong answer
     the other way round, so every metric differs between the runs. Each must be one token

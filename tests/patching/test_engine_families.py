@@ -28,17 +28,6 @@ FAMILY_NAMES = [f for f in FAMILIES if f != "gpt2"]  # GPT-2: test_engine.py
 COMPONENTS = [*TL_FUNCTIONS, "resid_mid"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models' operations are too small to share between threads: one thread is several
-    times faster here, and much faster on a busy machine, where torch's threads wait on
-    each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _experiment(model, backend: str = "auto") -> actpatch.Experiment:
     return actpatch.Experiment(
         model, CLEAN, CORRUPT, *_pick_answers(model, CLEAN, CORRUPT), backend=backend

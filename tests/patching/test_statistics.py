@@ -14,11 +14,6 @@ from actpatch.patching.statistics import Bootstrap, bootstrap_interval, spans_ze
 from tests.conftest import IOI_CLEAN
 
 
-@pytest.fixture(scope="module")
-def bridge(tiny_model):
-    return tiny_model.bridge()
-
-
 def _pairs(model):
     """Four same-length IOI-like pairs whose answers the tiny model tells apart (any tokens)."""
     places = ["store", "park", "school", "beach"]
