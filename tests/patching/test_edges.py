@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 import torch
@@ -60,6 +61,19 @@ def _name(node: tla.Node) -> str:
     return f"a{node.layer}.h{node.head}<{node.kind[0]}>"
 
 
+def _tl_edges(bridge: Any, exp: actpatch.Experiment, noising: bool = False) -> Any:
+    """TransformerLens's edge-level attribution of the experiment (the reference), with the
+    bridge's weights taking gradients meanwhile; `noising` swaps the runs' roles (its gradient
+    is then taken at the clean run)."""
+    clean, corrupt = exp.clean_tokens, exp.corrupt_tokens
+    if noising:
+        clean, corrupt = corrupt, clean
+    with differentiable(bridge):
+        return tla.attribution_patch(
+            bridge, clean, corrupt, _metric(exp), tla.EdgeAttributionConfig(granularity="edge")
+        )
+
+
 def _summed(edge_scores: dict) -> dict[str, float]:
     """TransformerLens's per-position edge scores, summed over positions, by our edge names."""
     out: dict[str, float] = {}
@@ -91,14 +105,7 @@ def test_eap_equals_transformer_lens_edge_attribution(tiny_model, bridge, answer
     corrupt = [IOI_CORRUPT, IOI_CORRUPT.replace("store", "park")][:n_pairs]
     exp = actpatch.Experiment(tiny_model, clean, corrupt, *answers)
     ours = edge_attribution(exp, "eap")
-    with differentiable(bridge):
-        reference = tla.attribution_patch(
-            bridge,
-            exp.clean_tokens,
-            exp.corrupt_tokens,
-            _metric(exp),
-            tla.EdgeAttributionConfig(granularity="edge"),
-        )
+    reference = _tl_edges(bridge, exp)
     assert len(ours.edges) == 3 * 4 * (1 + 6 + 11) + (1 + 4) + (6 + 4) + (11 + 4) + 16
     _assert_scores_close({e.name: e.score for e in ours.edges}, _summed(reference.edge_scores))
     assert ours.steps == 1 and ours.method == "eap"
@@ -107,14 +114,7 @@ def test_eap_equals_transformer_lens_edge_attribution(tiny_model, bridge, answer
 def test_eap_by_position_sums_to_the_score_and_matches_per_position(tiny_model, bridge, answers):
     exp = actpatch.Experiment(tiny_model, IOI_CLEAN, IOI_CORRUPT, *answers)
     ours = edge_attribution(exp, "eap", by_pos=True)
-    with differentiable(bridge):
-        reference = tla.attribution_patch(
-            bridge,
-            exp.clean_tokens,
-            exp.corrupt_tokens,
-            _metric(exp),
-            tla.EdgeAttributionConfig(granularity="edge"),
-        )
+    reference = _tl_edges(bridge, exp)
     per_pos = {
         (f"{_name(w)}->{_name(r)}", w.position): s for (w, r), s in reference.edge_scores.items()
     }
@@ -177,14 +177,7 @@ def test_noising_scores_are_taken_at_the_clean_run(tiny_model, bridge, answers):
     """Noising swaps the runs' roles: TL's attribution with clean and corrupted swapped."""
     exp = actpatch.Experiment(tiny_model, IOI_CLEAN, IOI_CORRUPT, *answers)
     ours = edge_attribution(exp, "eap", direction="noising")
-    with differentiable(bridge):
-        reference = tla.attribution_patch(
-            bridge,
-            exp.corrupt_tokens,
-            exp.clean_tokens,
-            _metric(exp),
-            tla.EdgeAttributionConfig(granularity="edge"),
-        )
+    reference = _tl_edges(bridge, exp, noising=True)
     _assert_scores_close({e.name: e.score for e in ours.edges}, _summed(reference.edge_scores))
 
 
@@ -256,14 +249,7 @@ def test_several_length_groups_average_transformer_lens_over_pairs(tiny_model, b
     ours = edge_attribution_many(groups, "eap", verify=2)
     expected: dict[str, float] = {}
     for exp, weight in zip(groups, (2 / 3, 1 / 3), strict=True):
-        with differentiable(bridge):
-            reference = tla.attribution_patch(
-                bridge,
-                exp.clean_tokens,
-                exp.corrupt_tokens,
-                _metric(exp),
-                tla.EdgeAttributionConfig(granularity="edge"),
-            )
+        reference = _tl_edges(bridge, exp)
         for name, score in _summed(reference.edge_scores).items():
             expected[name] = expected.get(name, 0.0) + weight * score
     _assert_scores_close({e.name: e.score for e in ours.edges}, expected)
@@ -280,14 +266,7 @@ def test_eap_on_a_rotary_layer_norm_family_equals_transformer_lens(tmp_path):
                               IOI_CORRUPT))  # fmt: skip
     ours = edge_attribution(exp, "eap")
     bridge = model.bridge()
-    with differentiable(bridge):
-        reference = tla.attribution_patch(
-            bridge,
-            exp.clean_tokens,
-            exp.corrupt_tokens,
-            _metric(exp),
-            tla.EdgeAttributionConfig(granularity="edge"),
-        )
+    reference = _tl_edges(bridge, exp)
     _assert_scores_close(dict(zip(ours.names, ours.scores, strict=True)),
                          _summed(reference.edge_scores))  # fmt: skip
 
