@@ -294,7 +294,7 @@ def _shared_forward(
         return None
 
     def forward(
-        both: Tensor, wanted: set[str], padding: dict[str, Any]
+        both: Tensor, wanted: set[str], **padding: Any
     ) -> tuple[Tensor, dict[tuple[str, int], Tensor]]:
         cache: dict[tuple[str, int], Tensor] = {}
 
@@ -376,8 +376,7 @@ def gradient_run(
             past = _past(runner, cached.cache, start)
             x = cached.cache[("resid_pre", 0)][:, start:] if inputs is None else inputs
             x = x.clone().requires_grad_(True)
-            padding = {} if exp.pad is None else {"pad": exp.pad}
-            final = runner.run(x, 0, start, past, hook=capture, last_only=last_only, **padding)
+            final = runner.run(x, 0, start, past, hook=capture, last_only=last_only, **exp.padding)
         values = _pair_metric(exp, final, metric)
         total = values.mean()
         keys = list(captured)

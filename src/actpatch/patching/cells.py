@@ -348,8 +348,6 @@ def run_cells(
     cache = setup.base.cache
     # Keys and values before `start` are the base run's, shared by every cell (never copied).
     past = runner.past_kv(cache, start)
-    # Left-padded prompts of several lengths (`Experiment.pad`), grouped by pair like `past`.
-    padding = {} if setup.exp.pad is None else {"pad": setup.exp.pad}
     patch = CellPatch(setup, cells)
     layers = [cell[0] for cell in cells]
     work = [sum(1 for c in layers if c <= layer) for layer in range(runner.n_layers)]
@@ -365,7 +363,9 @@ def run_cells(
         assert x is not None
         patch.first_row = x.shape[0] // n_pairs - joining
         last = layer == runner.n_layers - 1
-        x = runner.block(layer, x, start, *past[layer], hook=patch, last_only=last, **padding)
+        x = runner.block(
+            layer, x, start, *past[layer], hook=patch, last_only=last, **setup.exp.padding
+        )
         done_work += work[layer]
         if progress is not None:
             progress(done_work / total_work)

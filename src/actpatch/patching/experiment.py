@@ -308,38 +308,41 @@ class Experiment:
     def run(self, which: str, names: Iterable[str] = ()) -> Run:
         """The unpatched clean or corrupted run, caching at least `names`, and what a patched
         run starts from: the residual stream and the past keys and values."""
+        if self.clean_tokens.shape == self.corrupt_tokens.shape:
+            # Both runs in one batched forward: the weights are read once.
+            with torch.inference_mode():
+                self.run_both_with(names, self.runner.run_with_cache)
+            return self._runs[which]
         wanted = {"resid_pre", *self.runner.past_names, *names}
         with self._lock:
             known = self._runs.get(which)
             have = {name for name, _ in known.cache} if known is not None else set()
             if known is not None and wanted <= have:
                 return known
-            wanted |= have
+            tokens = self.clean_tokens if which == "clean" else self.corrupt_tokens
             with torch.inference_mode():
-                padding = {} if self.pad is None else {"pad": self.pad}
-                if self.clean_tokens.shape == self.corrupt_tokens.shape:
-                    # Both runs in one batched forward: the weights are read once.
-                    for other in self._runs.values():
-                        wanted |= {name for name, _ in other.cache}
-                    both = torch.cat([self.clean_tokens, self.corrupt_tokens])
-                    self._keep_both(both, *self.runner.run_with_cache(both, wanted, **padding))
-                else:
-                    tokens = self.clean_tokens if which == "clean" else self.corrupt_tokens
-                    final, cache = self.runner.run_with_cache(tokens, wanted, **padding)
-                    self._runs[which] = Run(tokens, final, cache)
+                final, cache = self.runner.run_with_cache(tokens, wanted | have, **self.padding)
+            self._runs[which] = Run(tokens, final, cache)
             return self._runs[which]
+
+    @property
+    def padding(self) -> dict[str, Tensor]:
+        """Keyword arguments that hand the runner this experiment's left-padding (`pad`); none
+        when nothing is padded (the bridge runner, which never pads, takes none)."""
+        return {} if self.pad is None else {"pad": self.pad}
 
     def run_both_with(
         self,
         names: Iterable[str],
-        forward: Callable[[Tensor, set[str], dict[str, Any]], tuple[Tensor, dict[Any, Tensor]]],
+        forward: Callable[..., tuple[Tensor, dict[Any, Tensor]]],
     ) -> Tensor | None:
         """Compute and cache both runs with the caller's own forward, when they are not cached
-        yet: `forward(tokens, wanted, padding)` runs the clean rows then the corrupted rows and
-        returns (final residuals, cache of the hook points in `wanted`), the same numbers as
-        `run` computes (e.g. with autograd recording, for a gradient pass that then costs no
-        second forward). Returns forward's final residuals, or None (nothing run) when both runs
-        already cache `names` or the prompts differ in length (the runs are separate then)."""
+        yet: `forward(tokens, wanted, **padding)` runs the clean rows then the corrupted rows
+        and returns (final residuals, cache of the hook points in `wanted`), the same numbers as
+        the runner's `run_with_cache` (which `run` passes; a gradient pass passes a forward with
+        autograd recording, so that it costs no second forward). Returns forward's final
+        residuals, or None (nothing run) when both runs already cache `names` or the prompts
+        differ in length (the runs are separate then)."""
         if self.clean_tokens.shape != self.corrupt_tokens.shape:
             return None
         wanted = {"resid_pre", *self.runner.past_names, *names}
@@ -350,8 +353,7 @@ class Experiment:
             for h in have:
                 wanted |= h
             both = torch.cat([self.clean_tokens, self.corrupt_tokens])
-            padding = {} if self.pad is None else {"pad": self.pad}
-            final, cache = forward(both, wanted, padding)
+            final, cache = forward(both, wanted, **self.padding)
             self._keep_both(both, final.detach(), {k: v.detach() for k, v in cache.items()})
         return final
 
