@@ -40,6 +40,23 @@ SWEEP_FIELDS = (
     "model",
     "seconds",
 )
+# What an attribution's JSON must carry (issue 9: the CLI's attribute --json, the API's
+# /attribute, the library's to_dict).
+ATTRIBUTE_FIELDS = (
+    "method",
+    "component",
+    "metric",
+    "direction",
+    "clean",
+    "corrupt",
+    "estimate",
+    "normalized",
+    "tokens",
+    "model",
+    "backend",
+    "seconds",
+    "warnings",
+)
 # The specification's /patch response fields, in its order (shared/spec/000_*.txt).
 SPEC_FIELDS = [
     "clean_prob",

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from actpatch.cli import main
-from tests.conftest import IOI_CLEAN, IOI_CORRUPT, SPEC_FIELDS, SWEEP_FIELDS
+from tests.conftest import ATTRIBUTE_FIELDS, IOI_CLEAN, IOI_CORRUPT, SPEC_FIELDS, SWEEP_FIELDS
 
 PARIS = [
     "--clean",
@@ -280,22 +280,6 @@ def test_role_sweep_out_saves_a_heatmap_with_role_labels(capsys, tmp_path) -> No
 
 
 # -- attribution patching and ablation ----------------------------------------------------------
-
-ATTRIBUTE_FIELDS = (
-    "method",
-    "component",
-    "metric",
-    "direction",
-    "clean",
-    "corrupt",
-    "estimate",
-    "normalized",
-    "tokens",
-    "model",
-    "backend",
-    "seconds",
-    "warnings",
-)
 
 
 def test_attribute_json_has_the_issues_fields(capsys, tiny_model_dir):

@@ -30,7 +30,7 @@ from actpatch.models import LoadedModel
 from actpatch.patching import attribution
 from actpatch.patching.attribution import agreement, attribute, attribute_many, gradient_run
 from actpatch.planted import build_head_circuit, build_saturated_circuit
-from tests.conftest import IOI_CLEAN, IOI_CORRUPT
+from tests.conftest import ATTRIBUTE_FIELDS, IOI_CLEAN, IOI_CORRUPT
 from tests.patching.test_engine import SHORT_CLEAN, SHORT_CORRUPT, _pick_answers
 from tests.tiny_families import FAMILIES
 
@@ -554,21 +554,7 @@ def test_progress_and_cancel(exp):
 
 def test_result_names_model_backend_and_fields(exp, tiny_model):
     d = attribute(exp, "z_by_pos", "atp*").to_dict()
-    for key in (
-        "method",
-        "component",
-        "metric",
-        "direction",
-        "clean",
-        "corrupt",
-        "estimate",
-        "normalized",
-        "tokens",
-        "model",
-        "backend",
-        "seconds",
-        "warnings",
-    ):
+    for key in ATTRIBUTE_FIELDS:
         assert key in d
     assert d["model"] == tiny_model.name and d["backend"] == "fast"
     assert d["method"] == "atp*"

@@ -11,23 +11,9 @@ from fastapi.testclient import TestClient
 import actpatch
 from actpatch.models import LoadedModel
 from tests.api.routes.test_sweep import IOI, assert_same_grid
-from tests.conftest import IOI_CLEAN, IOI_CORRUPT
+from tests.conftest import ATTRIBUTE_FIELDS, IOI_CLEAN, IOI_CORRUPT
 
-FIELDS = {
-    "method",
-    "component",
-    "metric",
-    "direction",
-    "clean",
-    "corrupt",
-    "estimate",
-    "normalized",
-    "tokens",
-    "model",
-    "backend",
-    "seconds",
-    "warnings",
-}
+FIELDS = set(ATTRIBUTE_FIELDS)
 
 
 def _exp(model: LoadedModel) -> actpatch.Experiment:
