@@ -13,8 +13,15 @@ import torch
 from transformer_lens.tools.analysis import attribution_patching as tla
 
 import actpatch
-from actpatch.patching.circuit import Graph, default_sizes, evaluate, verify_edges
-from actpatch.patching.graph import Node, edge_name
+from actpatch.patching.circuit import (
+    Graph,
+    default_sizes,
+    evaluate,
+    graph_for,
+    graph_of,
+    verify_edges,
+)
+from actpatch.patching.graph import GraphShape, Node, edge_name
 from actpatch.patching.metrics import from_logits
 from tests.conftest import IOI_CLEAN, IOI_CORRUPT
 from tests.patching.test_engine import _pick_answers
@@ -73,7 +80,7 @@ def _tl_faithfulness(bridge, clean, corrupt, metric, edges, graph, n_layers) -> 
 
 
 def test_the_full_graph_gives_one_and_the_empty_graph_zero(exp):
-    graph = Graph(exp.model.n_layers, exp.model.n_heads)
+    graph = graph_for(exp)
     every = [edge_name(w, r) for w, r in _edges_of(graph.valid, graph)]
     full = evaluate(exp, edges=every)
     empty = evaluate(exp, edges=[])
@@ -95,7 +102,7 @@ NODE_SETS = [
 
 @pytest.mark.parametrize("nodes", NODE_SETS)
 def test_a_node_set_agrees_with_transformer_lens_faithfulness(bridge, exp, nodes):
-    graph = Graph(exp.model.n_layers, exp.model.n_heads)
+    graph = graph_for(exp)
     ours = evaluate(exp, nodes=nodes)
     mask = graph.induced([graph_node(n) for n in nodes])
     reference = _tl_faithfulness(
@@ -119,7 +126,7 @@ def graph_node(name: str) -> Node:
 
 
 def test_an_edge_set_agrees_with_transformer_lens_faithfulness(bridge, exp):
-    graph = Graph(exp.model.n_layers, exp.model.n_heads)
+    graph = graph_for(exp)
     torch.manual_seed(1)
     every = _edges_of(graph.valid, graph)
     # a random 70% of the edges: faithfulness 0.42 on the tiny model, far from 0 and 1
@@ -180,13 +187,13 @@ def test_node_sets_equal_patching_their_outside_by_hooks(bridge, exp):
 
 
 def test_mean_ablation_keeps_the_full_graph_clean(exp):
-    graph = Graph(exp.model.n_layers, exp.model.n_heads)
+    graph = graph_for(exp)
     every = [edge_name(w, r) for w, r in _edges_of(graph.valid, graph)]
     assert evaluate(exp, edges=every, ablation="mean").faithfulness == pytest.approx(1, abs=TOL)
 
 
 def test_a_curve_over_a_ranking_matches_single_evaluations(exp):
-    graph = Graph(exp.model.n_layers, exp.model.n_heads)
+    graph = graph_for(exp)
     torch.manual_seed(2)
     every = _edges_of(graph.valid, graph)
     ranked = [edge_name(*every[i]) for i in torch.randperm(len(every)).tolist()]
@@ -207,7 +214,7 @@ def test_verify_edges_equal_transformer_lens_single_edge_ablation(bridge, exp):
     """Exact edge patching (denoising: the corrupted run, one edge from the clean run) equals
     TransformerLens's faithfulness run on the corrupted prompt with every edge but that one
     kept, ablated from the clean prompt."""
-    graph = Graph(exp.model.n_layers, exp.model.n_heads)
+    graph = graph_for(exp)
     names = ["input->a0.h2<v>", "a0.h1->a2.h3<q>", "a1.h0->m1", "m0->a1.h2<k>", "a2.h1->logits"]
     checks = verify_edges(exp, names).edges
     metric = _metric_fn(exp)
@@ -258,7 +265,7 @@ def test_several_length_groups_average_over_pairs(tiny_model, bridge):
     ]
     nodes = NODE_SETS[1]
     ours = evaluate_many(groups, nodes=nodes)
-    graph = Graph(tiny_model.n_layers, tiny_model.n_heads)
+    graph = graph_of(GraphShape(tiny_model.n_layers, tiny_model.n_heads))
     edges = _edges_of(graph.induced([graph_node(n) for n in nodes]), graph)
     ablated = clean = corrupt = 0.0
     for exp in groups:

@@ -269,21 +269,3 @@ def test_eap_on_a_rotary_layer_norm_family_equals_transformer_lens(tmp_path):
     reference = _tl_edges(bridge, exp)
     _assert_scores_close(dict(zip(ours.names, ours.scores, strict=True)),
                          _summed(reference.edge_scores))  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    ("family", "why"),
-    [
-        ("llama", "grouped-query attention"),
-        ("gpt_neox", "parallel residual"),
-        ("gemma2", "normalized after the heads are summed"),
-    ],
-)
-def test_families_whose_edges_are_not_per_head_are_refused(tmp_path, family, why):
-    from tests.tiny_families import load_family
-
-    model = load_family(family, tmp_path)
-    exp = actpatch.Experiment(model, IOI_CLEAN, IOI_CORRUPT, " Mary", " John")
-    with pytest.raises(actpatch.InputError, match=why) as err:
-        edge_attribution(exp, "eap")
-    assert err.value.field == "model"

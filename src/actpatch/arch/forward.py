@@ -27,6 +27,15 @@ in `transformer_lens.patching` run through its `TransformerBridge`:
   past keys of positions before pos0 (`past_kv`).
 - attn_out and mlp_out are what is added to the residual stream (after Gemma's and OLMo 2's
   post-norms). A parallel-residual model (GPT-NeoX) has no resid_mid.
+- `mlp_in` (TransformerLens's hook_mlp_in) is the residual stream the MLP reads, before its
+  norm: resid_mid, or the block's input on a parallel-residual model. What a hook returns there
+  feeds the MLP alone, not the residual stream. Like rot_k it is no patchable component; edge
+  methods read and rebuild the MLP's input there.
+- Keys and values *per query head*: a hook at k or v may return n_heads heads instead of
+  n_kv_heads (the key/value heads repeated for their query heads, then changed per query head);
+  attention then reads them per query head, exactly as the multi-head model whose key/value
+  projections are repeated would. Edge methods use this for grouped-query attention; the
+  weights are never copied.
 
 A hook is called as `hook(name, layer, activation, pos0)` and returns the activation to use;
 `pos0` is the absolute position of index 0 on the activation's position axis (the query axis
@@ -66,9 +75,12 @@ HOOK_NAMES = (
     "z",
     "attn_out",
     "resid_mid",
+    "mlp_in",
     "mlp_out",
     "resid_post",
 )
+# Hook points that are not patchable components (what later runs reuse, what edges rebuild).
+INTERNAL_NAMES = ("rot_k", "mlp_in")
 # What a later run needs from a cached one to start at pos0: the keys attention consumed, and
 # the values.
 PAST_NAMES = ("rot_k", "v")
@@ -159,6 +171,14 @@ def _softcap(x: Tensor, cap: float | None) -> Tensor:
     return x if cap is None else torch.tanh(x / cap) * cap
 
 
+def _per_query_head(t: Tensor, n_heads: int) -> Tensor:
+    """Keys or values (batch, pos, kv_head, d_head) repeated for each query head of their group
+    (batch, pos, head, d_head); already per query head, unchanged."""
+    if t.shape[2] == n_heads:
+        return t
+    return t.repeat_interleave(n_heads // t.shape[2], dim=2)
+
+
 def _rows(pad: Tensor, batch: int) -> Tensor:
     """Per-row padding counts (batch,) from per-group ones (groups,): row r is group r % groups."""
     return pad if pad.shape[0] == batch else pad.repeat(batch // pad.shape[0])
@@ -176,7 +196,9 @@ class Transformer:
         # The hook points a patch can target (a parallel-residual model has no resid_mid),
         # and what a run must cache for later runs to start past position 0.
         self.hook_names = tuple(
-            n for n in HOOK_NAMES if n != "rot_k" and not (spec.parallel and n == "resid_mid")
+            n
+            for n in HOOK_NAMES
+            if n not in INTERNAL_NAMES and not (spec.parallel and n == "resid_mid")
         )
         self.past_names = PAST_NAMES
         self._rope_tables: dict[Rope, tuple[Tensor, Tensor]] = {}
@@ -218,7 +240,12 @@ class Transformer:
         if norm is None:
             return t
         if self.spec.qk_norm == "projection":
-            return self._norm(t.flatten(-2), norm).view(t.shape)
+            flat = t.flatten(-2)
+            if flat.shape[-1] != norm.w.shape[-1]:  # keys per query head: repeat the scale too
+                per_head = norm.w.view(-1, t.shape[-1])
+                repeat = t.shape[-2] // per_head.shape[0]
+                norm = Norm(per_head.repeat_interleave(repeat, dim=0).flatten())
+            return self._norm(flat, norm).view(t.shape)
         return self._norm(t, norm)
 
     def _rope_table(self, rope: Rope, length: int) -> tuple[Tensor, Tensor]:
@@ -276,10 +303,15 @@ class Transformer:
         With `pad`, a real query hides its row's padding keys.
 
         Query head h reads KV head h // (head / kv_head), as Hugging Face's repeat_kv lays
-        them out; the heads are grouped rather than the keys copied.
+        them out; the heads are grouped rather than the keys copied. Keys or values given per
+        query head (module docstring) make every one of them per query head.
         """
         spec = self.spec
         batch, n_q, H, dh = q.shape
+        if not k.shape[2] == v.shape[2] == (past_k.shape[2] if past_k is not None else k.shape[2]):
+            k, v = _per_query_head(k, H), _per_query_head(v, H)
+            if past_k is not None and past_v is not None:
+                past_k, past_v = _per_query_head(past_k, H), _per_query_head(past_v, H)
         n, Hkv = k.shape[1], k.shape[2]
         G = H // Hkv
         qg = q.reshape(batch, n_q, Hkv, G, dh)
@@ -382,7 +414,8 @@ class Transformer:
             attn_out = hook("attn_out", layer, attn_out, q_pos0)
         if self.spec.parallel:
             # Attention and MLP both read the block's input; no resid_mid exists.
-            mlp_out = self._mlp(self._norm(x, w.ln2) if w.ln2 is not None else x, w)
+            mlp_in = hook("mlp_in", layer, x, q_pos0) if hook is not None else x
+            mlp_out = self._mlp(self._norm(mlp_in, w.ln2) if w.ln2 is not None else mlp_in, w)
             if hook is not None:
                 mlp_out = hook("mlp_out", layer, mlp_out, q_pos0)
             x = mlp_out + attn_out + x  # Hugging Face's order of the sum
@@ -390,7 +423,8 @@ class Transformer:
             x = x + attn_out
             if hook is not None:
                 x = hook("resid_mid", layer, x, q_pos0)
-            mlp_out = self._mlp(self._norm(x, w.ln2) if w.ln2 is not None else x, w)
+            mlp_in = hook("mlp_in", layer, x, q_pos0) if hook is not None else x
+            mlp_out = self._mlp(self._norm(mlp_in, w.ln2) if w.ln2 is not None else mlp_in, w)
             if hook is not None:
                 mlp_out = hook("mlp_out", layer, mlp_out, q_pos0)
             x = x + mlp_out

@@ -300,7 +300,12 @@ def _shared_forward(
 
         def keep(name: str, layer: int, act: Tensor, pos0: int) -> Tensor:
             if name in wanted:
-                cache[(name, layer)] = act.detach()
+                kept = act
+                if name == "rot_k" and act.shape[2] != runner.n_kv_heads:
+                    # keys the gradient run made per query head: the cache keeps the model's
+                    # own key/value heads (the copies of a group are equal)
+                    kept = act[:, :, :: act.shape[2] // runner.n_kv_heads]
+                cache[(name, layer)] = kept.detach()
             return hook(name, layer, act, pos0)
 
         x = runner.embed(both, **padding).requires_grad_(True)
@@ -320,6 +325,7 @@ def gradient_run(
     inputs: Tensor | None = None,
     keep: Iterable[str] = (),
     last_only: bool = False,
+    kv_per_query_head: bool = False,
 ) -> GradientRun:
     """Run the clean or corrupted run with gradients; return every hooked activation in `names`
     (default: all) and the gradient of the metric (mean over pairs) with respect to it.
@@ -338,6 +344,10 @@ def gradient_run(
     `last_only`, a run from the cache computes the last layer at the final position alone (the
     one the metric reads): that layer's activations from the attention pattern on (its query
     axis), z, attn_out, resid_mid, mlp_out and resid_post, then cover only that position.
+    With `kv_per_query_head` (grouped-query attention), k and v are repeated for each query
+    head of their group before attention reads them (`actpatch.arch.forward`), so their
+    gradients are per query head: the ungrouped convention of edge methods. `mlp_in` gets its
+    own gradient (the MLP's input alone), not the residual stream's it aliases.
     """
     check_backend(exp)
     metric = check_gradient_metric(metric, exp.wrong_ids is not None)
@@ -355,6 +365,10 @@ def gradient_run(
     captured: dict[tuple[str, int], Tensor] = {}
 
     def capture(name: str, layer: int, act: Tensor, pos0: int) -> Tensor:
+        if kv_per_query_head and name in ("k", "v"):
+            act = act.repeat_interleave(runner.n_heads // act.shape[2], dim=2)
+        if name == "mlp_in" and name in wanted:
+            act = act.view_as(act)  # a node of its own: only the MLP reads it
         if name in wanted:
             captured[(name, layer)] = act
         if drop_layers and name in RESIDUAL_WRITES:

@@ -43,13 +43,14 @@ from actpatch.patching import guardrails
 from actpatch.patching.cells import Setup, metric_values, prepare
 from actpatch.patching.experiment import Experiment
 from actpatch.patching.graph import (
+    GraphShape,
     Node,
     edge_name,
     feeds,
     n_edges,
     parse_edge,
     parse_node,
-    readers,
+    shape_readers,
     writers,
 )
 from actpatch.patching.paths import aligned
@@ -70,13 +71,15 @@ class Graph:
     (writers, readers) score matrix `m` gives the edges' scores as `m[valid.T]`.
     """
 
-    def __init__(self, n_layers: int, n_heads: int) -> None:
-        self.n_layers, self.n_heads = n_layers, n_heads
-        self.writers = writers(n_layers, n_heads)
-        self.readers = readers(n_layers, n_heads)
+    def __init__(self, shape: GraphShape) -> None:
+        self.shape = shape
+        self.n_layers, self.n_heads = shape.n_layers, shape.n_heads
+        self._n_kv = shape.n_kv_heads if shape.grouped else None
+        self.writers = writers(shape.n_layers, shape.n_heads)
+        self.readers = shape_readers(shape)
         self.writer_index = {w: i for i, w in enumerate(self.writers)}
         self.reader_index = {r: i for i, r in enumerate(self.readers)}
-        table = [[feeds(w, r) for w in self.writers] for r in self.readers]
+        table = [[feeds(w, r, shape.parallel) for w in self.writers] for r in self.readers]
         self.valid = torch.tensor(table)  # (readers, writers): which pairs are edges
         self.edge_names = [
             edge_name(w, r)
@@ -84,7 +87,16 @@ class Graph:
             for ri, r in enumerate(self.readers)
             if table[ri][wi]
         ]
-        self.n_edges = n_edges(n_layers, n_heads)
+        self.n_edges = n_edges(shape.n_layers, shape.n_heads, self._n_kv, shape.parallel)
+        # the first reader of each layer (its first head's <q>), for the hook's slices
+        self.layer_start = [
+            self.reader_index[Node("head", layer, 0, "q")] for layer in range(shape.n_layers)
+        ]
+
+    @property
+    def cfg(self) -> dict[str, Any]:
+        """The graph's shape as a plain dict (n_layers, n_heads, n_kv_heads, kv, parallel)."""
+        return dataclasses.asdict(self.shape)
 
     def mask(self, edges: Iterable[Edge]) -> Tensor:
         """A (readers, writers) mask with True on `edges`."""
@@ -94,30 +106,65 @@ class Graph:
         return out
 
     def induced(self, nodes: Iterable[Node]) -> Tensor:
-        """The edges among `nodes` (heads and MLPs; the input and the logits always count)."""
+        """The edges among `nodes` (heads and MLPs; the input and the logits always count). A
+        key/value head's reader (grouped convention) counts when any of its query heads does."""
         keep = {n.writer for n in nodes} | {Node("input"), Node("logits", self.n_layers)}
+        group = self.shape.group
         w_in = torch.tensor([w in keep for w in self.writers])
-        r_in = torch.tensor([r.writer in keep for r in self.readers])
+
+        def reader_in(r: Node) -> bool:
+            if r.kind == "kv":
+                heads = range(r.head * group, (r.head + 1) * group)
+                return any(Node("head", r.layer, h) in keep for h in heads)
+            return r.writer in keep
+
+        r_in = torch.tensor([reader_in(r) for r in self.readers])
         return self.valid & r_in[:, None] & w_in[None, :]
 
     def parse(self, names: Iterable[str], field: str = "circuit") -> list[Edge]:
-        return [parse_edge(n, self.n_layers, self.n_heads, field) for n in names]
+        shape = self.shape
+        return [
+            parse_edge(n, shape.n_layers, shape.n_heads, field, self._n_kv, shape.parallel)
+            for n in names
+        ]
+
+    def parse_node(self, name: str, field: str = "nodes") -> Node:
+        return parse_node(name, self.n_layers, self.n_heads, field, self._n_kv)
 
 
 @functools.lru_cache(maxsize=8)
-def graph_of(n_layers: int, n_heads: int) -> Graph:
+def graph_of(shape: GraphShape) -> Graph:
     """The graph of a model shape, built once (its tables are read-only)."""
-    return Graph(n_layers, n_heads)
+    return Graph(shape)
 
 
-def _graph(exp: Experiment) -> Graph:
-    return graph_of(exp.model.n_layers, exp.model.n_heads)
+def shape_of(exp: Experiment, kv: str = "ungrouped") -> GraphShape:
+    """The graph shape of the experiment's model, in key/value convention `kv`."""
+    spec = getattr(exp.runner, "spec", None)
+    model = exp.model
+    return GraphShape(
+        model.n_layers,
+        model.n_heads,
+        n_kv_heads=getattr(spec, "n_kv_heads", 0) or model.n_heads,
+        kv=kv,
+        parallel=bool(getattr(spec, "parallel", False)),
+    )
+
+
+def graph_for(exp: Experiment, kv: str = "ungrouped") -> Graph:
+    """The graph of the experiment's model (`kv`: its key/value convention)."""
+    return graph_of(shape_of(exp, kv))
 
 
 class _EdgeRun:
     """The hook of a run whose readers see some writers replaced: per batch row, `excluded`
     (rows, readers, writers) says which writers each reader sees replaced; each replaced writer
-    contributes output - replacement to a correction subtracted from the reader's input."""
+    contributes output - replacement to a correction subtracted from the reader's input.
+
+    Where a layer's attention output is normed after its heads are summed (Gemma, OLMo 2), its
+    heads are not additive: a reader that sees the heads A of that layer replaced sees the
+    layer write post(S - sum over h in A of (o_h - o'_h)) instead of post(S), S being the live
+    pre-norm sum; its correction for that layer is post(S) - post(S - that sum)."""
 
     def __init__(
         self,
@@ -132,6 +179,14 @@ class _EdgeRun:
         self.excluded = excluded.float()  # (rows, readers, writers)
         self.replacement = replacement  # (kind, layer) -> the writer's replacement output
         self.deltas: list[Tensor] = []  # per writer, in order: (rows, pairs, pos, d_model)
+        # per post-normed layer: (its heads' writer columns, live pre-norm sum S)
+        self.post: list[tuple[int, int, Tensor]] = []
+        additive = torch.ones(excluded.shape[-1])
+        for layer, normed in enumerate(parts.post_normed):
+            if normed:
+                first = graph.writer_index[Node("head", layer, 0)]
+                additive[first : first + parts.n_heads] = 0
+        self.additive = additive.to(excluded.device)
         self._kv: tuple[Tensor, Tensor] | None = None
         self.resid: Tensor | None = None
         self.n_rows = excluded.shape[0]
@@ -147,12 +202,23 @@ class _EdgeRun:
         if not bool(excluded.any()):
             return None
         deltas = torch.stack([d[:, :, -n_pos:] for d in self.deltas], dim=3)
-        return torch.einsum("ikw,ipnwd->ipnkd", excluded, deltas)
+        out = torch.einsum("ikw,ipnwd->ipnkd", excluded * self.additive[:n_w], deltas)
+        parts = self.parts
+        for first, layer, pre in self.post:
+            heads = excluded[:, :, first : first + parts.n_heads]  # (rows, readers, head)
+            if not bool(heads.any()):
+                continue
+            swapped = torch.einsum(
+                "ikh,ipnhd->ipnkd", heads, deltas[:, :, :, first : first + parts.n_heads]
+            )
+            live = pre[:, :, -n_pos:, None, :]  # (rows, pairs, pos, 1, d_model)
+            out += parts.post_norm(layer, live) - parts.post_norm(layer, live - swapped)
+        return out
 
     def __call__(self, name: str, layer: int, act: Tensor, pos0: int) -> Tensor:
         parts, graph = self.parts, self.graph
-        first = graph.reader_index[Node("head", layer, 0, "q")]
-        n_heads = graph.n_heads
+        first = graph.layer_start[layer]
+        n_heads, n_kv = graph.n_heads, graph.shape.n_kv_readers
         if name == "resid_pre":
             self.resid = act
             if layer == 0:  # the input writer: the embeddings
@@ -161,35 +227,40 @@ class _EdgeRun:
         if name == "q":
             assert self.resid is not None
             n = act.shape[1]
-            corr = self.correction(slice(first, first + 3 * n_heads), n)
+            corr = self.correction(slice(first, first + n_heads + 2 * n_kv), n)
             if corr is None:
                 self._kv = None
                 return act
-            x = self._rows(self.resid)[:, :, :, None, :] - corr  # (rows, pairs, n, 3H, d)
-            x = x.reshape(-1, n, 3, n_heads, x.shape[-1])
-            q, k, v = parts.head_qkv(layer, x[:, :, 0], x[:, :, 1], x[:, :, 2])
-            self._kv = (k, v)
+            x = self._rows(self.resid)[:, :, :, None, :] - corr  # (rows, pairs, n, inputs, d)
+            x = x.reshape(-1, n, n_heads + 2 * n_kv, x.shape[-1])
+            q, k, v = parts.head_qkv(
+                layer,
+                x[:, :, :n_heads],
+                x[:, :, n_heads : n_heads + n_kv],
+                x[:, :, n_heads + n_kv :],
+            )
+            self._kv = (k, v)  # per query head (ungrouped) or per key/value head
             return q
         if name in ("k", "v"):
             if self._kv is None:
                 return act
             return self._kv[0] if name == "k" else self._kv[1]
         if name == "z":
-            heads = parts.head_out(layer, act)  # (batch, n, head, d_model)
+            heads = parts.head_out(layer, act)  # (batch, n, head, d_model), before any post-norm
+            if parts.post_normed[layer]:
+                column = graph.writer_index[Node("head", layer, 0)]
+                self.post.append((column, layer, self._rows(parts.attn_pre(layer, heads))))
             heads = heads - self.replacement("head", layer)[:, -act.shape[1] :]
             for h in range(n_heads):
                 self.deltas.append(self._rows(heads[:, :, h]))
             return act
-        if name == "resid_mid":
-            self.resid = act
-            return act
-        if name == "mlp_out":
-            assert self.resid is not None
+        if name == "mlp_in":
             reader = graph.reader_index[Node("mlp", layer)]
             corr = self.correction([reader], act.shape[1])
-            if corr is not None:
-                x = self._rows(self.resid) - corr[:, :, :, 0]
-                act = parts.mlp(layer, x.reshape(-1, *x.shape[2:]))
+            if corr is None:
+                return act
+            return (self._rows(act) - corr[:, :, :, 0]).reshape(act.shape)
+        if name == "mlp_out":
             replaced = self.replacement("mlp", layer)[:, -act.shape[1] :]
             self.deltas.append(self._rows(act - replaced))
             return act
@@ -205,6 +276,7 @@ class _EdgeRun:
 
 def _run(
     setup: Setup,
+    graph: Graph,
     excluded: Tensor,
     replacement: Callable[[str, int], Tensor],
     start: int,
@@ -214,7 +286,6 @@ def _run(
     seeing its excluded writers replaced."""
     exp, runner = setup.exp, setup.exp.runner
     parts = parts_of(runner)
-    graph = _graph(exp)
     rows, n_pairs, cache = excluded.shape[0], exp.n_pairs, setup.base.cache
     device = exp.model.device
     hook = _EdgeRun(parts, graph, excluded.to(device), replacement, n_pairs, start)
@@ -302,14 +373,17 @@ def circuit_metrics(
     *,
     metric: str | None = None,
     ablation: str = "corrupt",
+    kv: str = "ungrouped",
     should_stop: Callable[[], bool] | None = None,
 ) -> tuple[list[float], float, float, Setup]:
     """The metric of the clean run with each circuit's outside ablated, and the clean and
-    corrupted metrics. `kept`: (readers, writers) masks of the edges each circuit keeps."""
+    corrupted metrics. `kept`: (readers, writers) masks of the edges each circuit keeps, in the
+    graph of key/value convention `kv`."""
     _check_ablation(ablation, exp)
+    parts_of(exp.runner)  # refuses a model edges cannot run on, before any run
     # the base run is the clean one; writers are replaced from the corrupted one
     setup = _prepare(exp, metric, "noising")
-    graph = _graph(exp)
+    graph = graph_for(exp, kv)
     with torch.inference_mode():
         clean = float(metric_values(setup, exp.run("clean").final)[0])
         corrupt = float(metric_values(setup, exp.run("corrupt").final)[0])
@@ -320,7 +394,7 @@ def circuit_metrics(
         for i in range(0, len(kept), chunk):
             part = kept[i : i + chunk]
             excluded = torch.stack([graph.valid & ~k for k in part])
-            final = _run(setup, excluded, _Tiled(replacement, len(part)), start, should_stop)
+            final = _run(setup, graph, excluded, _Tiled(replacement, len(part)), start, should_stop)
             values += metric_values(setup, final).tolist()
     return values, clean, corrupt, setup
 
@@ -336,12 +410,12 @@ def circuit_from(
     *,
     edges: Iterable[str] | None = None,
     nodes: Iterable[str] | None = None,
+    kv: str = "ungrouped",
 ) -> Tensor:
     """A (readers, writers) mask of kept edges from edge names or node names."""
-    graph = _graph(exp)
+    graph = graph_for(exp, kv)
     if nodes is not None:
-        parsed = [parse_node(n, graph.n_layers, graph.n_heads, "nodes") for n in nodes]
-        return graph.induced(parsed)
+        return graph.induced([graph.parse_node(n) for n in nodes])
     return graph.mask(graph.parse(edges or []))
 
 
@@ -354,6 +428,7 @@ def evaluate(
     sizes: Sequence[int] | None = None,
     metric: str | None = None,
     ablation: str = "corrupt",
+    kv: str = "ungrouped",
     should_stop: Callable[[], bool] | None = None,
 ) -> CircuitResult:
     """Faithfulness of a circuit, or a curve of the top-n edges of a ranking.
@@ -363,7 +438,7 @@ def evaluate(
     faithfulness of the top n of each size.
     """
     t0 = time.perf_counter()
-    graph = _graph(exp)
+    graph = graph_for(exp, kv)
     if ranked is not None:
         ranked_edges = graph.parse(ranked)
         sizes = list(sizes or default_sizes(len(ranked_edges)))
@@ -378,11 +453,11 @@ def evaluate(
     else:
         if edges is None and nodes is None:
             raise InputError("Give the circuit's edges or nodes.", field="circuit")
-        mask = circuit_from(exp, edges=edges, nodes=nodes)
+        mask = circuit_from(exp, edges=edges, nodes=nodes, kv=kv)
         kept = [mask]
         counts = [int((mask & graph.valid).sum())]
     values, clean, corrupt, setup = circuit_metrics(
-        exp, kept, metric=metric, ablation=ablation, should_stop=should_stop
+        exp, kept, metric=metric, ablation=ablation, kv=kv, should_stop=should_stop
     )
     points = [
         CircuitPoint(n, v, _faithfulness(v, clean, corrupt))
@@ -447,12 +522,14 @@ def verify_edges(
     *,
     metric: str | None = None,
     direction: str = "denoising",
+    kv: str = "ungrouped",
     should_stop: Callable[[], bool] | None = None,
 ) -> VerifyResult:
     """The exact effect of patching each edge alone: in the base run, the edge's reader sees its
     writer's source-run output; the metric's change from the base run, raw and normalized."""
     t0 = time.perf_counter()
-    graph = _graph(exp)
+    graph = graph_for(exp, kv)
+    parts_of(exp.runner)
     parsed = graph.parse(edges, field="edges")
     setup = _prepare(exp, metric, direction)
     checks: list[EdgeCheck] = []
@@ -465,7 +542,9 @@ def verify_edges(
         for i in range(0, len(parsed), chunk):
             part = parsed[i : i + chunk]
             excluded = torch.stack([graph.mask([e]) for e in part])
-            final = _run(setup, excluded, _Tiled(replacement, len(part)), setup.start, should_stop)
+            final = _run(
+                setup, graph, excluded, _Tiled(replacement, len(part)), setup.start, should_stop
+            )
             for (w, r), value in zip(part, metric_values(setup, final).tolist(), strict=True):
                 effect = value - base
                 scale = clean - corrupt
@@ -492,6 +571,8 @@ __all__ = [
     "default_sizes",
     "evaluate",
     "evaluate_many",
+    "graph_for",
     "graph_of",
+    "shape_of",
     "verify_edges",
 ]

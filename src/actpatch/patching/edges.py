@@ -42,7 +42,7 @@ from actpatch.errors import CancelledError, InputError
 from actpatch.patching import guardrails
 from actpatch.patching.attribution import GradientRun, gradient_run
 from actpatch.patching.cells import DEFAULT_MAX_MEMORY, Setup, metric_values, prepare
-from actpatch.patching.circuit import graph_of, verify_edges
+from actpatch.patching.circuit import Graph, graph_for, verify_edges
 from actpatch.patching.experiment import Experiment
 from actpatch.patching.options import check_direction
 from actpatch.patching.paths import aligned
@@ -58,7 +58,12 @@ Progress = Callable[[int, int], None]
 
 def writer_deltas(setup: Setup, parts: Parts) -> Tensor:
     """Every writer's output difference, source - base, in forward order, from the first
-    differing position on. (writers, pairs, pos, d_model)"""
+    differing position on. (writers, pairs, pos, d_model)
+
+    Where the attention output is normed after the heads are summed (Gemma 2/3, OLMo 2), a
+    head's difference is taken through the norm's Jacobian at the base run:
+    J_post(S_base) (o_source - o_base), with S the sum of the heads' outputs before the norm:
+    the first-order change the head alone makes to the residual stream."""
     start, n_layers = setup.start, setup.exp.runner.n_layers
 
     def diff(name: str, layer: int) -> Tensor:
@@ -69,45 +74,59 @@ def writer_deltas(setup: Setup, parts: Parts) -> Tensor:
     out = [diff("resid_pre", 0)]
     for layer in range(n_layers):
         heads = parts.head_out(layer, diff("z", layer))  # (pairs, pos, head, d_model)
+        if parts.post_normed[layer]:
+            base = parts.head_out(layer, aligned(setup, "base", "z", layer)[:, start:])
+            heads = parts.post_norm_jvp(layer, parts.attn_pre(layer, base), heads)
         out += list(heads.unbind(dim=2))
         out.append(diff("mlp_out", layer))
     return torch.stack(out)
 
 
 # The hook points whose gradients give every reader's input gradient.
-READ_AT = ("resid_pre", "q", "k", "v", "resid_mid", "resid_post")
+READ_AT = ("resid_pre", "q", "k", "v", "mlp_in", "resid_post")
 
 
-def _readers(parts: Parts, grad: GradientRun, n_pairs: int, scale: float = 1.0) -> Tensor:
+def _readers(
+    parts: Parts, graph: Graph, grad: GradientRun, n_pairs: int, scale: float = 1.0
+) -> Tensor:
     """Every reader's input gradient from a gradient run over `READ_AT`, summed over the copies
     of the pairs its rows hold (EAP-IG's interpolation points) and times `scale`. In forward
     order (`graph.readers`): (readers, pairs, pos, d_model)"""
     acts, grads = grad.activations, grad.gradients
-    n_layers, H = parts.runner.n_layers, parts.n_heads
+    n_layers, H, K = parts.runner.n_layers, parts.n_heads, graph.shape.n_kv_readers
     n_pos, d_model = acts[("resid_pre", 0)].shape[1:]
-    n_readers = n_layers * (3 * H + 1) + 1
     x = acts[("resid_pre", 0)]
-    total = x.new_empty(n_readers, n_pairs, n_pos, d_model, dtype=torch.float32)
+    total = x.new_empty(len(graph.readers), n_pairs, n_pos, d_model, dtype=torch.float32)
     reader = 0
     for layer in range(n_layers):
-        g = parts.head_input_grads(
+        q, k, v = parts.head_input_grads(
             layer,
             acts[("resid_pre", layer)],
             grads[("q", layer)],
             grads[("k", layer)],
             grads[("v", layer)],
-        )  # (3, head, rows, pos, d_model)
-        total[reader : reader + 3 * H] = g.reshape(3 * H, -1, n_pairs, n_pos, d_model).sum(1)
-        mlp = grads[("resid_mid", layer)] - grads[("resid_post", layer)]
-        total[reader + 3 * H] = _over_steps(_pad(mlp, n_pos), n_pairs)
-        reader += 3 * H + 1
+        )  # (inputs, rows, pos, d_model) each
+        for g, n in ((q, H), (k, K), (v, K)):
+            total[reader : reader + n] = g.reshape(n, -1, n_pairs, n_pos, d_model).sum(1)
+            reader += n
+        mlp = grads[("mlp_in", layer)]  # the MLP's input alone (gradient_run's own node)
+        total[reader] = _over_steps(_pad(mlp, n_pos), n_pairs)
+        reader += 1
     total[reader] = _over_steps(_pad(grads[("resid_post", n_layers - 1)], n_pos), n_pairs)
     return total if scale == 1.0 else total.mul_(scale)
+
+
+def _per_query_head(graph: Graph) -> bool:
+    """Whether the gradient run must repeat keys and values per query head (ungrouped readers
+    of a model whose heads share them)."""
+    shape = graph.shape
+    return shape.n_kv_heads != shape.n_heads and not shape.grouped
 
 
 def reader_grads(
     setup: Setup,
     parts: Parts,
+    graph: Graph,
     alphas: list[float],
     progress: Callable[[float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -140,11 +159,18 @@ def reader_grads(
                 len(part) * n_pairs, n_pos, -1
             )
         grad = gradient_run(
-            exp, base_which, setup.metric, READ_AT, start=start, inputs=x0, last_only=True
+            exp,
+            base_which,
+            setup.metric,
+            READ_AT,
+            start=start,
+            inputs=x0,
+            last_only=True,
+            kv_per_query_head=_per_query_head(graph),
         )
         # gradient_run's gradient is of the mean over its rows (points x pairs); the mean
         # over every point is this batch's share of it
-        got = _readers(parts, grad, n_pairs, len(part) / len(alphas))
+        got = _readers(parts, graph, grad, n_pairs, len(part) / len(alphas))
         total = got if total is None else total + got
         if progress is not None:
             progress((first + len(part)) / len(alphas))
@@ -175,13 +201,15 @@ def edge_attribution(
     direction: str = "denoising",
     by_pos: bool = False,
     verify: int = 0,
+    kv: str = "ungrouped",
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> EdgeResult:
     """Score every edge with EAP or EAP-IG; with `verify` = K, also patch the top K exactly.
 
     `steps` is EAP-IG's number of interpolation points (EAP uses one: the base run). Scores sum
-    over positions; `by_pos` also keeps them per position of the base prompt.
+    over positions; `by_pos` also keeps them per position of the base prompt. `kv` is the
+    key/value convention of a grouped-query model's graph (`graph.KV_CONVENTIONS`).
     """
     t0 = time.perf_counter()
     if method not in METHODS:
@@ -201,7 +229,7 @@ def edge_attribution(
             field="metric",
         )
     parts = parts_of(exp.runner)
-    graph = graph_of(exp.model.n_layers, exp.model.n_heads)
+    graph = graph_for(exp, kv)
 
     def report(fraction: float) -> None:
         if progress is not None:
@@ -213,8 +241,16 @@ def edge_attribution(
         # EAP: the gradient at the base run itself; on a cold experiment the same forward also
         # caches both runs, which give the writers' differences
         base_which = "corrupt" if check_direction(direction) == "denoising" else "clean"
-        grad = gradient_run(exp, base_which, metric, READ_AT, keep=("z", "mlp_out"), last_only=True)
-        grads = _readers(parts, grad, exp.n_pairs)
+        grad = gradient_run(
+            exp,
+            base_which,
+            metric,
+            READ_AT,
+            keep=("z", "mlp_out"),
+            last_only=True,
+            kv_per_query_head=_per_query_head(graph),
+        )
+        grads = _readers(parts, graph, grad, exp.n_pairs)
         report(1.0)
     for name in ("clean", "corrupt"):
         exp.run(name, ["z", "mlp_out"])
@@ -225,7 +261,7 @@ def edge_attribution(
         deltas = writer_deltas(setup, parts).clone()
     if grads is None:
         alphas = [k / n_steps for k in range(n_steps)]
-        grads = reader_grads(setup, parts, alphas, report, should_stop)
+        grads = reader_grads(setup, parts, graph, alphas, report, should_stop)
     with torch.no_grad():
         n_w, n_r = len(graph.writers), len(graph.readers)
         if by_pos:  # (writers, readers, pos)
@@ -242,7 +278,9 @@ def edge_attribution(
         kept = per_pos[valid][order]  # (edges, positions from the first change)
         pos_scores = torch.cat([kept.new_zeros(len(kept), setup.start), kept], dim=1).tolist()
     checks = (
-        verify_edges(exp, names[:verify], metric=setup.metric, direction=setup.direction).edges
+        verify_edges(
+            exp, names[:verify], metric=setup.metric, direction=setup.direction, kv=kv
+        ).edges
         if verify
         else []
     )
@@ -276,6 +314,7 @@ def edge_attribution_many(
     metric: str | None = None,
     direction: str = "denoising",
     verify: int = 0,
+    kv: str = "ungrouped",
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> EdgeResult:
@@ -290,13 +329,20 @@ def edge_attribution_many(
             metric=metric,
             direction=direction,
             verify=verify,
+            kv=kv,
             progress=progress,
             should_stop=should_stop,
         )
     total = sum(e.n_pairs for e in experiments)
     results = [
         edge_attribution(
-            exp, method, steps=steps, metric=metric, direction=direction, should_stop=should_stop
+            exp,
+            method,
+            steps=steps,
+            metric=metric,
+            direction=direction,
+            kv=kv,
+            should_stop=should_stop,
         )
         for exp in experiments
     ]
@@ -312,7 +358,7 @@ def edge_attribution_many(
     if verify:
         names = [name for name, _ in ranked[:verify]]
         per_group = [
-            verify_edges(exp, names, metric=results[0].metric, direction=direction).edges
+            verify_edges(exp, names, metric=results[0].metric, direction=direction, kv=kv).edges
             for exp in experiments
         ]
         gap = clean - corrupt

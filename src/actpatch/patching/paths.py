@@ -17,6 +17,15 @@ Denoising (the default) patches the clean run's sender into the corrupted run; n
 reverse, as Wang et al. did (their source run was the ABC distribution). Results are normalized
 like a sweep: clean = 1, corrupted = 0.
 
+Architectures. A parallel-residual model's MLP reads the layer's input, so in the frozen run it
+sees the residual stream before the layer's heads wrote. Where the attention output is normed
+after its heads are summed (Gemma 2/3, OLMo 2), a sender head of that layer changes the layer's
+write to post(S_base - o_base + o_source): through the norm, with the other heads held at the
+base run, exactly what the frozen run computes. On a grouped-query model a receiver 'a9.h9<k>' is
+the key input as query head 9 uses it (its own copy of its key/value head's key: the fresh run
+repeats keys per query head and patches that copy), and 'a9.kv2<k>' is key/value head 2's
+input, which every query head of its group reads.
+
 Every sender is one row of a batch. In the frozen run no head runs at all: a frozen head's
 output is known, and with every head frozen nothing moves between positions, so each position
 is its own residual stream of sums and MLPs (`_FrozenRun`); with the logits as receiver, only the
@@ -107,6 +116,11 @@ class _FrozenRun:
         if kind == "head":
             diff = aligned(setup, "source", "z", layer) - aligned(setup, "base", "z", layer)
             outs = self.parts.head_out(layer, diff[:, pos])  # (pairs, pos, head, d_model)
+            if self.parts.post_normed[layer]:  # through the norm, other heads at the base run
+                base_heads = self.parts.head_out(layer, aligned(setup, "base", "z", layer)[:, pos])
+                pre = self.parts.attn_pre(layer, base_heads)[:, :, None]  # (pairs, pos, 1, d)
+                attn_out = setup.base.cache[("attn_out", layer)][:, pos, None]
+                outs = self.parts.post_norm(layer, pre + outs) - attn_out
         else:
             diff = aligned(setup, "source", "mlp_out", layer) - aligned(
                 setup, "base", "mlp_out", layer
@@ -128,12 +142,18 @@ class _FrozenRun:
                 x = fresh if x is None else torch.cat([x, fresh])
             assert x is not None
             n_rows = x.shape[0] // self.n_pairs
-            heads = [r for r in self.receivers if r.kind == "head" and r.layer == layer]
+            heads = [r for r in self.receivers if r.kind in ("head", "kv") and r.layer == layer]
             if heads:  # what the receivers compute from this stream
-                xs = x[:, :, None, :].expand(-1, -1, self.parts.n_heads, -1)
-                q, k, v = self.parts.head_qkv(layer, xs, xs, xs)
+                parts = self.parts
+                xq = x[:, :, None, :].expand(-1, -1, parts.n_heads, -1)
+                xkv = x[:, :, None, :].expand(-1, -1, parts.n_kv_heads, -1)
+                q, k, v = parts.head_qkv(layer, xq, xkv, xkv)
+                group = parts.n_heads // parts.n_kv_heads
                 for r in heads:
-                    self.recorded[r] = {"q": q, "k": k, "v": v}[r.qkv][:, :, r.head]
+                    # a query head's own k/v input reads its key/value head's projection
+                    at = r.head if r.qkv == "q" or r.kind == "kv" else r.head // group
+                    self.recorded[r] = {"q": q, "k": k, "v": v}[r.qkv][:, :, at]
+            x_in = x  # what a parallel-residual MLP reads
             x = x + self._rows(cache[("attn_out", layer)][:, pos], n_rows)
             head_delta = self._sender_delta(layer, n_rows, "head")
             if head_delta is not None:
@@ -142,7 +162,7 @@ class _FrozenRun:
             if self.freeze_mlps and not receiver:
                 mlp = self._rows(cache[("mlp_out", layer)][:, pos], n_rows)
             else:
-                mlp = self.parts.mlp(layer, x)
+                mlp = self.parts.mlp(layer, x_in if self.parts.parallel else x)
                 if receiver:  # its input sees the change; its output stays frozen if asked
                     self.recorded[Node("mlp", layer)] = mlp
                     if self.freeze_mlps:
@@ -162,10 +182,12 @@ class _FrozenRun:
 
 class _ReceiverPatch:
     """The fresh base run's hook: each receiver takes the value its row recorded (positions
-    from `start` on)."""
+    from `start` on). A query head's own key or value input on a grouped-query model patches
+    that head's copy: the keys or values are repeated per query head first."""
 
-    def __init__(self, values: dict[Node, Tensor], start: int) -> None:
+    def __init__(self, values: dict[Node, Tensor], start: int, n_heads: int, n_kv: int) -> None:
         self.values, self.start = values, start
+        self.n_heads, self.group = n_heads, n_heads // n_kv
 
     def __call__(self, name: str, layer: int, act: Tensor, pos0: int) -> Tensor:
         if name == "mlp_out" and Node("mlp", layer) in self.values:
@@ -173,9 +195,16 @@ class _ReceiverPatch:
             return self.values[Node("mlp", layer)][:, first : first + act.shape[1]]
         if name in ("q", "k", "v"):
             mine = [r for r in self.values if r.layer == layer and r.qkv == name]
-            if mine:
-                act = act.clone()
-                for r in mine:
+            if not mine:
+                return act
+            per_query = name != "q" and any(r.kind == "head" for r in mine) and self.group > 1
+            # per query head: a repeated copy (a new tensor); else a clone to write into
+            act = act.repeat_interleave(self.group, dim=2) if per_query else act.clone()
+            for r in mine:
+                if r.kind == "kv" and per_query:  # every query head of the group reads it
+                    for h in range(r.head * self.group, (r.head + 1) * self.group):
+                        act[:, :, h] = self.values[r]
+                else:
                     act[:, :, r.head] = self.values[r]
         return act
 
@@ -222,13 +251,15 @@ def _run_rows(
         for r, recorded in frozen.recorded.items():
             name = "mlp_out" if r.kind == "mlp" else r.qkv
             full = _base_value(setup, name, r.layer, start, n_rows)
-            if r.kind == "head":
-                full = full[:, :, r.head]
+            if r.kind in ("head", "kv"):
+                group = runner.n_heads // runner.n_kv_heads
+                at = r.head if r.qkv == "q" or r.kind == "kv" else r.head // group
+                full = full[:, :, at].clone()
             full[: recorded.shape[0]] = recorded
             values[r] = full
         first = min(r.layer for r in receivers)
         x = cache[("resid_pre", first)][:, start:].repeat(n_rows, 1, 1)
-        patch = _ReceiverPatch(values, start)
+        patch = _ReceiverPatch(values, start, runner.n_heads, runner.n_kv_heads)
         for layer in range(first, runner.n_layers):
             stop()
             last = layer == runner.n_layers - 1
@@ -263,11 +294,14 @@ def path_patch(
     if exp.backend != "fast":
         raise InputError(
             f"Path patching runs on the fast path; {model.name} runs on TransformerLens's bridge "
-            "here. Use a GPT-2-architecture model.",
+            "here (its family is not one the fast path covers).",
             field="backend",
         )
+    parts_of(exp.runner)  # refuses a model edges cannot run on
     sender_nodes = parse_senders(senders, model.n_layers, model.n_heads)
-    receiver_nodes = parse_receivers(receivers, model.n_layers, model.n_heads)
+    receiver_nodes = parse_receivers(
+        receivers, model.n_layers, model.n_heads, exp.runner.n_kv_heads
+    )
     all_heads = isinstance(senders, str) and senders.strip() == "all"
     for name in ("clean", "corrupt"):
         exp.run(name, ["z", "mlp_out", "attn_out", "q", "k", "v"])
@@ -278,7 +312,12 @@ def path_patch(
         base = corrupt if setup.direction == "denoising" else clean
         raw = torch.full((len(sender_nodes),), base)
         # a sender that comes after every receiver cannot reach one: the base run's value
-        todo = [i for i, s in enumerate(sender_nodes) if any(feeds(s, r) for r in receiver_nodes)]
+        parallel = bool(exp.runner.spec.parallel)
+        todo = [
+            i
+            for i, s in enumerate(sender_nodes)
+            if any(feeds(s, r, parallel) for r in receiver_nodes)
+        ]
         total, done = len(todo), 0
         if progress is not None:
             progress(0, total)
