@@ -882,7 +882,21 @@ def _add_circuit_commands(sub: Any) -> None:
             "runs' embeddings (default eap-ig)",
         )
         p.add_argument("--steps", type=int, default=5, help="EAP-IG's interpolation steps (5)")
+        p.add_argument(
+            "--kv",
+            default="ungrouped",
+            choices=["ungrouped", "grouped"],
+            help="on a grouped-query model: each query head's own <k>/<v> readers (ungrouped, "
+            "MIB's convention; default) or one per key/value head, a{L}.kv{G}<k> (grouped)",
+        )
     edges.add_argument("--by-pos", action="store_true", help="keep each edge's score by position")
+    edges.add_argument(
+        "--format",
+        default="actpatch",
+        choices=["actpatch", "mib"],
+        help="the JSON written by --json and --out: actpatch's (default) or MIB's importance-score "
+        "file (cfg, nodes, edges with score and in_graph)",
+    )
     edges.add_argument(
         "--verify", type=int, default=0, help="patch the top K edges exactly to check them"
     )
@@ -893,6 +907,19 @@ def _add_circuit_commands(sub: Any) -> None:
         default=None,
         help="a JSON file of edges: `circuit edges --json` output, or a list of names like "
         "'a0.h1->a2.h3<v>'; default: rank every edge with --method",
+    )
+    evaluate.add_argument(
+        "--circuit",
+        type=Path,
+        default=None,
+        help="a circuit file: MIB's importance-score JSON (`circuit edges --format mib`, or a "
+        "MIB submission) or `circuit edges --json` output; its scores rank the edges",
+    )
+    evaluate.add_argument(
+        "--mib",
+        action="store_true",
+        help="MIB's evaluation: faithfulness at 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50 and 100%% of "
+        "the edges (pruned top-n circuits), with CPR and CMD",
     )
     evaluate.add_argument(
         "--nodes", default=None, help="a node set instead of edges, e.g. 'a9.h9,a10.h0,m0'"
@@ -1009,6 +1036,7 @@ def _cmd_circuit_edges(args: argparse.Namespace) -> int:
         "steps": args.steps,
         "metric": args.metric,
         "direction": args.direction or "denoising",
+        "kv": args.kv,
     }
     if args.by_pos:
         if len(experiments) > 1:
@@ -1029,8 +1057,12 @@ def _cmd_circuit_edges(args: argparse.Namespace) -> int:
             progress=_progress_bar(args.method),
             **options,
         )
-    payload = result.to_dict()
-    saved = _save_json(args.out, "circuit_edges.json", payload)
+    if args.format == "mib":
+        payload = _mib_payload(result, model)
+        saved = _save_json(args.out, "circuit_edges_mib.json", payload)
+    else:
+        payload = result.to_dict()
+        saved = _save_json(args.out, "circuit_edges.json", payload)
     png = (
         circuit_graph(result, args.out / "circuit.png", model.n_layers, model.n_heads)
         if args.out
@@ -1063,6 +1095,51 @@ def _cmd_circuit_edges(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mib_payload(result: Any, model: Any) -> dict[str, Any]:
+    """The edge scores as MIB's importance-score file (`actpatch.patching.mib.to_mib`)."""
+    from actpatch.patching.mib import to_mib
+
+    graph = result.graph
+    return to_mib(
+        result.names,
+        result.scores,
+        n_layers=graph["n_layers"],
+        n_heads=graph["n_heads"],
+        d_model=model.d_model,
+        parallel=graph["parallel"],
+        n_kv_heads=graph["n_kv_heads"],
+        kv=graph["kv"],
+    )
+
+
+def _circuit_file(path: Path, experiment: Any, kv: str) -> tuple[list[str], list[float] | None]:
+    """Edge names and scores from --circuit: MIB's JSON (read against the served model's
+    shape) or actpatch's own edge JSON."""
+    from actpatch.patching.circuit import shape_of
+    from actpatch.patching.mib import from_mib
+
+    try:
+        text = path.read_text()
+        data = json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"Cannot read a circuit from {path}: {exc}.", field="circuit") from None
+    if not (isinstance(data, dict) and "cfg" in data and isinstance(data.get("edges"), dict)):
+        return _ranked_edges(path)
+    shape = shape_of(experiment, kv)
+    circuit = from_mib(
+        data,
+        n_layers=shape.n_layers,
+        n_heads=shape.n_heads,
+        d_model=experiment.model.d_model,
+        parallel=shape.parallel,
+        n_kv_heads=shape.n_kv_heads,
+        kv=kv,
+    )
+    if circuit.scores is None:  # a circuit without scores: its in_graph edges
+        return list(circuit.circuit), None
+    return list(circuit.names), list(circuit.scores)
+
+
 def _ranked_edges(path: Path) -> tuple[list[str], list[float] | None]:
     """Edge names (and scores, if given) from a JSON file: `circuit edges --json` output, a list
     of {"source", "target"[, "score"]}, or a list of names."""
@@ -1091,21 +1168,73 @@ def _ranked_edges(path: Path) -> tuple[list[str], list[float] | None]:
     return names, scores if len(scores) == len(names) else None
 
 
+def _print_mib(mib: dict[str, Any]) -> None:
+    """MIB's table: each fraction's pruned circuits and faithfulness, both rankings; CPR, CMD."""
+    print("\nMIB evaluation (circuits pruned as MIB prunes them):")
+    print(f"  {'edges %':>8} {'|score| n':>10} {'faithful':>9} {'score n':>9} {'faithful':>9}")
+    n, f = mib["n_edges"], mib["faithfulness"]
+    for i, fraction in enumerate(mib["fractions"]):
+        print(
+            f"  {fraction * 100:>7.1f}% {n['absolute'][i]:>10,} {_fmt(f['absolute'][i]):>8}% "
+            f"{n['signed'][i]:>9,} {_fmt(f['signed'][i]):>8}%"
+        )
+    print(
+        f"\nCPR {mib['cpr']:.4f} (signed ranking; |score| ranking {mib['cpr_absolute']:.4f}), "
+        f"CMD {mib['cmd']:.4f} (|score| ranking; signed ranking {mib['cmd_signed']:.4f})"
+    )
+
+
+def _evaluate_ranking(
+    args: argparse.Namespace, experiments: list[Any], names: list[str], common: dict[str, Any]
+) -> Any:
+    """One circuit (--top-n, --threshold or a file of edges without --curve) or a curve."""
+    from actpatch.patching.circuit import default_sizes, evaluate_many
+
+    if args.top_n is not None:
+        names = names[: args.top_n]
+    given = (args.top_n, args.threshold, args.edges, args.circuit)
+    if args.curve is None and any(v is not None for v in given):
+        return evaluate_many(experiments, edges=names, **common)
+    sizes = (
+        default_sizes(len(names))
+        if args.curve in (None, "auto")
+        else [int(v) for v in args.curve.split(",") if v.strip()]
+    )
+    return evaluate_many(experiments, ranked=names, sizes=sizes, **common)
+
+
 def _cmd_circuit_evaluate(args: argparse.Namespace) -> int:
     from actpatch.circuit_plots import faithfulness_curve
     from actpatch.patching.circuit import default_sizes, evaluate_many
     from actpatch.patching.edges import edge_attribution_many
 
+    from actpatch.patching.circuit import evaluate_mib
+
     model = _load(args.model, args.device)
     experiments = _experiments(args, model)
     method = None
     result: Any
-    if args.nodes:
-        result = evaluate_many(
-            experiments, nodes=args.nodes.split(","), metric=args.metric, ablation=args.ablation
+    common = {"metric": args.metric, "ablation": args.ablation, "kv": args.kv}
+    if args.mib and (args.nodes or args.top_n is not None or args.threshold is not None):
+        raise InputError(
+            "--mib evaluates MIB's own circuits (the top 0.1% to 100% of the edges): give a "
+            "ranking (--circuit FILE, --edges FILE or --method) without --nodes, --top-n or "
+            "--threshold.",
+            field="circuit",
         )
+    if args.mib and args.kv == "grouped":
+        raise InputError(
+            "MIB's graph is ungrouped (every query head has its own <k> and <v> readers): "
+            "leave --kv at ungrouped for --mib.",
+            field="kv",
+        )
+    if args.nodes:
+        result = evaluate_many(experiments, nodes=args.nodes.split(","), **common)
     else:
-        if args.edges is not None:
+        if args.circuit is not None:
+            names, scores = _circuit_file(args.circuit, experiments[0], args.kv)
+            method = f"file {args.circuit.name}"
+        elif args.edges is not None:
             names, scores = _ranked_edges(args.edges)
             method = f"file {args.edges.name}"
         else:
@@ -1115,32 +1244,26 @@ def _cmd_circuit_evaluate(args: argparse.Namespace) -> int:
                 steps=args.steps,
                 metric=args.metric,
                 direction=args.direction or "denoising",
+                kv=args.kv,
             )
             names = [e.name for e in ranking.edges]
             scores = [e.score for e in ranking.edges]
             method = args.method
-        if args.threshold is not None:
+        if args.mib:
+            if scores is None:
+                raise InputError(
+                    f"{args.circuit or args.edges} has no scores: MIB ranks edges by score.",
+                    field="circuit",
+                )
+            result = evaluate_mib(
+                experiments, names, scores, metric=args.metric, ablation=args.ablation
+            )
+        elif args.threshold is not None:
             if scores is None:
                 raise InputError("--threshold needs edges with scores.", field="circuit")
             names = [n for n, s in zip(names, scores, strict=True) if abs(s) >= args.threshold]
-        if args.top_n is not None:
-            names = names[: args.top_n]
-        one_circuit = args.curve is None and (
-            args.top_n is not None or args.threshold is not None or args.edges is not None
-        )
-        if one_circuit:
-            result = evaluate_many(
-                experiments, edges=names, metric=args.metric, ablation=args.ablation
-            )
-        else:
-            sizes = (
-                default_sizes(len(names))
-                if args.curve in (None, "auto")
-                else [int(v) for v in args.curve.split(",") if v.strip()]
-            )
-            result = evaluate_many(
-                experiments, ranked=names, sizes=sizes, metric=args.metric, ablation=args.ablation
-            )
+        if not args.mib:
+            result = _evaluate_ranking(args, experiments, names, common)
         result.method = method
     payload = result.to_dict()
     saved = _save_json(args.out, "circuit_evaluate.json", payload)
@@ -1162,9 +1285,12 @@ def _cmd_circuit_evaluate(args: argparse.Namespace) -> int:
         print(f"nodes: {', '.join(result.nodes)}")
     if method:
         print(f"edges ranked by {method}")
-    print(f"\n  {'edges kept':>10} {result.metric:>12} {'faithfulness':>13}")
-    for point in result.points:
-        print(f"  {point.n_edges:>10,} {point.metric:>+12.4g} {_fmt(point.faithfulness):>12}%")
+    if result.mib is not None:
+        _print_mib(result.mib)
+    else:
+        print(f"\n  {'edges kept':>10} {result.metric:>12} {'faithfulness':>13}")
+        for point in result.points:
+            print(f"  {point.n_edges:>10,} {point.metric:>+12.4g} {_fmt(point.faithfulness):>12}%")
     print(f"\nevaluation took {result.seconds:.2f} s")
     for saved_path in (saved, png):
         if saved_path is not None:

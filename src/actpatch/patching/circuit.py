@@ -426,6 +426,7 @@ def evaluate(
     nodes: Iterable[str] | None = None,
     ranked: Sequence[str] | None = None,
     sizes: Sequence[int] | None = None,
+    circuits: Sequence[Sequence[str]] | None = None,
     metric: str | None = None,
     ablation: str = "corrupt",
     kv: str = "ungrouped",
@@ -435,11 +436,14 @@ def evaluate(
 
     Give `edges` (names like 'a0.h1->a2.h3<v>') or `nodes` (heads and MLPs like 'a9.h9', 'm0')
     for one circuit; or `ranked` edge names, best first, and `sizes` (n = 10, 20, ...) for the
-    faithfulness of the top n of each size.
+    faithfulness of the top n of each size; or `circuits`, several edge sets, one point each.
     """
     t0 = time.perf_counter()
     graph = graph_for(exp, kv)
-    if ranked is not None:
+    if circuits is not None:
+        kept = [graph.mask(graph.parse(c)) for c in circuits]
+        counts = [len(c) for c in circuits]
+    elif ranked is not None:
         ranked_edges = graph.parse(ranked)
         sizes = list(sizes or default_sizes(len(ranked_edges)))
         bad = [n for n in sizes if not 0 <= n <= len(ranked_edges)]
@@ -476,6 +480,7 @@ def evaluate(
         seconds=time.perf_counter() - t0,
         backend=exp.backend,
         warnings=guardrails.check(exp, setup.metric, clean, corrupt),
+        graph=graph.cfg,
     )
 
 
@@ -502,6 +507,57 @@ def evaluate_many(experiments: list[Experiment], **options: Any) -> CircuitResul
         n_pairs=total,
         seconds=sum(r.seconds for r in results),
         warnings=list(dict.fromkeys(w for r in results for w in r.warnings)),
+    )
+
+
+def evaluate_mib(
+    experiments: list[Experiment],
+    names: Sequence[str],
+    scores: Sequence[float],
+    *,
+    metric: str | None = None,
+    ablation: str = "corrupt",
+    should_stop: Callable[[], bool] | None = None,
+) -> CircuitResult:
+    """MIB's evaluation of an edge scoring (`actpatch.patching.mib`): the faithfulness of the
+    pruned top-n circuits at MIB's ten fractions of the graph's edges, ranked by |score| and by
+    the signed score, with CPR (area under faithfulness) and CMD (area under |1 - faithfulness|)
+    of each ranking. MIB's leaderboard reports CPR of the signed ranking and CMD of the absolute
+    one; `mib` holds all four. The points are the absolute ranking's, sized by the pruned
+    circuits' edge counts. `names` must be every edge of the (ungrouped) graph."""
+    from actpatch.patching import mib
+
+    graph = graph_for(experiments[0])
+    if len(set(names)) != graph.n_edges:
+        raise InputError(
+            f"MIB's fractions are of the whole graph: give a score for each of its "
+            f"{graph.n_edges:,} edges ({len(set(names)):,} given).",
+            field="circuit",
+        )
+    curves: dict[str, CircuitResult] = {}
+    sizes: dict[str, list[int]] = {}
+    for ranking, absolute in (("absolute", True), ("signed", False)):
+        circuits = mib.mib_circuits(names, scores, absolute=absolute)
+        sizes[ranking] = [len(c) for c in circuits]
+        curves[ranking] = evaluate_many(
+            experiments, circuits=circuits, metric=metric, ablation=ablation,
+            should_stop=should_stop,
+        )  # fmt: skip
+    faith = {k: [p.faithfulness for p in r.points] for k, r in curves.items()}
+    summary = {
+        "fractions": list(mib.MIB_FRACTIONS),
+        "n_edges": sizes,
+        "faithfulness": faith,
+        "cpr": mib.cpr(faith["signed"]),
+        "cmd": mib.cmd(faith["absolute"]),
+        "cpr_absolute": mib.cpr(faith["absolute"]),
+        "cmd_signed": mib.cmd(faith["signed"]),
+    }
+    result = curves["absolute"]
+    return dataclasses.replace(
+        result,
+        seconds=sum(r.seconds for r in curves.values()),
+        mib=summary,
     )
 
 
@@ -571,6 +627,7 @@ __all__ = [
     "default_sizes",
     "evaluate",
     "evaluate_many",
+    "evaluate_mib",
     "graph_for",
     "graph_of",
     "shape_of",

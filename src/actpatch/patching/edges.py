@@ -303,6 +303,7 @@ def edge_attribution(
         backend=exp.backend,
         verified=checks,
         warnings=guardrails.check(exp, setup.metric, clean, corrupt),
+        graph=graph.cfg,
     )
 
 

@@ -516,6 +516,10 @@ class CircuitResult:
     nodes: list[str] | None = None
     method: str | None = None  # where a ranking came from, e.g. "eap-ig"
     warnings: list[ResultWarning] = field(default_factory=list)
+    # the graph evaluated: n_layers, n_heads, n_kv_heads, kv (the key/value convention), parallel
+    graph: dict[str, Any] = field(default_factory=dict)
+    # MIB's summary when asked for (`actpatch.patching.mib`): fractions, curves, CPR and CMD
+    mib: dict[str, Any] | None = None
 
     @property
     def faithfulness(self) -> float:
@@ -534,6 +538,9 @@ class CircuitResult:
             "total_edges": self.total_edges,
             "nodes": self.nodes,
             "method": self.method,
+            "kv": self.graph.get("kv", "ungrouped"),
+            "graph": self.graph,
+            "mib": self.mib,
             "n_pairs": self.n_pairs,
             "seconds": round(self.seconds, 4),
             "backend": self.backend,
@@ -608,6 +615,13 @@ class EdgeResult:
     by_pos: list[list[float]] | None = None
     verified: list[EdgeCheck] = field(default_factory=list)
     warnings: list[ResultWarning] = field(default_factory=list)
+    # the graph scored: n_layers, n_heads, n_kv_heads, kv (the key/value convention), parallel
+    graph: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kv(self) -> str:
+        """The key/value convention of the graph's <k>/<v> readers."""
+        return str(self.graph.get("kv", "ungrouped"))
 
     def top(self, k: int = 10) -> list[EdgeScore]:
         """The k strongest edges."""
@@ -634,6 +648,8 @@ class EdgeResult:
             "clean": jsonable(self.clean),
             "corrupt": jsonable(self.corrupt),
             "n_edges": len(self.names),
+            "kv": self.kv,
+            "graph": self.graph,
             "edges": [e.to_dict() for e in edges],
             "verified": [c.to_dict() for c in self.verified],
             "tokens": self.tokens,
