@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from actpatch.datasets import DATASET_SPEC_LIST
 from actpatch.dtypes import DTYPES
 from actpatch.errors import ActpatchError, InputError
 from actpatch.patching.components import ALIASES, COMPONENTS
@@ -97,8 +98,10 @@ def _add_experiment(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dataset",
         default=None,
-        help="prompt pairs instead of one: 'ioi:N', 'factual:N' or a JSONL file of "
-        '{"clean", "corrupt", "target", "wrong"}; the metric is averaged over pairs',
+        help=f"prompt pairs instead of one: {DATASET_SPEC_LIST} (a seed may follow: ioi:12:3; "
+        "the MIB tasks mib-ioi, add, sub and mcqa keep answers that are one token for the "
+        'model) or a JSONL file of {"clean", "corrupt", "target", "wrong"}; the metric is '
+        "averaged over pairs",
     )
     p.add_argument(
         "--metric",
@@ -292,7 +295,7 @@ def _experiments(args: argparse.Namespace, model: Any) -> list[Any]:
         from actpatch.datasets import load_dataset
         from actpatch.patching.experiment import dataset_experiments
 
-        return dataset_experiments(model, load_dataset(args.dataset))
+        return dataset_experiments(model, load_dataset(args.dataset, tokenizer=model.tokenizer))
     missing = [f"--{n}" for n in ("clean", "corrupt", "target") if getattr(args, n) is None]
     if missing:
         raise InputError(

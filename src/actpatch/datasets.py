@@ -13,7 +13,9 @@ Two generated tasks ship here, and any other can be read from a JSONL file:
   is the subject (S); the name said once is the indirect object (IO), the answer.
 - `factual`: factual recall. "The city of Paris is the capital of" -> " France", and
   "In France, people speak" -> " French".
-- `load_dataset("ioi:N[:SEED]" | "factual:N[:SEED]" | "path/to/pairs.jsonl")`.
+- `load_dataset("ioi:N[:SEED]" | "factual:N[:SEED]" | "path/to/pairs.jsonl")`, and the MIB
+  tasks of `actpatch.mib_tasks` ("mib-ioi:N", "add:N", "sub:N", "mcqa:N"), which take the
+  served model's tokenizer: `load_dataset(spec, tokenizer=model.tokenizer)`.
 
 Token lengths. Every name, place, object, city and country here is one GPT-2 token *with its
 leading space* (" Mary", " Berlin"), so all prompts that `ioi` and `factual` build from one
@@ -218,6 +220,9 @@ class PromptDataset:
     corrupt_positions: list[Positions] | None = None
     # Where each pair came from, for error messages ("pairs.jsonl, line 3"); None: "pair i".
     origins: list[str] | None = field(default=None, compare=False)
+    # How the generator made the pairs, for display (e.g. how many candidate names survived the
+    # tokenizer's one-token test); None when there is nothing to say.
+    note: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         n = len(self.clean)
@@ -259,6 +264,7 @@ class PromptDataset:
             positions=pick(self.positions),
             corrupt_positions=pick(self.corrupt_positions),
             origins=[self.origin(i) for i in indices],
+            note=self.note,
         )
 
     def origin(self, i: int) -> str:
@@ -390,13 +396,22 @@ def _gpt2() -> Any:
     return gpt2_tokenizer()
 
 
-def ioi_positions(prompt: str, names: list[tuple[int, int]], baba: bool) -> Positions:
-    """The `IOI_ROLES` of an IOI prompt as GPT-2 token positions (BOS = 0).
+def tokenizer_or_gpt2(tokenizer: Any = None) -> Any:
+    """`tokenizer`, or GPT-2's (loaded once) when None: the tokenizer a generator sizes to."""
+    return _gpt2() if tokenizer is None else tokenizer
+
+
+def ioi_positions(
+    prompt: str, names: list[tuple[int, int]], baba: bool, tokenizer: Any = None
+) -> Positions:
+    """The `IOI_ROLES` of an IOI prompt as token positions (BOS = 0) of `tokenizer` (GPT-2's).
 
     `names` are the character spans of the three name mentions, in order (`baba`: the subject
     is mentioned first). Each role is the tokens that overlap its characters.
     """
-    encoded = _gpt2()(prompt, add_special_tokens=False, return_offsets_mapping=True)
+    encoded = tokenizer_or_gpt2(tokenizer)(
+        prompt, add_special_tokens=False, return_offsets_mapping=True
+    )
     offsets = encoded["offset_mapping"]
     n = len(offsets) + 1  # with BOS
 
@@ -405,8 +420,8 @@ def ioi_positions(prompt: str, names: list[tuple[int, int]], baba: bool) -> Posi
         hits = [i + 1 for i, (x, y) in enumerate(offsets) if x < b and y > a]
         if len(hits) != 1:
             raise InputError(
-                f"IOI prompt {prompt!r}: the name at characters {a}-{b} is not one GPT-2 "
-                "token, so its role has no single position.",
+                f"IOI prompt {prompt!r}: the name at characters {a}-{b} is not one token "
+                "for this tokenizer, so its role has no single position.",
                 field="names",
             )
         return hits[0]
@@ -560,17 +575,38 @@ def factual(
     return PromptDataset(clean, corrupt, target, wrong, name=f"factual:{n}:{seed}")
 
 
+# The generated datasets a spec "NAME:N[:SEED]" names, with what each is; the CLI's and the
+# API's help texts are made from this table. The MIB tasks (actpatch.mib_tasks) draw only
+# answers that are one token for the served model's tokenizer; `ioi` and `factual` use words
+# that are one GPT-2 token.
+DATASET_SPECS: dict[str, str] = {
+    "ioi": "indirect object identification",
+    "factual": "factual recall",
+    "mib-ioi": "MIB's IOI templates",
+    "add": "MIB's two-operand addition",
+    "sub": "MIB's two-operand subtraction",
+    "mcqa": "MIB's colour multiple choice",
+}
+# "'ioi:N', 'factual:N', ..., 'mcqa:N'", for help texts.
+DATASET_SPEC_LIST = ", ".join(f"'{name}:N'" for name in DATASET_SPECS)
 _SPEC_HELP = (
-    "Give 'ioi:N' or 'ioi:N:SEED' (indirect object identification), 'factual:N' or "
-    "'factual:N:SEED' (factual recall), or the path of a JSONL file with one pair per line: "
-    '{"clean": "...", "corrupt": "...", "target": " X", "wrong": " Y"} ("wrong" optional).'
+    "Give "
+    + ", ".join(f"'{name}:N' ({what})" for name, what in DATASET_SPECS.items())
+    + ", each with an optional seed ('ioi:N:SEED'), or the path of a JSONL file with one pair "
+    'per line: {"clean": "...", "corrupt": "...", "target": " X", "wrong": " Y"} ("wrong" '
+    "optional)."
 )
 
 
-def load_dataset(spec: str) -> PromptDataset:
-    """The dataset named by `spec`: "ioi:N[:SEED]", "factual:N[:SEED]" or a JSONL file of pairs."""
+def load_dataset(spec: str, tokenizer: Any = None) -> PromptDataset:
+    """The dataset named by `spec`: "NAME:N[:SEED]" (`DATASET_SPECS`) or a JSONL file of pairs.
+
+    `tokenizer` is the served model's (a Hugging Face tokenizer): the MIB tasks ("mib-ioi",
+    "add", "sub", "mcqa") draw only answers that are one token in it; None: GPT-2's. The
+    "ioi" and "factual" datasets do not depend on it.
+    """
     head = spec.split(":", 1)[0]
-    if head in ("ioi", "factual") and not Path(spec).exists():
+    if head in DATASET_SPECS and not Path(spec).exists():
         parts = spec.split(":")
         if len(parts) not in (2, 3) or not all(p.strip().isdigit() for p in parts[1:]):
             raise InputError(
@@ -579,7 +615,19 @@ def load_dataset(spec: str) -> PromptDataset:
                 field="dataset",
             )
         n, seed = int(parts[1]), int(parts[2]) if len(parts) == 3 else 0
-        return ioi(n, seed) if head == "ioi" else factual(n, seed)
+        if head == "ioi":
+            return ioi(n, seed)
+        if head == "factual":
+            return factual(n, seed)
+        from actpatch import mib_tasks
+
+        if head == "mib-ioi":
+            return mib_tasks.mib_ioi(n, seed, tokenizer=tokenizer)
+        if head == "mcqa":
+            return mib_tasks.mcqa(n, seed, tokenizer=tokenizer)
+        return mib_tasks.arithmetic(
+            n, seed, op="add" if head == "add" else "sub", tokenizer=tokenizer
+        )
     path = Path(spec).expanduser()
     if not path.is_file():
         raise InputError(

@@ -221,7 +221,10 @@ def notebook(kind: str, request: dict[str, Any], result: dict[str, Any]) -> dict
     ]
     if request.get("dataset") is not None:
         spec = request["dataset"]
-        data = f"from actpatch.datasets import load_dataset\n\ndata = load_dataset({spec!r})"
+        data = (
+            "from actpatch.datasets import load_dataset\n\n"
+            f"data = load_dataset({spec!r}, tokenizer=model.tokenizer)"
+        )
     elif request.get("dataset_jsonl") is not None:
         data = (
             "from actpatch.datasets import parse_jsonl\n\n"

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, model_validator
 
+from actpatch.datasets import DATASET_SPEC_LIST
 from actpatch.patching import COMPONENTS, DIRECTIONS, METRICS, get_component
 from actpatch.patching.components import ALIASES
 from actpatch.patching.options import ABLATIONS, ATTRIBUTION_METHODS
@@ -197,9 +198,10 @@ class SweepRequest(ExperimentFields):
     target_token: Answer | list[Answer] | None = Field(None, description=_TARGET)  # type: ignore[assignment]
     dataset: str | None = Field(
         None,
-        description="A generated dataset instead of prompts: 'ioi:N[:SEED]' or "
-        "'factual:N[:SEED]' (the server never reads files a request names; send a file's "
-        "JSONL text as dataset_jsonl).",
+        description=f"A generated dataset instead of prompts: {DATASET_SPEC_LIST}, each with "
+        "an optional seed ('ioi:12:3'); the MIB tasks (mib-ioi, add, sub, mcqa) keep answers "
+        "that are one token for the model. The server never reads files a request names; "
+        "send a file's JSONL text as dataset_jsonl.",
         max_length=100,
     )
     dataset_jsonl: str | None = Field(

@@ -207,17 +207,17 @@ class Workbench:
         if request.dataset is None and request.dataset_jsonl is None:
             exp, cached = self.experiment(request)
             return [exp], cached
-        from actpatch.datasets import load_dataset, parse_jsonl
+        from actpatch.datasets import DATASET_SPEC_LIST, DATASET_SPECS, load_dataset, parse_jsonl
         from actpatch.patching.experiment import dataset_experiments
 
         limit = self.settings.max_pairs
         if request.dataset is not None:
             head, _, rest = request.dataset.partition(":")
-            if head not in ("ioi", "factual"):
+            if head not in DATASET_SPECS:
                 raise actpatch.InputError(
-                    f"Unknown dataset {request.dataset!r}: give 'ioi:N[:SEED]' or "
-                    "'factual:N[:SEED]', or send a JSONL file's text as dataset_jsonl (the "
-                    "server never reads files a request names).",
+                    f"Unknown dataset {request.dataset!r}: give one of {DATASET_SPEC_LIST} (a "
+                    "seed may follow: 'ioi:12:3'), or send a JSONL file's text as dataset_jsonl "
+                    "(the server never reads files a request names).",
                     field="dataset",
                 )
             n = rest.split(":")[0]
@@ -228,7 +228,9 @@ class Workbench:
                     "for fewer, or sweep it with the CLI (actpatch sweep --dataset).",
                     field="dataset",
                 )
-            data = load_dataset(request.dataset)
+            # The MIB tasks keep only answers that are one token for the served model.
+            tokenizer = self.registry.get(request.model).tokenizer
+            data = load_dataset(request.dataset, tokenizer=tokenizer)
         else:
             assert request.dataset_jsonl is not None
             data = parse_jsonl(request.dataset_jsonl, name="uploaded", where="dataset_jsonl")

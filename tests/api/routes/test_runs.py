@@ -67,6 +67,15 @@ def test_dataset_sweep_by_role_has_per_pair_and_interval(client):
     assert len(ci["low"]) == len(body["normalized"])
 
 
+def test_mib_dataset_specs_sweep_with_the_served_models_tokenizer(client):
+    """The server passes its model's tokenizer to the MIB generators, and lists their specs."""
+    response = client.post("/sweep", json={"dataset": "mcqa:3:1", "component": "z"})
+    assert response.status_code == 200, response.text
+    assert response.json()["n_pairs"] == 3
+    bad = client.post("/sweep", json={"dataset": "mmlu:3", "component": "z"})
+    assert bad.status_code == 422 and "'mib-ioi:N'" in bad.text and "'sub:N'" in bad.text
+
+
 def test_dataset_sweep_batching_is_chosen_and_reported(client):
     """ioi:6 mixes token lengths: one padded batch equals one sweep per length (the grouped
     path is the reference), and the result says which ran."""
