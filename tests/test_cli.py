@@ -493,3 +493,84 @@ def test_circuit_commands_take_a_dataset_of_several_lengths(capsys, tiny_model_d
     code, _, err = run(capsys, "circuit", "edges", "--model", tiny_model_dir, "--dataset",
                        "ioi:6", "--by-pos")  # fmt: skip
     assert code == 2 and "one token length" in err and "[--dataset]" in err
+
+
+# -- circuits on grouped-query and parallel-residual models; MIB's files and evaluation ---------
+
+
+@pytest.fixture(scope="module")
+def family_dir(tmp_path_factory):
+    from tests.tiny_families import save_family
+
+    made: dict[str, object] = {}
+
+    def get(name: str):
+        if name not in made:
+            made[name] = save_family(name, tmp_path_factory.mktemp(name))
+        return made[name]
+
+    return get
+
+
+def test_circuit_edges_grouped_names_key_value_heads(capsys, family_dir, tmp_path):
+    llama = family_dir("llama")  # 2 layers, 4 query heads sharing 2 key/value heads
+    code, out, _ = run(
+        capsys, "circuit", "edges", "--model", llama, *IOI, "--method", "eap", "--kv", "grouped",
+        "--json", "--out", tmp_path, "--verify", 1,
+    )  # fmt: skip
+    assert code == 0
+    data = json.loads(out)
+    # per layer 4 <q> + 2 <k> + 2 <v> readers; layer 0's read 1 writer, layer 1's 6; each MLP
+    # reads those and its layer's 4 heads; the logits read all 11: 13 + 58 + 11
+    assert data["n_edges"] == 82 and data["kv"] == "grouped"
+    assert data["graph"] == {
+        "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "kv": "grouped", "parallel": False,
+    }  # fmt: skip
+    targets = {e["target"] for e in data["edges"]}
+    assert {"a1.kv0<k>", "a1.kv1<v>"} <= targets and "a1.h3<k>" not in targets
+    assert (tmp_path / "circuit.png").stat().st_size > 1000
+    code, out, _ = run(capsys, "circuit", "edges", "--model", llama, *IOI, "--method", "eap")
+    assert code == 0 and "110 edges" in out  # ungrouped: a multi-head model's graph
+
+
+def test_mib_files_round_trip_through_evaluate(capsys, family_dir, tmp_path, tiny_model_dir):
+    llama = family_dir("llama")
+    code, _, _ = run(
+        capsys, "circuit", "edges", "--model", llama, *IOI, "--method", "eap", "--format", "mib",
+        "--out", tmp_path,
+    )  # fmt: skip
+    assert code == 0
+    mib = json.loads((tmp_path / "circuit_edges_mib.json").read_text())
+    assert mib["cfg"] == {"n_layers": 2, "n_heads": 4, "parallel_attn_mlp": False, "d_model": 64}
+    assert len(mib["edges"]) == 110 and "a1.h3<k>" in {e.split("->")[1] for e in mib["edges"]}
+    code, out, _ = run(
+        capsys, "circuit", "evaluate", "--model", llama, *IOI, "--circuit",
+        tmp_path / "circuit_edges_mib.json", "--mib", "--json",
+    )  # fmt: skip
+    assert code == 0
+    summary = json.loads(out)["mib"]
+    assert summary["fractions"] == [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
+    # int(fraction * 110) edges before pruning; all 110 at 100%, where nothing is ablated
+    assert summary["n_edges"]["absolute"][-1] == 110
+    assert summary["n_edges"]["absolute"][:5] == [0, 0, 0, 0, 0]
+    assert summary["faithfulness"]["absolute"][-1] == pytest.approx(1.0, abs=1e-4)
+    assert summary["faithfulness"]["absolute"][0] == pytest.approx(0.0, abs=1e-4)
+    for key in ("cpr", "cmd", "cpr_absolute", "cmd_signed"):
+        assert isinstance(summary[key], float)
+    # a file made for another shape is refused, naming both
+    code, _, err = run(
+        capsys, "circuit", "evaluate", "--model", tiny_model_dir, *IOI, "--circuit",
+        tmp_path / "circuit_edges_mib.json", "--mib",
+    )  # fmt: skip
+    assert code == 2
+    assert "2 layers x 4 heads" in err and "3 layers x 4 heads" in err
+
+
+def test_edges_a_parallel_residual_model_lacks_are_refused(capsys, family_dir, tmp_path):
+    edges = tmp_path / "edges.json"
+    edges.write_text(json.dumps(["a1.h0->m1", "input->logits"]))
+    code, _, err = run(
+        capsys, "circuit", "evaluate", "--model", family_dir("gpt_neox"), *IOI, "--edges", edges
+    )
+    assert code == 2
+    assert "parallel residual" in err and "a0.h0->m1" in err

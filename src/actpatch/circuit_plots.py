@@ -58,9 +58,14 @@ def path_heatmap(result: PathPatchResult, path: str | Path) -> Path:
     return _save(fig, path)
 
 
-def _node_xy(name: str, n_layers: int, n_heads: int) -> tuple[float, float]:
-    """Where a node sits: layers bottom to top, heads left to right, each MLP after its heads."""
+def _node_xy(name: str, n_layers: int, n_heads: int, n_kv: int = 0) -> tuple[float, float]:
+    """Where a node sits: layers bottom to top, heads left to right, each MLP after its heads;
+    a key/value head's reader (grouped convention) amid the query heads that share it."""
     writer = name.split("<")[0]
+    if ".kv" in writer:
+        layer, kv = writer[1:].split(".kv")
+        size = n_heads / (n_kv or n_heads)
+        return (int(kv) * size + (size - 1) / 2, float(layer))
     if writer == "input":
         return (n_heads / 2, -1.0)
     if writer == "logits":
@@ -84,9 +89,10 @@ def circuit_graph(
     strongest = max((abs(e.score) for e in edges), default=1.0) or 1.0
     used = {"input", "logits"}
     styles = {"q": ":", "k": "--", "v": "-"}
+    n_kv = int(result.graph.get("n_kv_heads", n_heads))
     for e in reversed(edges):  # strongest drawn last, on top
         x0, y0 = _node_xy(e.source, n_layers, n_heads)
-        x1, y1 = _node_xy(e.target, n_layers, n_heads)
+        x1, y1 = _node_xy(e.target, n_layers, n_heads, n_kv)
         qkv = e.target[-2] if e.target.endswith(">") else "v"
         y1 = y1 - 0.18 if e.target.endswith(">") else y1
         ax.annotate(
@@ -103,7 +109,9 @@ def circuit_graph(
                 "shrinkB": 6,
             },
         )
-        used |= {e.source, e.target.split("<")[0]}
+        if ".kv" not in e.target:  # a key/value head is no writer of its own
+            used.add(e.target.split("<")[0])
+        used.add(e.source)
     roles = for_model(result.model)
     for name in sorted(used):
         x, y = _node_xy(name, n_layers, n_heads)

@@ -1208,10 +1208,8 @@ def _evaluate_ranking(
 
 def _cmd_circuit_evaluate(args: argparse.Namespace) -> int:
     from actpatch.circuit_plots import faithfulness_curve
-    from actpatch.patching.circuit import default_sizes, evaluate_many
+    from actpatch.patching.circuit import evaluate_many, evaluate_mib
     from actpatch.patching.edges import edge_attribution_many
-
-    from actpatch.patching.circuit import evaluate_mib
 
     model = _load(args.model, args.device)
     experiments = _experiments(args, model)

@@ -704,6 +704,23 @@ class KnownRoles(BaseModel):
     model: str | None = Field(None, description="The model asked about (GET /circuit/roles).")
 
 
+_KV = (
+    "On a grouped-query model: 'ungrouped' (default; MIB's convention) gives each query head its "
+    "own <k> and <v> readers; 'grouped' one per key/value head, named a{L}.kv{G}<k>."
+)
+KvConvention = Literal["ungrouped", "grouped"]
+
+
+class GraphShapeItem(BaseModel):
+    """The graph scored or evaluated."""
+
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    kv: KvConvention
+    parallel: bool = Field(description="A parallel residual stream: no a{L}.h{H}->m{L} edges.")
+
+
 class EdgesRequest(ExperimentFields):
     """Edge attribution over the whole graph: EAP or EAP-IG."""
 
@@ -713,6 +730,7 @@ class EdgesRequest(ExperimentFields):
     direction: Direction = Field("denoising", description=_DIRECTION)
     by_pos: bool = Field(False, description="Also give each edge's score by position.")
     verify: int = Field(0, ge=0, le=200, description="Patch the top K edges exactly.")
+    kv: KvConvention = Field("ungrouped", description=_KV)
     top: int | None = Field(
         2000, ge=1, description="Return only the strongest edges (all when null)."
     )
@@ -747,6 +765,8 @@ class EdgesResponse(BaseModel):
     clean: float | None
     corrupt: float | None
     n_edges: int = Field(description="Edges in the graph (all were scored).")
+    kv: KvConvention = Field(description=_KV)
+    graph: GraphShapeItem
     edges: list[EdgeItem] = Field(description="The strongest edges by |score| (see top).")
     verified: list[EdgeCheckItem]
     tokens: list[str]
@@ -779,6 +799,7 @@ class EvaluateRequest(ExperimentFields):
         "mean over every prompt.",
     )
     metric: Metric | None = Field(None, description=_METRIC)
+    kv: KvConvention = Field("ungrouped", description=_KV)
 
 
 class CircuitPointItem(BaseModel):
@@ -800,6 +821,8 @@ class EvaluateResponse(BaseModel):
     total_edges: int
     nodes: list[str] | None = None
     method: str | None = None
+    kv: KvConvention = Field(description=_KV)
+    graph: GraphShapeItem
     n_pairs: int
     seconds: float
     backend: str = Field(description=_BACKEND)
@@ -812,6 +835,7 @@ class VerifyRequest(ExperimentFields):
     edges: list[str] = Field(min_length=1, max_length=200, description=_EDGE)
     metric: Metric | None = Field(None, description=_METRIC)
     direction: Direction = Field("denoising", description=_DIRECTION)
+    kv: KvConvention = Field("ungrouped", description=_KV)
 
 
 class VerifyResponse(BaseModel):

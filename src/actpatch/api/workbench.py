@@ -489,6 +489,7 @@ class Workbench:
                 direction=request.direction,
                 by_pos=request.by_pos,
                 verify=request.verify,
+                kv=request.kv,
             )
         name = self.registry.name_of(exp.model)
         return {
@@ -520,6 +521,7 @@ class Workbench:
                 sizes=request.sizes,
                 metric=request.metric,
                 ablation=request.ablation,
+                kv=request.kv,
             )
         return {**result.to_dict(), "model": self.registry.name_of(exp.model)}
 
@@ -530,7 +532,11 @@ class Workbench:
         exp, _ = self.experiment(request)
         with self.computing():
             result = verify_edges(
-                exp, request.edges, metric=request.metric, direction=request.direction
+                exp,
+                request.edges,
+                metric=request.metric,
+                direction=request.direction,
+                kv=request.kv,
             )
         return {**result.to_dict(), "model": self.registry.name_of(exp.model)}
 

@@ -132,8 +132,9 @@
   }
 
   // Where a node sits: input at the bottom, layers upwards, logits on top; heads left to right,
-  // each layer's MLP after its heads.
-  function layout(nLayers, nHeads) {
+  // each layer's MLP after its heads; a key/value head's reader (a{L}.kv{G}<k>, the grouped
+  // convention) in the middle of the query heads that share it.
+  function layout(nLayers, nHeads, nKv = nHeads) {
     const col = Math.max(34, Math.min(64, Math.floor(860 / (nHeads + 1)))), row = 46;
     const left = 70, width = left + (nHeads + 1) * col + 40, height = (nLayers + 2) * row + 40;
     const y = (layer) => height - 30 - (layer + 1) * row; // input is layer -1
@@ -145,6 +146,11 @@
         if (writer === "input") return { x: left + (nHeads * col) / 2, y: y(-1) };
         if (writer === "logits") return { x: left + (nHeads * col) / 2, y: y(nLayers) };
         if (writer[0] === "m") return { x: left + nHeads * col + col / 2, y: y(Number(writer.slice(1))) };
+        if (writer.includes(".kv")) {
+          const [l, g] = writer.slice(1).split(".kv").map(Number);
+          const size = nHeads / nKv;
+          return { x: left + (g * size + (size - 1) / 2) * col, y: y(l) };
+        }
         const [l, h] = writer.slice(1).split(".h").map(Number);
         return { x: left + h * col, y: y(l) };
       },
@@ -164,7 +170,7 @@
   function renderGraph() {
     const r = state.result;
     const edges = shownEdges();
-    const geo = layout(r.n_layers, r.n_heads);
+    const geo = layout(r.n_layers, r.n_heads, (r.graph && r.graph.n_kv_heads) || r.n_heads);
     const root = svg("svg", { xmlns: SVG_NS, width: geo.width, height: geo.height, viewBox: `0 0 ${geo.width} ${geo.height}`, id: "circuit-svg", "font-family": "system-ui, sans-serif", "font-size": "10" });
     root.append(svg("rect", { x: 0, y: 0, width: geo.width, height: geo.height, fill: "#ffffff" }));
     // layer rows and every head, faintly, for orientation

@@ -87,3 +87,17 @@ def test_bad_edges_teach(client: TestClient) -> None:
 def test_roles_are_empty_for_a_model_that_is_not_gpt2_small(client: TestClient) -> None:
     body = client.get("/circuit/roles", params={"model": "other"}).json()
     assert body == {"heads": [], "citation": None, "model": "other"}
+
+
+def test_edges_and_evaluate_say_their_graph_and_take_the_kv_convention(client: TestClient) -> None:
+    """The served tiny GPT-2 is multi-head: both conventions are its per-head graph."""
+    for kv in ("ungrouped", "grouped"):
+        body = client.post("/circuit/edges", json={**IOI, "method": "eap", "kv": kv}).json()
+        assert body["kv"] == kv and body["n_edges"] == 262
+        assert body["graph"] == {
+            "n_layers": 3, "n_heads": 4, "n_kv_heads": 4, "kv": kv, "parallel": False,
+        }  # fmt: skip
+    body = client.post("/circuit/evaluate", json={**IOI, "nodes": ["a0.h1"], "kv": "grouped"})
+    assert body.status_code == 200 and body.json()["graph"]["kv"] == "grouped"
+    bad = client.post("/circuit/edges", json={**IOI, "kv": "per-head"})
+    assert bad.status_code == 422
