@@ -880,9 +880,10 @@ def _add_circuit_commands(sub: Any) -> None:
         p.add_argument(
             "--method",
             default="eap-ig",
-            choices=["eap", "eap-ig"],
+            choices=["eap", "eap-ig", "eap-ig-act"],
             help="eap: the gradient at the base run; eap-ig: integrated gradients between the "
-            "runs' embeddings (default eap-ig)",
+            "runs' embeddings (default); eap-ig-act: MIB's EAP-IG over activations, each "
+            "layer's writers moved in turn",
         )
         p.add_argument("--steps", type=int, default=5, help="EAP-IG's interpolation steps (5)")
         p.add_argument(

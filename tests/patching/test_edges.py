@@ -173,6 +173,59 @@ def test_eap_ig_equals_transformer_lens_gradients_along_the_path(tiny_model, bri
     assert max(abs(eap[e.name] - e.score) for e in ours.edges) > 1e-3  # IG is not EAP here
 
 
+def test_eap_ig_over_activations_equals_transformer_lens_by_hand(tiny_model, bridge, answers):
+    """MIB's EAP-IG-activations by hand with TransformerLens: for each writer group (the
+    embeddings, one layer's attention through its hook_z, one layer's MLP through hook_mlp_out)
+    and each point k/steps, run the corrupted prompt with that group's output set to
+    corrupted + k/steps * (clean - corrupted) and capture the readers' gradients with TL's own
+    cache_activation_and_gradient; average over every run; score with TL's _edge_effects."""
+    steps = 2
+    exp = actpatch.Experiment(tiny_model, IOI_CLEAN, IOI_CORRUPT, *answers)
+    ours = edge_attribution(exp, "eap-ig-act", steps=steps)
+    n_layers = tiny_model.n_layers
+    names = tla._edge_hook_names(n_layers)
+    outputs = ["blocks.0.hook_resid_pre"]
+    for layer in range(n_layers):
+        outputs += [f"blocks.{layer}.attn.hook_z", f"blocks.{layer}.hook_mlp_out"]
+    metric = _metric(exp)
+    with tla._edge_hook_flags(bridge), differentiable(bridge):
+        clean_cache = tla.cache_activation_and_gradient(
+            bridge, exp.clean_tokens, metric, names, compute_gradient=False
+        )
+        corrupt_cache = tla.cache_activation_and_gradient(
+            bridge, exp.corrupt_tokens, metric, names, compute_gradient=False
+        )
+        with torch.no_grad():
+            _, clean_out = bridge.run_with_cache(exp.clean_tokens, names_filter=outputs)
+            _, corrupt_out = bridge.run_with_cache(exp.corrupt_tokens, names_filter=outputs)
+        mean_grads: dict[str, torch.Tensor] = {}
+        runs = len(outputs) * steps
+        for hook_name in outputs:
+            for k in range(steps):
+                point = corrupt_out[hook_name] + k / steps * (
+                    clean_out[hook_name] - corrupt_out[hook_name]
+                )
+
+                def setting(act, hook, point=point):
+                    # a leaf of its own: nothing upstream of the set output gets its gradient
+                    return point.clone().requires_grad_(True)
+
+                with bridge.hooks(fwd_hooks=[(hook_name, setting)]):
+                    cache = tla.cache_activation_and_gradient(
+                        bridge, exp.corrupt_tokens, metric, names
+                    )
+                for name, grad in cache.gradients.items():
+                    if grad is not None:
+                        mean_grads[name] = mean_grads.get(name, 0) + grad / runs
+        averaged = tla.GradientCache(corrupt_cache.activations, mean_grads, corrupt_cache.metric)
+        edges = tla.enumerate_edges(bridge, corrupt_cache)
+        reference = tla._edge_effects(clean_cache, averaged, edges)
+    assert ours.method == "eap-ig-act" and ours.steps == steps
+    _assert_scores_close({e.name: e.score for e in ours.edges}, _summed(reference))
+    inputs = {e.name: e.score for e in edge_attribution(exp, "eap-ig", steps=steps).edges}
+    assert max(abs(inputs[e.name] - e.score) for e in ours.edges) > 1e-3  # another method
+
+
 def test_noising_scores_are_taken_at_the_clean_run(tiny_model, bridge, answers):
     """Noising swaps the runs' roles: TL's attribution with clean and corrupted swapped."""
     exp = actpatch.Experiment(tiny_model, IOI_CLEAN, IOI_CORRUPT, *answers)

@@ -724,7 +724,11 @@ class GraphShapeItem(BaseModel):
 class EdgesRequest(ExperimentFields):
     """Edge attribution over the whole graph: EAP or EAP-IG."""
 
-    method: Literal["eap", "eap-ig"] = Field("eap-ig", description="eap or eap-ig (default).")
+    method: Literal["eap", "eap-ig", "eap-ig-act"] = Field(
+        "eap-ig",
+        description="eap, eap-ig (default: integrated gradients over the input embeddings) or "
+        "eap-ig-act (MIB's EAP-IG over activations).",
+    )
     steps: int = Field(5, ge=1, le=100, description="EAP-IG's interpolation steps.")
     metric: Literal["logit_diff", "prob", "logprob"] | None = Field(None, description=_METRIC)
     direction: Direction = Field("denoising", description=_DIRECTION)

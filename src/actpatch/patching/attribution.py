@@ -326,6 +326,7 @@ def gradient_run(
     keep: Iterable[str] = (),
     last_only: bool = False,
     kv_per_query_head: bool = False,
+    intervene: Any = None,
 ) -> GradientRun:
     """Run the clean or corrupted run with gradients; return every hooked activation in `names`
     (default: all) and the gradient of the metric (mean over pairs) with respect to it.
@@ -347,7 +348,10 @@ def gradient_run(
     With `kv_per_query_head` (grouped-query attention), k and v are repeated for each query
     head of their group before attention reads them (`actpatch.arch.forward`), so their
     gradients are per query head: the ungrouped convention of edge methods. `mlp_in` gets its
-    own gradient (the MLP's input alone), not the residual stream's it aliases.
+    own gradient (the MLP's input alone), not the residual stream's it aliases. `intervene`, a
+    hook (`actpatch.arch.Hook`) run on every hook point before anything is captured there,
+    changes the run itself (EAP-IG over activations sets writers' outputs with it); it needs
+    `inputs`.
     """
     check_backend(exp)
     metric = check_gradient_metric(metric, exp.wrong_ids is not None)
@@ -365,6 +369,8 @@ def gradient_run(
     captured: dict[tuple[str, int], Tensor] = {}
 
     def capture(name: str, layer: int, act: Tensor, pos0: int) -> Tensor:
+        if intervene is not None:
+            act = intervene(name, layer, act, pos0)
         if kv_per_query_head and name in ("k", "v"):
             act = act.repeat_interleave(runner.n_heads // act.shape[2], dim=2)
         if name == "mlp_in" and name in wanted:
@@ -379,6 +385,8 @@ def gradient_run(
         # rows of `which` in the captured activations, and the position they start at
         rows, first = slice(None), 0
         final = None
+        if intervene is not None and inputs is None:
+            raise ValueError("gradient_run: intervene needs inputs (the rows it acts on)")
         if inputs is None:
             final = _shared_forward(exp, (*wanted, *keep), capture, start, 1 + len(drop_layers))
         if final is not None:

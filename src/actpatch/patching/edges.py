@@ -24,6 +24,15 @@ k = 0 .. steps-1 (hannamw/EAP-IG's discretization), in one batched forward and b
 `gradient_run` whose layer-0 residual stream is the interpolated embeddings). With one step it
 is EAP.
 
+MIB's second variant, EAP-IG over *activations* (`method="eap-ig-act"`; hannamw/EAP-IG's
+`get_scores_ig_activations`), moves one group of writers at a time instead of the embeddings:
+the input, one layer's attention (all its heads: their z), or one layer's MLP. For each group
+and each of the `steps` points, the base run is run with that group's output set to
+base + k/steps * (source - base) (k = 0 .. steps-1; a constant, so no gradient passes through
+it) and everything downstream recomputed; every reader's input gradient is averaged over all
+(2 * n_layers + 1) * steps runs, and each edge scored with it as in EAP. It costs that many
+forward and backward passes (batched), against `steps` for the embedding variant.
+
 Only positions from the first token where the prompts differ are run: before it the runs are
 identical, every writer's difference is zero, and the base run's cached keys and values stand
 in for them.
@@ -52,6 +61,8 @@ from actpatch.patching.split import Parts, parts_of
 METHODS = {
     "eap": "edge attribution patching: the gradient at the base run",
     "eap-ig": "EAP with integrated gradients along the path between the runs' embeddings",
+    "eap-ig-act": "EAP-IG over activations (MIB's EAP-IG-activations): each layer's writers "
+    "moved in turn along the path between the runs' outputs",
 }
 Progress = Callable[[int, int], None]
 
@@ -178,6 +189,102 @@ def reader_grads(
     return total
 
 
+def activation_grads(
+    setup: Setup,
+    parts: Parts,
+    graph: Graph,
+    steps: int,
+    progress: Callable[[float], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Tensor:
+    """d metric / d (each reader's input), averaged over EAP-IG-activations' runs: for every
+    writer group (the input; each layer's attention; each layer's MLP) and every point
+    k/steps, k = 0 .. steps-1, the base run with that group's output set to
+    base + k/steps * (source - base). Readers in forward order: (readers, pairs, pos, d_model)."""
+    exp, runner = setup.exp, setup.exp.runner
+    n_pairs, start = exp.n_pairs, setup.start
+    n_pos = setup.n_positions - start
+    base0 = aligned(setup, "base", "resid_pre", 0)[:, start:]
+    delta0 = aligned(setup, "source", "resid_pre", 0)[:, start:] - base0
+    groups = [("input", 0)]
+    for layer in range(runner.n_layers):
+        groups += [("z", layer), ("mlp_out", layer)]
+    items = [(g, k / steps) for g in groups for k in range(steps)]
+    item = torch.finfo(runner.dtype).bits // 8
+    per_item = item * n_pairs * n_pos * runner.n_layers * runner.d_model * (16 + 3 * runner.n_heads)
+    chunk = max(1, DEFAULT_MAX_MEMORY // max(1, per_item))
+    base_which = "corrupt" if setup.direction == "denoising" else "clean"
+    diffs: dict[tuple[str, int], tuple[Tensor, Tensor]] = {}
+
+    def diff(name: str, layer: int) -> tuple[Tensor, Tensor]:
+        if (name, layer) not in diffs:
+            base = aligned(setup, "base", name, layer)[:, start:]
+            diffs[(name, layer)] = (base, aligned(setup, "source", name, layer)[:, start:] - base)
+        return diffs[(name, layer)]
+
+    total: Tensor | None = None
+    for first in range(0, len(items), chunk):
+        part = items[first : first + chunk]
+        if should_stop is not None and should_stop():
+            raise CancelledError("Edge attribution was cancelled.")
+        with torch.no_grad():
+            alpha = torch.tensor(
+                [c if g[0] == "input" else 0.0 for g, c in part], dtype=base0.dtype
+            ).to(base0.device)
+            x0 = (base0[None] + alpha[:, None, None, None] * delta0[None]).reshape(
+                len(part) * n_pairs, n_pos, -1
+            )
+        hook = _Interpolate(part, n_pairs, diff)
+        grad = gradient_run(
+            exp,
+            base_which,
+            setup.metric,
+            READ_AT,
+            start=start,
+            inputs=x0,
+            last_only=True,
+            kv_per_query_head=_per_query_head(graph),
+            intervene=hook,
+        )
+        got = _readers(parts, graph, grad, n_pairs, len(part) / len(items))
+        total = got if total is None else total + got
+        if progress is not None:
+            progress((first + len(part)) / len(items))
+    assert total is not None
+    return total
+
+
+class _Interpolate:
+    """The hook that sets, in each row of a batch of (group, point) items times pairs, that
+    item's writer group's output to base + point * (source - base)."""
+
+    def __init__(
+        self,
+        items: list[tuple[tuple[str, int], float]],
+        n_pairs: int,
+        diff: Callable[[str, int], tuple[Tensor, Tensor]],
+    ) -> None:
+        self.items, self.n_pairs, self.diff = items, n_pairs, diff
+
+    def __call__(self, name: str, layer: int, act: Tensor, pos0: int) -> Tensor:
+        if name not in ("z", "mlp_out"):
+            return act
+        mine = [i for i, (g, _) in enumerate(self.items) if g == (name, layer)]
+        if not mine:
+            return act
+        base, delta = self.diff(name, layer)
+        n = act.shape[1]  # the last layer runs the final position alone
+        base, delta = base[:, -n:], delta[:, -n:]
+        rows = act.reshape(len(self.items), self.n_pairs, *act.shape[1:])
+        out = []
+        for i in range(len(self.items)):
+            if i in mine:
+                out.append((base + self.items[i][1] * delta).detach())
+            else:
+                out.append(rows[i])
+        return torch.stack(out).reshape(act.shape)
+
+
 def _pad(grad: Tensor, n_pos: int) -> Tensor:
     """A gradient over the last positions only (the last layer runs the final position alone),
     padded with zeros in front to every position."""
@@ -219,9 +326,9 @@ def edge_attribution(
             + ".",
             field="method",
         )
-    if method == "eap-ig" and not 1 <= steps <= 1000:
+    if method != "eap" and not 1 <= steps <= 1000:
         raise InputError(f"steps must be 1 to 1000, not {steps}.", field="steps")
-    n_steps = steps if method == "eap-ig" else 1
+    n_steps = steps if method != "eap" else 1
     if metric == "rank":
         raise InputError(
             "The rank metric is a step function with no gradient; edge attribution needs a "
@@ -237,7 +344,7 @@ def edge_attribution(
 
     report(0.0)
     grads: Tensor | None = None
-    if n_steps == 1:
+    if n_steps == 1 and method != "eap-ig-act":
         # EAP: the gradient at the base run itself; on a cold experiment the same forward also
         # caches both runs, which give the writers' differences
         base_which = "corrupt" if check_direction(direction) == "denoising" else "clean"
@@ -259,6 +366,8 @@ def edge_attribution(
         clean = float(metric_values(setup, exp.run("clean").final)[0])
         corrupt = float(metric_values(setup, exp.run("corrupt").final)[0])
         deltas = writer_deltas(setup, parts).clone()
+    if grads is None and method == "eap-ig-act":
+        grads = activation_grads(setup, parts, graph, n_steps, report, should_stop)
     if grads is None:
         alphas = [k / n_steps for k in range(n_steps)]
         grads = reader_grads(setup, parts, graph, alphas, report, should_stop)
@@ -383,6 +492,7 @@ def edge_attribution_many(
 
 __all__ = [
     "METHODS",
+    "activation_grads",
     "edge_attribution",
     "edge_attribution_many",
     "reader_grads",
