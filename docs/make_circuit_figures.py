@@ -11,7 +11,7 @@ import torch
 import actpatch
 from actpatch.circuit_plots import circuit_graph, faithfulness_curve, path_heatmap
 from actpatch.datasets import ioi
-from actpatch.patching.circuit import evaluate
+from actpatch.patching.circuit import evaluate, evaluate_mib
 from actpatch.patching.edges import edge_attribution
 from actpatch.patching.paths import path_patch
 
@@ -44,6 +44,23 @@ def main() -> None:
     receivers = [f"{m}<v>" for m in movers]
     into = path_patch(exp, "all", receivers)
     print(f"path patching -> {', '.join(receivers)}, top:", into.top(4))
+    mib_scores(exp)
+
+
+def mib_scores(exp: actpatch.Experiment) -> None:
+    """MIB's evaluation of the demo model's IOI scorings: CPR and CMD at MIB's fractions."""
+    print("\nMIB evaluation (CPR from the signed ranking, CMD from the |score| one):")
+    for method in ("eap", "eap-ig", "eap-ig-act"):
+        edges = edge_attribution(exp, method, steps=5)
+        for ablation in ("corrupt", "mean"):
+            mib = evaluate_mib([exp], edges.names, edges.scores, ablation=ablation).mib
+            assert mib is not None
+            faith = [round(f, 3) for f in mib["faithfulness"]["absolute"]]
+            print(
+                f"  {method:<11} {ablation:<8} CPR {mib['cpr']:.3f}  CMD {mib['cmd']:.3f}  "
+                f"(|score| CPR {mib['cpr_absolute']:.3f}; signed CMD {mib['cmd_signed']:.3f}); "
+                f"|score| curve {faith}"
+            )
 
 
 if __name__ == "__main__":

@@ -282,3 +282,31 @@ def test_several_length_groups_average_over_pairs(tiny_model, bridge):
         corrupt += 0.5 * result.corrupt_metric
     assert ours.points[0].metric == pytest.approx(ablated, abs=TOL)
     assert ours.faithfulness == pytest.approx((ablated - corrupt) / (clean - corrupt), abs=TOL)
+
+
+@pytest.mark.parametrize("ablation", ["corrupt", "mean"])
+def test_mib_evaluation_normalizes_by_the_empty_circuit_as_mib_does(exp, ablation):
+    """MIB's faithfulness is (circuit - empty circuit) / (clean - empty circuit), the empty
+    circuit ablated like the others: 0 for an empty circuit under either ablation, 1 for the
+    whole graph; each point is `evaluate` of that pruned circuit, renormalized so."""
+    from actpatch.patching import mib
+    from actpatch.patching.circuit import evaluate_mib
+    from actpatch.patching.edges import edge_attribution
+
+    scores = {e.name: e.score for e in edge_attribution(exp, "eap").edges}
+    names = graph_for(exp).edge_names
+    values = [scores[n] for n in names]
+    result = evaluate_mib([exp], names, values, ablation=ablation)
+    summary = result.mib
+    assert summary is not None and summary["fractions"] == list(mib.MIB_FRACTIONS)
+    empty = evaluate(exp, edges=[], ablation=ablation).points[0].metric
+    clean = result.clean  # the clean model's metric (MIB's baseline)
+    circuits = mib.mib_circuits(names, values, absolute=True)
+    for circuit, faith in zip(circuits, summary["faithfulness"]["absolute"], strict=True):
+        metric = evaluate(exp, edges=circuit, ablation=ablation).points[0].metric
+        assert faith == pytest.approx((metric - empty) / (clean - empty), abs=TOL)
+        if not circuit:
+            assert faith == pytest.approx(0.0, abs=TOL)
+    assert summary["faithfulness"]["absolute"][-1] == pytest.approx(1.0, abs=TOL)
+    assert summary["cpr"] == pytest.approx(mib.cpr(summary["faithfulness"]["signed"]))
+    assert summary["cmd"] == pytest.approx(mib.cmd(summary["faithfulness"]["absolute"]))

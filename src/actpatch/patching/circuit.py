@@ -522,7 +522,9 @@ def evaluate_mib(
     """MIB's evaluation of an edge scoring (`actpatch.patching.mib`): the faithfulness of the
     pruned top-n circuits at MIB's ten fractions of the graph's edges, ranked by |score| and by
     the signed score, with CPR (area under faithfulness) and CMD (area under |1 - faithfulness|)
-    of each ranking. MIB's leaderboard reports CPR of the signed ranking and CMD of the absolute
+    of each ranking. Faithfulness is MIB's: (circuit - empty circuit) / (clean - empty circuit),
+    the empty circuit ablated as the others are (with `ablation="corrupt"`, the corrupted run;
+    with mean ablation, not: the points then differ from `evaluate`'s). MIB's leaderboard reports CPR of the signed ranking and CMD of the absolute
     one; `mib` holds all four. The points are the absolute ranking's, sized by the pruned
     circuits' edge counts. `names` must be every edge of the (ungrouped) graph."""
     from actpatch.patching import mib
@@ -539,23 +541,35 @@ def evaluate_mib(
     for ranking, absolute in (("absolute", True), ("signed", False)):
         circuits = mib.mib_circuits(names, scores, absolute=absolute)
         sizes[ranking] = [len(c) for c in circuits]
+        # the empty circuit first: MIB normalizes by it, ablated as every other circuit is
         curves[ranking] = evaluate_many(
-            experiments, circuits=circuits, metric=metric, ablation=ablation,
+            experiments, circuits=[[], *circuits], metric=metric, ablation=ablation,
             should_stop=should_stop,
         )  # fmt: skip
-    faith = {k: [p.faithfulness for p in r.points] for k, r in curves.items()}
+    empty = curves["absolute"].points[0].metric
+    clean = curves["absolute"].clean
+    faith = {
+        k: [_faithfulness(p.metric, clean, empty) for p in r.points[1:]] for k, r in curves.items()
+    }
     summary = {
         "fractions": list(mib.MIB_FRACTIONS),
         "n_edges": sizes,
         "faithfulness": faith,
+        "empty_metric": empty,
+        "clean_metric": clean,
         "cpr": mib.cpr(faith["signed"]),
         "cmd": mib.cmd(faith["absolute"]),
         "cpr_absolute": mib.cpr(faith["absolute"]),
         "cmd_signed": mib.cmd(faith["signed"]),
     }
     result = curves["absolute"]
+    points = [
+        CircuitPoint(p.n_edges, p.metric, f)
+        for p, f in zip(result.points[1:], faith["absolute"], strict=True)
+    ]
     return dataclasses.replace(
         result,
+        points=points,
         seconds=sum(r.seconds for r in curves.values()),
         mib=summary,
     )
