@@ -887,6 +887,12 @@ def _add_circuit_commands(sub: Any) -> None:
         )
         p.add_argument("--steps", type=int, default=5, help="EAP-IG's interpolation steps (5)")
         p.add_argument(
+            "--max-memory",
+            default=None,
+            help="what one batched gradient run may hold, e.g. 4GB (default 1GiB); EAP-IG runs "
+            "its points in more batches rather than run out of memory",
+        )
+        p.add_argument(
             "--kv",
             default="ungrouped",
             choices=["ungrouped", "grouped"],
@@ -1041,6 +1047,7 @@ def _cmd_circuit_edges(args: argparse.Namespace) -> int:
         "metric": args.metric,
         "direction": args.direction or "denoising",
         "kv": args.kv,
+        "max_memory": args.max_memory,
     }
     if args.by_pos:
         if len(experiments) > 1:
@@ -1247,6 +1254,7 @@ def _cmd_circuit_evaluate(args: argparse.Namespace) -> int:
                 metric=args.metric,
                 direction=args.direction or "denoising",
                 kv=args.kv,
+                max_memory=args.max_memory,
             )
             names = [e.name for e in ranking.edges]
             scores = [e.score for e in ranking.edges]

@@ -50,7 +50,7 @@ from torch import Tensor
 from actpatch.errors import CancelledError, InputError
 from actpatch.patching import guardrails
 from actpatch.patching.attribution import GradientRun, gradient_run
-from actpatch.patching.cells import DEFAULT_MAX_MEMORY, Setup, metric_values, prepare
+from actpatch.patching.cells import Setup, metric_values, parse_memory, prepare
 from actpatch.patching.circuit import Graph, graph_for, verify_edges
 from actpatch.patching.experiment import Experiment
 from actpatch.patching.options import check_direction
@@ -141,6 +141,7 @@ def reader_grads(
     alphas: list[float],
     progress: Callable[[float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    max_memory: int | str | None = None,
 ) -> Tensor:
     """d metric / d (each reader's input), summed over the interpolation points `alphas` (the
     input embeddings at base + alpha * (source - base)), averaged over them and over pairs.
@@ -157,7 +158,7 @@ def reader_grads(
     # bytes one interpolation point holds: what the backward keeps, per layer and position
     item = torch.finfo(runner.dtype).bits // 8
     per_step = item * n_pairs * n_pos * runner.n_layers * runner.d_model * (16 + 3 * H)
-    chunk = max(1, DEFAULT_MAX_MEMORY // max(1, per_step))
+    chunk = max(1, parse_memory(max_memory) // max(1, per_step))
     base_which = "corrupt" if setup.direction == "denoising" else "clean"
     total: Tensor | None = None
     for first in range(0, len(alphas), chunk):
@@ -196,6 +197,7 @@ def activation_grads(
     steps: int,
     progress: Callable[[float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    max_memory: int | str | None = None,
 ) -> Tensor:
     """d metric / d (each reader's input), averaged over EAP-IG-activations' runs: for every
     writer group (the input; each layer's attention; each layer's MLP) and every point
@@ -212,7 +214,7 @@ def activation_grads(
     items = [(g, k / steps) for g in groups for k in range(steps)]
     item = torch.finfo(runner.dtype).bits // 8
     per_item = item * n_pairs * n_pos * runner.n_layers * runner.d_model * (16 + 3 * runner.n_heads)
-    chunk = max(1, DEFAULT_MAX_MEMORY // max(1, per_item))
+    chunk = max(1, parse_memory(max_memory) // max(1, per_item))
     base_which = "corrupt" if setup.direction == "denoising" else "clean"
     diffs: dict[tuple[str, int], tuple[Tensor, Tensor]] = {}
 
@@ -309,6 +311,7 @@ def edge_attribution(
     by_pos: bool = False,
     verify: int = 0,
     kv: str = "ungrouped",
+    max_memory: int | str | None = None,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> EdgeResult:
@@ -317,6 +320,8 @@ def edge_attribution(
     `steps` is EAP-IG's number of interpolation points (EAP uses one: the base run). Scores sum
     over positions; `by_pos` also keeps them per position of the base prompt. `kv` is the
     key/value convention of a grouped-query model's graph (`graph.KV_CONVENTIONS`).
+    `max_memory` bounds what one batched gradient run of EAP-IG's points may hold, as in
+    `sweep`: more points run in more batches.
     """
     t0 = time.perf_counter()
     if method not in METHODS:
@@ -367,10 +372,10 @@ def edge_attribution(
         corrupt = float(metric_values(setup, exp.run("corrupt").final)[0])
         deltas = writer_deltas(setup, parts).clone()
     if grads is None and method == "eap-ig-act":
-        grads = activation_grads(setup, parts, graph, n_steps, report, should_stop)
+        grads = activation_grads(setup, parts, graph, n_steps, report, should_stop, max_memory)
     if grads is None:
         alphas = [k / n_steps for k in range(n_steps)]
-        grads = reader_grads(setup, parts, graph, alphas, report, should_stop)
+        grads = reader_grads(setup, parts, graph, alphas, report, should_stop, max_memory)
     with torch.no_grad():
         n_w, n_r = len(graph.writers), len(graph.readers)
         if by_pos:  # (writers, readers, pos)
@@ -425,6 +430,7 @@ def edge_attribution_many(
     direction: str = "denoising",
     verify: int = 0,
     kv: str = "ungrouped",
+    max_memory: int | str | None = None,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> EdgeResult:
@@ -440,6 +446,7 @@ def edge_attribution_many(
             direction=direction,
             verify=verify,
             kv=kv,
+            max_memory=max_memory,
             progress=progress,
             should_stop=should_stop,
         )
@@ -452,6 +459,7 @@ def edge_attribution_many(
             metric=metric,
             direction=direction,
             kv=kv,
+            max_memory=max_memory,
             should_stop=should_stop,
         )
         for exp in experiments
