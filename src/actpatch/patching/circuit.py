@@ -525,8 +525,9 @@ def evaluate_mib(
     of each ranking. Faithfulness is MIB's: (circuit - empty circuit) / (clean - empty circuit),
     the empty circuit ablated as the others are (with `ablation="corrupt"`, the corrupted run;
     with mean ablation, not: the points then differ from `evaluate`'s). MIB's leaderboard
-    reports CPR of the signed ranking and CMD of the absolute one; `mib` holds all four. The points are the absolute ranking's, sized by the pruned
-    circuits' edge counts. `names` must be every edge of the (ungrouped) graph."""
+    reports CPR of the signed ranking and CMD of the absolute one; `mib` holds all four. The
+    points are the absolute ranking's, sized by the pruned circuits' edge counts. `names` must
+    be every edge of the (ungrouped) graph."""
     from actpatch.patching import mib
 
     graph = graph_for(experiments[0])
