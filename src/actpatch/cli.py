@@ -860,8 +860,8 @@ def _add_circuit_commands(sub: Any) -> None:
     path.add_argument(
         "--receivers",
         default="logits",
-        help="'logits', or heads' inputs and MLPs, e.g. '9.9.q,9.6.q' or '7.3.v,m8' (default "
-        "logits)",
+        help="'logits', or heads' inputs and MLPs, e.g. '9.9.q,9.6.q' or '7.3.v,m8'; on a "
+        "grouped-query model 'a7.kv1<k>' is key/value head 1's input (default logits)",
     )
     path.add_argument(
         "--freeze-mlps", action="store_true", help="freeze every MLP too, not only the heads"

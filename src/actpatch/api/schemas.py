@@ -634,7 +634,11 @@ class RunDetail(RunSummary):
 
 _SENDERS = "'all' (every head; raw/normalized are then [layer][head]) or heads and MLPs, e.g. "
 _SENDERS += "['9.9', '10.0', 'm0'] or 'a9.h9,m0'."
-_RECEIVERS = "'logits', or heads' q/k/v inputs and MLPs, e.g. ['9.9.q', '9.6.q'] or 'a7.h3<v>'."
+_RECEIVERS = (
+    "'logits', or heads' q/k/v inputs and MLPs, e.g. ['9.9.q', '9.6.q'] or 'a7.h3<v>'; on a "
+    "grouped-query model 'a7.h3<k>' is the key input as query head 3 uses it and 'a7.kv1<k>' "
+    "key/value head 1's, which its whole group reads."
+)
 _EDGE = "An edge as EAP-IG names it: WRITER->READER, e.g. 'a0.h1->a2.h3<v>', 'm0->logits'."
 
 
