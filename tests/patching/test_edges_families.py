@@ -46,6 +46,15 @@ def _experiment(model: Any) -> actpatch.Experiment:
     )
 
 
+def _twin(exp: actpatch.Experiment, model: Any, **options: Any) -> actpatch.Experiment:
+    """The experiment's prompts and answers on another model (or another backend)."""
+    decode = exp.model.tokenizer.decode
+    return actpatch.Experiment(
+        model, IOI_CLEAN, IOI_CORRUPT, decode(exp.target_ids[:1]), decode(exp.wrong_ids[:1]),
+        **options,
+    )  # fmt: skip
+
+
 def _metric(exp: actpatch.Experiment):
     from actpatch.patching.metrics import from_logits
 
@@ -118,10 +127,7 @@ def test_eap_on_grouped_query_models_equals_transformer_lens_on_the_multi_head_m
 ):
     exp = experiments(family)
     multi = _ungrouped(family, tmp_path)
-    reference_exp = actpatch.Experiment(
-        multi, IOI_CLEAN, IOI_CORRUPT, exp.model.tokenizer.decode(exp.target_ids[:1]),
-        exp.model.tokenizer.decode(exp.wrong_ids[:1]),
-    )  # fmt: skip
+    reference_exp = _twin(exp, multi)
     bridge = multi.bridge()
     with differentiable(bridge):
         reference = tla.attribution_patch(
@@ -226,10 +232,7 @@ def test_exact_edge_patching_on_a_grouped_query_model_equals_transformer_lens(
     that head's own key in the equivalent multi-head model."""
     exp = experiments("llama")
     multi = _ungrouped("llama", tmp_path)
-    tl_exp = actpatch.Experiment(
-        multi, IOI_CLEAN, IOI_CORRUPT, exp.model.tokenizer.decode(exp.target_ids[:1]),
-        exp.model.tokenizer.decode(exp.wrong_ids[:1]),
-    )  # fmt: skip
+    tl_exp = _twin(exp, multi)
     names = ["input->a0.h2<v>", "a0.h1->a1.h3<k>", "input->a1.h0<k>", "a0.h0->m0", "m0->a1.h1<v>"]
     checks = verify_edges(exp, names).edges
     reference = _tl_single_edges(multi.bridge(), exp, tl_exp, names)
@@ -333,10 +336,7 @@ def test_path_patching_to_queries_keys_and_values_matches_hooks(experiments, fam
 def test_path_patching_to_a_query_heads_own_key_matches_the_multi_head_model(experiments, tmp_path):
     exp = experiments("llama")
     multi = _ungrouped("llama", tmp_path)
-    tl_exp = actpatch.Experiment(
-        multi, IOI_CLEAN, IOI_CORRUPT, exp.model.tokenizer.decode(exp.target_ids[:1]),
-        exp.model.tokenizer.decode(exp.wrong_ids[:1]),
-    )  # fmt: skip
+    tl_exp = _twin(exp, multi)
     for receivers in ("a1.h3<k>", "a1.h0<v>,a1.h1<k>"):
         ours = path_patch(exp, "0.0,0.1,0.2,0.3,m0", receivers)
         reference = _reference(tl_exp, "0.0,0.1,0.2,0.3,m0", receivers)
@@ -363,10 +363,7 @@ def test_edges_that_do_not_exist_on_the_model_are_refused_with_the_names_that_do
 
 def test_models_on_the_bridge_are_refused_with_the_reason(experiments):
     exp = experiments("gpt2")
-    bridge_exp = actpatch.Experiment(
-        exp.model, IOI_CLEAN, IOI_CORRUPT, exp.model.tokenizer.decode(exp.target_ids[:1]),
-        exp.model.tokenizer.decode(exp.wrong_ids[:1]), backend="bridge",
-    )  # fmt: skip
+    bridge_exp = _twin(exp, exp.model, backend="bridge")
     with pytest.raises(actpatch.InputError, match="bridge") as err:
         edge_attribution(bridge_exp, "eap")
     assert err.value.field == "model"

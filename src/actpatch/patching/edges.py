@@ -149,45 +149,8 @@ def reader_grads(
 
     Each batch of points is one `gradient_run` of the base run with its layer-0 residual
     stream replaced by the interpolated embeddings."""
-    exp, runner = setup.exp, setup.exp.runner
-    n_pairs, start = exp.n_pairs, setup.start
-    n_pos = setup.n_positions - start
-    H = runner.n_heads
-    base0 = aligned(setup, "base", "resid_pre", 0)[:, start:]
-    delta0 = aligned(setup, "source", "resid_pre", 0)[:, start:] - base0
-    # bytes one interpolation point holds: what the backward keeps, per layer and position
-    item = torch.finfo(runner.dtype).bits // 8
-    per_step = item * n_pairs * n_pos * runner.n_layers * runner.d_model * (16 + 3 * H)
-    chunk = max(1, parse_memory(max_memory) // max(1, per_step))
-    base_which = "corrupt" if setup.direction == "denoising" else "clean"
-    total: Tensor | None = None
-    for first in range(0, len(alphas), chunk):
-        part = alphas[first : first + chunk]
-        if should_stop is not None and should_stop():
-            raise CancelledError("Edge attribution was cancelled.")
-        alpha = torch.tensor(part, device=base0.device, dtype=base0.dtype)
-        with torch.no_grad():
-            x0 = (base0.unsqueeze(0) + alpha[:, None, None, None] * delta0.unsqueeze(0)).reshape(
-                len(part) * n_pairs, n_pos, -1
-            )
-        grad = gradient_run(
-            exp,
-            base_which,
-            setup.metric,
-            READ_AT,
-            start=start,
-            inputs=x0,
-            last_only=True,
-            kv_per_query_head=_per_query_head(graph),
-        )
-        # gradient_run's gradient is of the mean over its rows (points x pairs); the mean
-        # over every point is this batch's share of it
-        got = _readers(parts, graph, grad, n_pairs, len(part) / len(alphas))
-        total = got if total is None else total + got
-        if progress is not None:
-            progress((first + len(part)) / len(alphas))
-    assert total is not None
-    return total
+    items = [(("input", 0), alpha) for alpha in alphas]
+    return _points_grads(setup, parts, graph, items, progress, should_stop, max_memory)
 
 
 def activation_grads(
@@ -203,17 +166,36 @@ def activation_grads(
     writer group (the input; each layer's attention; each layer's MLP) and every point
     k/steps, k = 0 .. steps-1, the base run with that group's output set to
     base + k/steps * (source - base). Readers in forward order: (readers, pairs, pos, d_model)."""
+    groups = [("input", 0)]
+    for layer in range(setup.exp.runner.n_layers):
+        groups += [("z", layer), ("mlp_out", layer)]
+    items = [(g, k / steps) for g in groups for k in range(steps)]
+    return _points_grads(setup, parts, graph, items, progress, should_stop, max_memory)
+
+
+Item = tuple[tuple[str, int], float]  # (writer group: hook name and layer, point on the path)
+
+
+def _points_grads(
+    setup: Setup,
+    parts: Parts,
+    graph: Graph,
+    items: list[Item],
+    progress: Callable[[float], None] | None,
+    should_stop: Callable[[], bool] | None,
+    max_memory: int | str | None,
+) -> Tensor:
+    """Reader gradients averaged over runs of the base run, one per item: the item's writer
+    group (`("input", 0)`: the embeddings; `("z", L)`: layer L's attention; `("mlp_out", L)`)
+    set to base + point * (source - base). Batched: as many items a run as `max_memory` holds."""
     exp, runner = setup.exp, setup.exp.runner
     n_pairs, start = exp.n_pairs, setup.start
     n_pos = setup.n_positions - start
     base0 = aligned(setup, "base", "resid_pre", 0)[:, start:]
     delta0 = aligned(setup, "source", "resid_pre", 0)[:, start:] - base0
-    groups = [("input", 0)]
-    for layer in range(runner.n_layers):
-        groups += [("z", layer), ("mlp_out", layer)]
-    items = [(g, k / steps) for g in groups for k in range(steps)]
-    item = torch.finfo(runner.dtype).bits // 8
-    per_item = item * n_pairs * n_pos * runner.n_layers * runner.d_model * (16 + 3 * runner.n_heads)
+    # bytes one item holds: what the backward keeps, per layer and position
+    size = torch.finfo(runner.dtype).bits // 8
+    per_item = size * n_pairs * n_pos * runner.n_layers * runner.d_model * (16 + 3 * runner.n_heads)
     chunk = max(1, parse_memory(max_memory) // max(1, per_item))
     base_which = "corrupt" if setup.direction == "denoising" else "clean"
     diffs: dict[tuple[str, int], tuple[Tensor, Tensor]] = {}
@@ -231,12 +213,13 @@ def activation_grads(
             raise CancelledError("Edge attribution was cancelled.")
         with torch.no_grad():
             alpha = torch.tensor(
-                [c if g[0] == "input" else 0.0 for g, c in part], dtype=base0.dtype
+                [point if group[0] == "input" else 0.0 for group, point in part],
+                dtype=base0.dtype,
             ).to(base0.device)
             x0 = (base0[None] + alpha[:, None, None, None] * delta0[None]).reshape(
                 len(part) * n_pairs, n_pos, -1
             )
-        hook = _Interpolate(part, n_pairs, diff)
+        moved = any(group[0] != "input" for group, _ in part)
         grad = gradient_run(
             exp,
             base_which,
@@ -246,8 +229,10 @@ def activation_grads(
             inputs=x0,
             last_only=True,
             kv_per_query_head=_per_query_head(graph),
-            intervene=hook,
+            intervene=_Interpolate(part, n_pairs, diff) if moved else None,
         )
+        # gradient_run's gradient is of the mean over its rows (items x pairs); the mean over
+        # every item is this batch's share of it
         got = _readers(parts, graph, grad, n_pairs, len(part) / len(items))
         total = got if total is None else total + got
         if progress is not None:
@@ -262,7 +247,7 @@ class _Interpolate:
 
     def __init__(
         self,
-        items: list[tuple[tuple[str, int], float]],
+        items: list[Item],
         n_pairs: int,
         diff: Callable[[str, int], tuple[Tensor, Tensor]],
     ) -> None:
