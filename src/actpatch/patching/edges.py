@@ -171,7 +171,14 @@ def reader_grads(
         # gradient_run's gradient is of the mean over its rows (points x pairs); the mean
         # over every point is this batch's share of it
         got = _readers(parts, graph, grad, n_pairs, len(part) / len(alphas))
-        total = got if total is None else total + got
+        # in place, and nothing of this batch kept into the next: one (readers, pairs, pos,
+        # d_model) tensor between batches, two at most, where `total + got` held three
+        del grad
+        if total is None:
+            total = got
+        else:
+            total += got
+        del got
         if progress is not None:
             progress((first + len(part)) / len(alphas))
     assert total is not None
