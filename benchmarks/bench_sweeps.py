@@ -27,7 +27,6 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -35,66 +34,7 @@ import torch
 
 import actpatch
 from actpatch.arch import ArchSpec
-from actpatch.models import LoadedModel
-from actpatch.tokenizer import gpt2_tokenizer
-
-CLEAN = "When Mary and John went to the store, John gave a drink to"
-CORRUPT = "When Mary and John went to the store, Mary gave a drink to"
-VOCAB = 50257
-SMALL = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12}
-
-
-def build(kind: str) -> LoadedModel:
-    """A random-weight model of `kind`, in eval mode, with GPT-2's tokenizer."""
-    from transformers import (
-        GPT2Config,
-        GPT2LMHeadModel,
-        GPTNeoXConfig,
-        GPTNeoXForCausalLM,
-        LlamaConfig,
-        LlamaForCausalLM,
-    )
-
-    torch.manual_seed(0)
-    if kind == "gpt2":
-        hf_model: Any = GPT2LMHeadModel(GPT2Config())
-        name = "random GPT-2-small-shaped"
-    elif kind == "llama":
-        config = LlamaConfig(
-            **SMALL, num_key_value_heads=4, intermediate_size=3072, vocab_size=VOCAB
-        )
-        hf_model = LlamaForCausalLM(config)
-        name = "random Llama, GPT-2-small-sized (4 KV heads)"
-    elif kind == "neox":
-        config = GPTNeoXConfig(**SMALL, intermediate_size=3072, vocab_size=VOCAB, rotary_pct=0.25)
-        hf_model = GPTNeoXForCausalLM(config)
-        name = "random GPT-NeoX (Pythia), GPT-2-small-sized"
-    elif kind == "llama1b":
-        config = LlamaConfig(
-            hidden_size=2048,
-            num_hidden_layers=16,
-            num_attention_heads=32,
-            num_key_value_heads=8,
-            intermediate_size=8192,
-            vocab_size=128256,
-            tie_word_embeddings=True,
-            rope_scaling={
-                "rope_type": "llama3",
-                "factor": 32.0,
-                "low_freq_factor": 1.0,
-                "high_freq_factor": 4.0,
-                "original_max_position_embeddings": 8192,
-            },
-            rope_theta=500000.0,
-        )
-        hf_model = LlamaForCausalLM(config)
-        name = "random Llama-3.2-1B-shaped"
-    else:
-        raise ValueError(kind)
-    hf_model.eval()
-    hf_model.requires_grad_(False)
-    # GPT-2's tokenizer: its ids (< 50257) are valid in every vocabulary here.
-    return LoadedModel(name, "random weights", hf_model, gpt2_tokenizer())
+from random_models import CLEAN, CORRUPT, build
 
 
 def matmul_peak(seconds: float = 2.0) -> float:

@@ -234,7 +234,14 @@ def _points_grads(
         # gradient_run's gradient is of the mean over its rows (items x pairs); the mean over
         # every item is this batch's share of it
         got = _readers(parts, graph, grad, n_pairs, len(part) / len(items))
-        total = got if total is None else total + got
+        # in place, and nothing of this batch kept into the next: one (readers, pairs, pos,
+        # d_model) tensor between batches, two at most, where `total + got` held three
+        del grad
+        if total is None:
+            total = got
+        else:
+            total += got
+        del got
         if progress is not None:
             progress((first + len(part)) / len(items))
     assert total is not None
