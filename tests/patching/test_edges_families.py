@@ -377,3 +377,24 @@ def test_a_grouped_graph_names_key_value_heads(experiments):
         "a0.h0<q>", "a0.h1<q>", "a0.h2<q>", "a0.h3<q>", "a0.kv0<k>", "a0.kv0<v>", "m0",
     ]  # fmt: skip
     assert Node("kv", 1, 0, "k") in graph.reader_index
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma2"])
+def test_edge_methods_run_in_bfloat16_and_agree_with_float32(experiments, tmp_path, family):
+    """A bfloat16 model (how an 8B model fits a GPU): writer differences and reader gradients
+    are scored in float32; the scores agree with the float32 model's to bfloat16's precision
+    (0.1 of the largest score, the tolerance the sweeps are held to in bfloat16)."""
+    from tests.tiny_families import save_family
+
+    exp = experiments(family)
+    half = actpatch.load_model(str(save_family(family, tmp_path / family)), dtype="bfloat16")
+    half_exp = _twin(exp, half)
+    for method in ("eap", "eap-ig"):
+        full = {e.name: e.score for e in edge_attribution(exp, method, steps=2).edges}
+        ours = {e.name: e.score for e in edge_attribution(half_exp, method, steps=2).edges}
+        scale = max(abs(v) for v in full.values())
+        assert max(abs(ours[k] - full[k]) for k in full) <= 0.1 * scale, method
+    assert evaluate(half_exp, edges=[]).faithfulness == pytest.approx(0.0, abs=0.05)
+    full_paths = path_patch(exp, "all", "a1.h1<q>").normalized
+    half_paths = path_patch(half_exp, "all", "a1.h1<q>").normalized
+    assert (half_paths - full_paths).abs().max() <= 0.1

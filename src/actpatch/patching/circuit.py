@@ -176,7 +176,10 @@ class _EdgeRun:
         start: int,
     ) -> None:
         self.parts, self.graph, self.n_pairs, self.start = parts, graph, n_pairs, start
-        self.excluded = excluded.float()  # (rows, readers, writers)
+        # (rows, readers, writers), 0 or 1 in the model's dtype (exact in any): corrections are
+        # sums of the model's own activations, in its dtype
+        dtype = parts.runner.dtype
+        self.excluded = excluded.to(dtype)
         self.replacement = replacement  # (kind, layer) -> the writer's replacement output
         self.deltas: list[Tensor] = []  # per writer, in order: (rows, pairs, pos, d_model)
         # per post-normed layer: (its heads' writer columns, live pre-norm sum S)
@@ -186,7 +189,7 @@ class _EdgeRun:
             if normed:
                 first = graph.writer_index[Node("head", layer, 0)]
                 additive[first : first + parts.n_heads] = 0
-        self.additive = additive.to(excluded.device)
+        self.additive = additive.to(excluded.device, dtype)
         self._kv: tuple[Tensor, Tensor] | None = None
         self.resid: Tensor | None = None
         self.n_rows = excluded.shape[0]

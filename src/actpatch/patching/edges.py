@@ -362,7 +362,7 @@ def edge_attribution(
     with torch.inference_mode():
         clean = float(metric_values(setup, exp.run("clean").final)[0])
         corrupt = float(metric_values(setup, exp.run("corrupt").final)[0])
-        deltas = writer_deltas(setup, parts).clone()
+        deltas = writer_deltas(setup, parts).float()  # scored in float32, as the gradients are
     if grads is None and method == "eap-ig-act":
         grads = activation_grads(setup, parts, graph, n_steps, report, should_stop, max_memory)
     if grads is None:
