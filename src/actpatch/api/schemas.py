@@ -801,6 +801,14 @@ class EvaluateRequest(ExperimentFields):
     sizes: list[int] | None = Field(
         None, description="Curve sizes (top n of ranked); default 0, 10, 20, 50, ..., all."
     )
+    scores: list[float] | None = Field(
+        None, description="With mib: each ranked edge's score (MIB ranks by |score| and by score)."
+    )
+    mib: bool = Field(
+        False,
+        description="MIB's evaluation of ranked (every edge of the graph) with its scores: "
+        "faithfulness of the pruned top 0.1% ... 100% of the edges, CPR and CMD.",
+    )
     ablation: Literal["corrupt", "mean"] = Field(
         "corrupt",
         description="corrupt: ablated writers take their corrupted-run output; mean: their "
@@ -831,6 +839,11 @@ class EvaluateResponse(BaseModel):
     method: str | None = None
     kv: KvConvention = Field(description=_KV)
     graph: GraphShapeItem
+    mib: dict[str, Any] | None = Field(
+        None,
+        description="With mib: fractions, n_edges and faithfulness per ranking (absolute, "
+        "signed), cpr (signed), cmd (absolute), cpr_absolute, cmd_signed.",
+    )
     n_pairs: int
     seconds: float
     backend: str = Field(description=_BACKEND)

@@ -502,7 +502,7 @@ class Workbench:
 
     def circuit_evaluate(self, request: EvaluateRequest) -> dict[str, Any]:
         """Faithfulness of a circuit (edges or nodes), or a curve over a ranking's top n."""
-        from actpatch.patching.circuit import evaluate
+        from actpatch.patching.circuit import evaluate, evaluate_mib
 
         exp, _ = self.experiment(request)
         given = [x is not None for x in (request.edges, request.nodes, request.ranked)]
@@ -512,6 +512,27 @@ class Workbench:
                 "best first, for a faithfulness curve).",
                 field="edges",
             )
+        if request.mib:
+            if request.ranked is None or request.scores is None:
+                raise actpatch.InputError(
+                    "mib needs ranked (every edge of the graph) and scores (one per edge).",
+                    field="scores",
+                )
+            if len(request.scores) != len(request.ranked):
+                raise actpatch.InputError(
+                    f"{len(request.ranked)} ranked edges but {len(request.scores)} scores: give "
+                    "one score per edge.",
+                    field="scores",
+                )
+            with self.computing():
+                result = evaluate_mib(
+                    [exp],
+                    request.ranked,
+                    request.scores,
+                    metric=request.metric,
+                    ablation=request.ablation,
+                )
+            return {**result.to_dict(), "model": self.registry.name_of(exp.model)}
         with self.computing():
             result = evaluate(
                 exp,

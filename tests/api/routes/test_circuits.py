@@ -101,3 +101,21 @@ def test_edges_and_evaluate_say_their_graph_and_take_the_kv_convention(client: T
     assert body.status_code == 200 and body.json()["graph"]["kv"] == "grouped"
     bad = client.post("/circuit/edges", json={**IOI, "kv": "per-head"})
     assert bad.status_code == 422
+
+
+def test_evaluate_with_mib_equals_the_engine(client: TestClient, exp) -> None:
+    from actpatch.patching.circuit import evaluate_mib, graph_for
+
+    scores = {e.name: e.score for e in edge_attribution(exp, "eap").edges}
+    names = graph_for(exp).edge_names
+    body = {**IOI, "ranked": names, "scores": [scores[n] for n in names], "mib": True}
+    response = client.post("/circuit/evaluate", json=body)
+    assert response.status_code == 200, response.text
+    got = response.json()["mib"]
+    want = evaluate_mib([exp], names, [scores[n] for n in names]).mib
+    assert want is not None
+    assert got["cpr"] == pytest.approx(want["cpr"], abs=1e-6)
+    assert got["cmd"] == pytest.approx(want["cmd"], abs=1e-6)
+    assert got["n_edges"] == want["n_edges"]
+    bad = client.post("/circuit/evaluate", json={**body, "scores": [1.0]})
+    assert bad.status_code == 422 and "one score per edge" in bad.text
