@@ -236,7 +236,7 @@ def test_empty_jsonl_and_mismatched_lengths(tmp_path: Path) -> None:
 def test_ioi_rejects_bad_templates_and_names() -> None:
     with pytest.raises(InputError, match="ABBA"):
         ioi(3, templates=["{A} gave a {OBJECT} to"])
-    with pytest.raises(InputError, match="one GPT-2 token"):
+    with pytest.raises(InputError, match=r"not one token .*'Bartholomew-Smythe'"):
         ioi(3, names=["Mary", "Bartholomew-Smythe"])
     with pytest.raises(InputError, match="split"):
         ioi(3, split="test")  # type: ignore[arg-type]
