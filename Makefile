@@ -26,7 +26,7 @@ run: $(VENV)  ## start the web app (ACTPATCH_MODEL or MODEL=... picks the model)
 	$(BIN)/actpatch serve $(if $(MODEL),--model $(MODEL),)
 
 test: $(VENV)  ## run the whole test suite (browser tests need `make browser-deps` first)
-	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q -n auto
+	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q -n auto --dist loadgroup
 
 lint: $(VENV)  ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check src tests benchmarks docs/*.py

@@ -509,6 +509,12 @@ def _one_token_forms(tokenizer: Any, context: str, words: Sequence[str]) -> dict
 
 def _too_many(task: str, n: int, total: int, survivors: str) -> InputError:
     article = "An" if task[0] in "aeiou" else "A"
+    if total == 0:
+        return InputError(
+            f"{article} '{task}:N' dataset cannot be made with this tokenizer: too few of its "
+            f"words are one token in it ({survivors}).",
+            field="dataset",
+        )
     return InputError(
         f"{article} '{task}:N' dataset can have at most {total:,} distinct pairs with this "
         f"tokenizer ({survivors}), and {n:,} were asked for: ask for {total:,} or fewer.",

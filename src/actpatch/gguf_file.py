@@ -89,7 +89,7 @@ def read_header(path: str | Path) -> GGUFHeader:
                 if data[:4] != b"GGUF":
                     raise _corrupt(
                         path,
-                        f"it does not start with the GGUF magic bytes (it starts {data[:4]!r})",
+                        f"it does not start with GGUF's magic bytes (it starts {data[:4]!r})",
                     )
                 try:
                     return _parse(path, data, size)
