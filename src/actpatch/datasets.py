@@ -2,9 +2,9 @@
 
 Vocabulary. A *pair* is a clean prompt and a corrupted prompt that differ in a few tokens, so
 that the model's answer changes; `target` is the answer the clean prompt calls for and `wrong`
-the answer the corrupted prompt calls for. Every answer is a string with its leading space
-(" Mary"), which GPT-2 reads as one token. The metric the engine averages over pairs is usually
-the logit difference `logit(target) - logit(wrong)` at the final position.
+the answer the corrupted prompt calls for. Every answer is a string the model reads as one
+token, usually with its leading space (" Mary"). The metric the engine averages over pairs is
+usually the logit difference `logit(target) - logit(wrong)` at the final position.
 
 Two generated tasks ship here, and any other can be read from a JSONL file:
 
@@ -14,16 +14,25 @@ Two generated tasks ship here, and any other can be read from a JSONL file:
 - `factual`: factual recall. "The city of Paris is the capital of" -> " France", and
   "In France, people speak" -> " French".
 - `load_dataset("ioi:N[:SEED]" | "factual:N[:SEED]" | "path/to/pairs.jsonl")`, and the MIB
-  tasks of `actpatch.mib_tasks` ("mib-ioi:N", "add:N", "sub:N", "mcqa:N"), which take the
-  served model's tokenizer: `load_dataset(spec, tokenizer=model.tokenizer)`.
+  tasks of `actpatch.mib_tasks` ("mib-ioi:N", "add:N", "sub:N", "mcqa:N"). Every generator
+  takes the served model's tokenizer: `load_dataset(spec, tokenizer=model.tokenizer)`.
 
-Token lengths. Every name, place, object, city and country here is one GPT-2 token *with its
-leading space* (" Mary", " Berlin"), so all prompts that `ioi` and `factual` build from one
-template have the same token length, and a clean prompt and its corrupted prompt always have
-the same length. Different templates have different lengths. The engine averages the metric
-over pairs, and a position-resolved sweep (one patch per position) needs all clean prompts to
-share one token length, and all corrupted prompts too; split a mixed dataset with
-`PromptDataset.group_by_length`, or ask `ioi(..., same_length=True)` for one template.
+Any tokenizer. The word lists were chosen as one GPT-2 token each *with the leading space*
+(" Mary", " Berlin"). Given another tokenizer, `ioi` and `factual` keep only the words that are
+one token in it (`answer_form`: 'ĠMary' in GPT-2's byte-level BPE, '▁Mary' in SentencePiece's),
+write the answers in its space convention, count role positions in its tokens, and say in the
+dataset's `note` how many candidates survived. Pairs are distinct; asking for more than the
+surviving words make is an InputError that says how many can be made. A prompt is read as one
+BOS token and then its tokens without special tokens (`LoadedModel.to_tokens`), as
+TransformerLens does by default; positions count that BOS as 0.
+
+Token lengths. Every kept word is one token after a space, so all prompts that `ioi` and
+`factual` build from one template have the same token length, and a clean prompt and its
+corrupted prompt always have the same length. Different templates have different lengths.
+The engine averages the metric over pairs, and a position-resolved sweep (one patch per
+position) needs all clean prompts to share one token length, and all corrupted prompts too;
+split a mixed dataset with `PromptDataset.group_by_length`, or ask
+`ioi(..., same_length=True)` for one template.
 
 At the start of a prompt a word has no leading space, and most cities are then several tokens:
 "Berlin is the capital of" is 'Ber', 'lin', ' is', ... (6 tokens, BOS aside) against 5 for
@@ -41,7 +50,7 @@ by raw position (`docs/datasets.md`). `ioi` names every token of its prompts by 
 the IOI paper and its successors (`IOI_ROLES`): 'starts' (BOS and any words before the first
 name), 'IO', 'and', 'S1', 'S1+1' (the token after S1, where previous-token heads write),
 'action1' (the rest of the first clause), 'S2', 'action2' (S2's verb phrase) and 'END' (the
-final token, where the answer is read). Its positions are GPT-2 token positions.
+final token, where the answer is read). Its positions are the tokenizer's token positions.
 """
 
 from __future__ import annotations
