@@ -448,6 +448,8 @@ def _load_gguf(path: Path, name: str, source: str, device: str, dtype: torch.dty
         )
     header = read_header(path)
     check_loadable(header)
+    from transformers import GgufConfig
+
     cached = _gguf_cache(path)
     tokenizer = AutoTokenizer.from_pretrained(str(cached))
     try:
@@ -455,6 +457,10 @@ def _load_gguf(path: Path, name: str, source: str, device: str, dtype: torch.dty
             str(path.parent),
             gguf_file=path.name,
             config=AutoConfig.from_pretrained(str(cached)),  # else read from the file again
+            # Every weight unpacked into `dtype`: transformers can keep some architectures'
+            # weights packed in GGUF blocks (with the `kernels` package), which neither the fast
+            # path nor TransformerLens reads.
+            quantization_config=GgufConfig(dequantize=True),
             dtype=dtype,
             low_cpu_mem_usage=True,
         )
@@ -466,6 +472,14 @@ def _load_gguf(path: Path, name: str, source: str, device: str, dtype: torch.dty
             "use the model's Hugging Face-format folder.",
             field="model",
         ) from None
+    packed = [name for name, p in loaded.named_parameters() if not p.is_floating_point()]
+    if packed:  # never hand on weights that are not what every reader expects
+        raise ModelUnavailableError(
+            f"transformers kept {len(packed)} tensors of the GGUF file {str(path)!r} quantized "
+            f"(e.g. {packed[0]}) although de-quantization was asked for; actpatch needs plain "
+            "weights. Use the model's Hugging Face-format folder instead.",
+            field="model",
+        )
     hf_model = _without_quantizer(loaded)
     notes = [f"{header.describe()}, de-quantized to {str(dtype).removeprefix('torch.')}"]
     return LoadedModel(name, source, _finish(hf_model, device, dtype), tokenizer, notes)
