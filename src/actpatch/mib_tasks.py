@@ -81,6 +81,7 @@ from actpatch.datasets import (
     IOI_TRAIN_TEMPLATES,
     Positions,
     PromptDataset,
+    Span,
     answer_form,
     ioi_positions,
     span_positions,
@@ -93,7 +94,6 @@ from actpatch.errors import InputError
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-Span = tuple[int, int]  # characters [start, end) of a prompt
 
 # --- IOI --------------------------------------------------------------------------------------
 
