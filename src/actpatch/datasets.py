@@ -2,9 +2,9 @@
 
 Vocabulary. A *pair* is a clean prompt and a corrupted prompt that differ in a few tokens, so
 that the model's answer changes; `target` is the answer the clean prompt calls for and `wrong`
-the answer the corrupted prompt calls for. Every answer is a string with its leading space
-(" Mary"), which GPT-2 reads as one token. The metric the engine averages over pairs is usually
-the logit difference `logit(target) - logit(wrong)` at the final position.
+the answer the corrupted prompt calls for. Every answer is a string the model reads as one
+token, usually with its leading space (" Mary"). The metric the engine averages over pairs is
+usually the logit difference `logit(target) - logit(wrong)` at the final position.
 
 Two generated tasks ship here, and any other can be read from a JSONL file:
 
@@ -14,16 +14,25 @@ Two generated tasks ship here, and any other can be read from a JSONL file:
 - `factual`: factual recall. "The city of Paris is the capital of" -> " France", and
   "In France, people speak" -> " French".
 - `load_dataset("ioi:N[:SEED]" | "factual:N[:SEED]" | "path/to/pairs.jsonl")`, and the MIB
-  tasks of `actpatch.mib_tasks` ("mib-ioi:N", "add:N", "sub:N", "mcqa:N"), which take the
-  served model's tokenizer: `load_dataset(spec, tokenizer=model.tokenizer)`.
+  tasks of `actpatch.mib_tasks` ("mib-ioi:N", "add:N", "sub:N", "mcqa:N"). Every generator
+  takes the served model's tokenizer: `load_dataset(spec, tokenizer=model.tokenizer)`.
 
-Token lengths. Every name, place, object, city and country here is one GPT-2 token *with its
-leading space* (" Mary", " Berlin"), so all prompts that `ioi` and `factual` build from one
-template have the same token length, and a clean prompt and its corrupted prompt always have
-the same length. Different templates have different lengths. The engine averages the metric
-over pairs, and a position-resolved sweep (one patch per position) needs all clean prompts to
-share one token length, and all corrupted prompts too; split a mixed dataset with
-`PromptDataset.group_by_length`, or ask `ioi(..., same_length=True)` for one template.
+Any tokenizer. The word lists were chosen as one GPT-2 token each *with the leading space*
+(" Mary", " Berlin"). Given another tokenizer, `ioi` and `factual` keep only the words that are
+one token in it (`answer_form`: 'ĠMary' in GPT-2's byte-level BPE, '▁Mary' in SentencePiece's),
+write the answers in its space convention, count role positions in its tokens, and say in the
+dataset's `note` how many candidates survived. Pairs are distinct; asking for more than the
+surviving words make is an InputError that says how many can be made. A prompt is read as one
+BOS token and then its tokens without special tokens (`LoadedModel.to_tokens`), as
+TransformerLens does by default; positions count that BOS as 0.
+
+Token lengths. Every kept word is one token after a space, so all prompts that `ioi` and
+`factual` build from one template have the same token length, and a clean prompt and its
+corrupted prompt always have the same length. Different templates have different lengths.
+The engine averages the metric over pairs, and a position-resolved sweep (one patch per
+position) needs all clean prompts to share one token length, and all corrupted prompts too;
+split a mixed dataset with `PromptDataset.group_by_length`, or ask
+`ioi(..., same_length=True)` for one template.
 
 At the start of a prompt a word has no leading space, and most cities are then several tokens:
 "Berlin is the capital of" is 'Ber', 'lin', ' is', ... (6 tokens, BOS aside) against 5 for
@@ -41,7 +50,7 @@ by raw position (`docs/datasets.md`). `ioi` names every token of its prompts by 
 the IOI paper and its successors (`IOI_ROLES`): 'starts' (BOS and any words before the first
 name), 'IO', 'and', 'S1', 'S1+1' (the token after S1, where previous-token heads write),
 'action1' (the rest of the first clause), 'S2', 'action2' (S2's verb phrase) and 'END' (the
-final token, where the answer is read). Its positions are GPT-2 token positions.
+final token, where the answer is read). Its positions are the tokenizer's token positions.
 """
 
 from __future__ import annotations
@@ -390,7 +399,7 @@ def _fill_ioi_spans(
 
 @functools.cache
 def _gpt2() -> Any:
-    """GPT-2's tokenizer, loaded once (its positions are what `ioi` records)."""
+    """GPT-2's tokenizer, loaded once (what the generators size to when given none)."""
     from actpatch.tokenizer import gpt2_tokenizer
 
     return gpt2_tokenizer()
@@ -401,6 +410,58 @@ def tokenizer_or_gpt2(tokenizer: Any = None) -> Any:
     return _gpt2() if tokenizer is None else tokenizer
 
 
+# --- the tokenizer's view ---------------------------------------------------------------------
+
+Span = tuple[int, int]  # characters [start, end) of a prompt
+
+
+def _ids(tokenizer: Any, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def answer_form(tokenizer: Any, context: str, word: str) -> str | None:
+    """The answer string for `word` after `context` and a space, if the model reads it as one token.
+
+    The token is the one `context + " " + word` adds to `context`'s tokens. The answer string
+    is " word" if it tokenizes on its own to that token (GPT-2's 'ĠMary'; '▁Mary' where a space
+    becomes '▁'), else "word" if that does (SentencePiece tokenizers that prefix '▁' to a
+    text's start), else None: the word is not one token there, or no string gives its token.
+    """
+    before = _ids(tokenizer, context)
+    after = _ids(tokenizer, f"{context} {word}")
+    if len(after) != len(before) + 1 or after[: len(before)] != before:
+        return None
+    for form in (" " + word, word):
+        if _ids(tokenizer, form) == after[-1:]:
+            return form
+    return None
+
+
+def token_offsets(tokenizer: Any, text: str) -> list[tuple[int, int]]:
+    """The character span of each token of `text` (no special tokens)."""
+    try:
+        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    except NotImplementedError as exc:  # a slow (pure Python) tokenizer has no offsets
+        raise InputError(
+            "Datasets sized to a tokenizer need a fast tokenizer (one with offset mappings) to "
+            f"find each role's token position; {type(tokenizer).__name__} has none.",
+            field="dataset",
+        ) from exc
+    return [tuple(span) for span in encoded["offset_mapping"]]
+
+
+def span_positions(offsets: list[tuple[int, int]], span: Span) -> list[int]:
+    """The positions (BOS = 0) of the tokens that overlap the characters `span`."""
+    a, b = span
+    return [i + 1 for i, (x, y) in enumerate(offsets) if x < b and y > a]
+
+
+def spans_are_one_token(tokenizer: Any, text: str, spans: Sequence[Span]) -> bool:
+    """Whether each of the character `spans` of `text` is exactly one token."""
+    offsets = token_offsets(tokenizer, text)
+    return all(len(span_positions(offsets, span)) == 1 for span in spans)
+
+
 def ioi_positions(
     prompt: str, names: list[tuple[int, int]], baba: bool, tokenizer: Any = None
 ) -> Positions:
@@ -409,16 +470,13 @@ def ioi_positions(
     `names` are the character spans of the three name mentions, in order (`baba`: the subject
     is mentioned first). Each role is the tokens that overlap its characters.
     """
-    encoded = tokenizer_or_gpt2(tokenizer)(
-        prompt, add_special_tokens=False, return_offsets_mapping=True
-    )
-    offsets = encoded["offset_mapping"]
+    offsets = token_offsets(tokenizer_or_gpt2(tokenizer), prompt)
     n = len(offsets) + 1  # with BOS
 
     def token_at(span: tuple[int, int]) -> int:
-        a, b = span
-        hits = [i + 1 for i, (x, y) in enumerate(offsets) if x < b and y > a]
+        hits = span_positions(offsets, span)
         if len(hits) != 1:
+            a, b = span
             raise InputError(
                 f"IOI prompt {prompt!r}: the name at characters {a}-{b} is not one token "
                 "for this tokenizer, so its role has no single position.",
@@ -452,19 +510,25 @@ def ioi_positions(
     return {role: roles[role] for role in IOI_ROLES}
 
 
-def _check_single_tokens(words: Sequence[str], what: str, field: str) -> None:
-    """Raise an InputError naming the `words` that are not one GPT-2 token with a leading space."""
-    from actpatch.tokenizer import gpt2_tokenizer
+def _one_token_forms(tokenizer: Any, context: str, words: Sequence[str]) -> dict[str, str]:
+    """`answer_form` of each word after `context`, for the words that are one token there."""
+    forms = {word: answer_form(tokenizer, context, word) for word in dict.fromkeys(words)}
+    return {word: form for word, form in forms.items() if form is not None}
 
-    tokenizer = gpt2_tokenizer()
-    bad = [w for w in words if len(tokenizer(" " + w, add_special_tokens=False)["input_ids"]) != 1]
-    if bad:
-        raise InputError(
-            f"These {what} are not one GPT-2 token with a leading space: {bad[:10]}"
-            f"{' ...' if len(bad) > 10 else ''}. Clean and corrupted prompts must have the same "
-            f"token length, so use {what} that GPT-2 reads as one token (e.g. ' Mary').",
-            field=field,
+
+def _too_many(task: str, n: int, total: int, survivors: str) -> InputError:
+    article = "An" if task[0] in "aeiou" else "A"
+    if total == 0:
+        return InputError(
+            f"{article} '{task}:N' dataset cannot be made with this tokenizer: too few of its "
+            f"words are one token in it ({survivors}).",
+            field="dataset",
         )
+    return InputError(
+        f"{article} '{task}:N' dataset can have at most {total:,} distinct pairs with this "
+        f"tokenizer ({survivors}), and {n:,} were asked for: ask for {total:,} or fewer.",
+        field="dataset",
+    )
 
 
 def ioi(
@@ -475,8 +539,10 @@ def ioi(
     templates: Sequence[str] | None = None,
     names: Sequence[str] | None = None,
     same_length: bool = False,
+    tokenizer: Any = None,
 ) -> PromptDataset:
-    """`n` indirect-object-identification pairs: the answer flips when the subject is swapped.
+    """`n` distinct indirect-object-identification pairs: the answer flips when the subject is
+    swapped.
 
     Convention (TransformerLens's IOI demo): the clean prompt
     "When Mary and John went to the store, John gave a drink to" has target " Mary" (the IO)
@@ -488,10 +554,16 @@ def ioi(
 
     Each pair draws a template, two distinct names, a place, an object and the order of the
     first two names (ABBA or BABA) from `random.Random(seed)`: the same arguments give the
-    same dataset. `split` picks the templates and names: "train" (those the demo model was
-    trained on), "heldout" (those it never saw in an IOI sentence) or "all"; `templates` and
-    `names` override it. With `same_length=True` one template (drawn from the seed) is used for
-    every pair, so all prompts have one token length, as a position-resolved sweep needs.
+    same dataset; a draw that repeats an earlier pair is drawn again. `split` picks the
+    templates and names: "train" (those the demo model was trained on), "heldout" (those it
+    never saw in an IOI sentence) or "all"; `templates` and `names` override it. With
+    `same_length=True` one template (drawn from the seed) is used for every pair, so all
+    prompts have one token length, as a position-resolved sweep needs.
+
+    `tokenizer` is the served model's (None: GPT-2's): the default names, places and objects
+    are kept where they are one token after a space in it, and the answers are written in its
+    space convention (`answer_form`); names given in `names` must all be one token. The roles'
+    positions are its token positions, and `note` says how many candidates survived.
     """
     if n < 1:
         raise InputError(f"An IOI dataset needs n >= 1 pairs, got n={n}.", field="dataset")
@@ -508,51 +580,105 @@ def ioi(
         split
     ]
     chosen_templates = list(templates) if templates is not None else list(default_templates)
-    chosen_names = list(names) if names is not None else list(default_names)
+    candidates = list(names) if names is not None else list(default_names)
     if not chosen_templates:
         raise InputError("Give at least one IOI template.", field="templates")
     for template in chosen_templates:
         _check_template(template)
-    if len(set(chosen_names)) < 2:
+    if len(set(candidates)) < 2:
         raise InputError("IOI needs at least two distinct names.", field="names")
-    if names is not None:
-        _check_single_tokens(chosen_names, "names", "names")
+    tokenizer = tokenizer_or_gpt2(tokenizer)
+    forms = _one_token_forms(tokenizer, "to", candidates)
+    if names is not None and len(forms) < len(set(candidates)):
+        bad = [name for name in dict.fromkeys(candidates) if name not in forms]
+        raise InputError(
+            "These names are not one token (after a space) for this model's tokenizer: "
+            f"{bad[:10]}{' ...' if len(bad) > 10 else ''}. A clean prompt and its corrupted "
+            "prompt must have the same token length and each answer must be one token, so use "
+            "names the tokenizer reads as one token (e.g. ' Mary').",
+            field="names",
+        )
+    chosen_names = [name for name in candidates if name in forms]
+    place_forms = _one_token_forms(tokenizer, "the", IOI_PLACES)
+    object_forms = _one_token_forms(tokenizer, "a", IOI_OBJECTS)
+    places = [p for p in IOI_PLACES if p in place_forms]
+    objects = [o for o in IOI_OBJECTS if o in object_forms]
+    k = len(forms)
+    survivors = (
+        f"{k} of {len(set(candidates))} names are one token, e.g. "
+        f"{next(iter(forms.values()), None)!r}; {len(places)} of {len(IOI_PLACES)} places and "
+        f"{len(objects)} of {len(IOI_OBJECTS)} objects"
+    )
+    if k < 2 or not places or not objects:
+        raise _too_many("ioi", n, 0, survivors)
 
     rng = random.Random(seed)
     if same_length:
         chosen_templates = [rng.choice(chosen_templates)]
-    clean, corrupt, target, wrong = [], [], [], []
+    # Distinct clean prompts per template: ABBA or BABA x IO x S [x place] [x object].
+    total = sum(
+        2
+        * k
+        * (k - 1)
+        * (len(places) if "{PLACE}" in template else 1)
+        * (len(objects) if "{OBJECT}" in template else 1)
+        for template in set(chosen_templates)
+    )
+    if n > total:
+        raise _too_many("ioi", n, total, survivors)
+    clean: list[str] = []
+    corrupt, target, wrong = [], [], []
     positions: list[Positions] = []
-    for _ in range(n):
+    seen: set[str] = set()
+    while len(clean) < n:
         template = rng.choice(chosen_templates)
         io, s = rng.sample(chosen_names, 2)
-        place, obj = rng.choice(IOI_PLACES), rng.choice(IOI_OBJECTS)
+        place, obj = rng.choice(places), rng.choice(objects)
         baba = rng.random() < 0.5
         text, names_at = _fill_ioi_spans(template, io, s, place, obj, baba=baba, corrupted=False)
+        if text in seen:  # the corrupted prompt and the answers follow from the clean prompt
+            continue
+        seen.add(text)
         clean.append(text)
         corrupt.append(_fill_ioi(template, io, s, place, obj, baba=baba, corrupted=True))
-        target.append(" " + io)
-        wrong.append(" " + s)
+        target.append(forms[io])
+        wrong.append(forms[s])
         # The corrupted prompt differs only in S2's name (one token either way): same positions.
-        positions.append(ioi_positions(text, names_at, baba))
+        positions.append(ioi_positions(text, names_at, baba, tokenizer))
     suffix = "" if split == "all" else f":{split}"
     return PromptDataset(
-        clean, corrupt, target, wrong, name=f"ioi:{n}:{seed}{suffix}", positions=positions
+        clean,
+        corrupt,
+        target,
+        wrong,
+        name=f"ioi:{n}:{seed}{suffix}",
+        positions=positions,
+        note=f"{survivors}; {total:,} distinct pairs",
     )
 
 
 def factual(
-    n: int, seed: int = 0, *, relations: Sequence[str] = tuple(FACTUAL_RELATIONS)
+    n: int,
+    seed: int = 0,
+    *,
+    relations: Sequence[str] = tuple(FACTUAL_RELATIONS),
+    tokenizer: Any = None,
 ) -> PromptDataset:
-    """`n` factual-recall pairs: a fact's prompt, and the same prompt about another subject.
+    """`n` distinct factual-recall pairs: a fact's prompt, and the same prompt about another
+    subject.
 
     "The city of Paris is the capital of" -> target " France"; its corrupted prompt names
     another city of the same relation whose answer differs, "The city of Berlin is the capital
     of", and `wrong` is that city's answer, " Germany". Relations: "capital" (city -> country)
     and "language" ("In France, people speak" -> " French"). Pairs alternate between the
-    relations asked for; subjects are drawn from `random.Random(seed)`. Each relation's
-    canonical wording (`FACTUAL_RELATIONS`) is used: its subject is one token after a space, so
-    a clean prompt and its corrupted prompt have the same token length.
+    relations asked for; subjects are drawn from `random.Random(seed)`, and a draw that repeats
+    an earlier pair is drawn again. Each relation's canonical wording (`FACTUAL_RELATIONS`) is
+    used: its subject follows a space, so a clean prompt and its corrupted prompt have the same
+    token length.
+
+    `tokenizer` is the served model's (None: GPT-2's): a fact is kept where its subject is one
+    token in the prompt and its answer one token after it (written in the tokenizer's space
+    convention, `answer_form`); `note` says how many facts survived.
     """
     if n < 1:
         raise InputError(f"A factual dataset needs n >= 1 pairs, got n={n}.", field="dataset")
@@ -562,23 +688,63 @@ def factual(
             f"Unknown factual relations {unknown}: choose from {sorted(FACTUAL_RELATIONS)}.",
             field="relations",
         )
+    tokenizer = tokenizer_or_gpt2(tokenizer)
+    kept: dict[str, list[tuple[str, str]]] = {}  # relation -> its facts that are one token
+    forms: dict[str, str] = {}  # answer -> its answer string
+    for relation in dict.fromkeys(relations):
+        template, facts = FACTUAL_RELATIONS[relation]
+        at = template.index("{subject}")
+        kept[relation] = []
+        for subject, answer in facts:
+            prompt = template.format(subject=subject)
+            form = answer_form(tokenizer, prompt, answer)
+            if form is not None and spans_are_one_token(
+                tokenizer, prompt, [(at, at + len(subject))]
+            ):
+                kept[relation].append((subject, answer))
+                forms[answer] = form
+    # A relation's pairs: each fact with each fact of another answer.
+    capacity = {
+        relation: sum(1 for _, a in facts for _, b in facts if a != b)
+        for relation, facts in kept.items()
+    }
+    survivors = "; ".join(
+        f"{len(kept[r])} of {len(FACTUAL_RELATIONS[r][1])} {r} facts are one token" for r in kept
+    )
+    # Pair i asks relation i % R, so relation number r gets ceil((n - r) / R) pairs.
+    total = min(capacity[r] * len(relations) + i for i, r in enumerate(relations))
+    if n > total:
+        raise _too_many("factual", n, total, survivors)
     rng = random.Random(seed)
-    clean, corrupt, target, wrong = [], [], [], []
-    for i in range(n):
-        template, facts = FACTUAL_RELATIONS[relations[i % len(relations)]]
-        subject, answer = rng.choice(facts)
-        other_subject, other_answer = rng.choice([f for f in facts if f[1] != answer])
-        clean.append(template.format(subject=subject))
-        corrupt.append(template.format(subject=other_subject))
-        target.append(" " + answer)
-        wrong.append(" " + other_answer)
-    return PromptDataset(clean, corrupt, target, wrong, name=f"factual:{n}:{seed}")
+    clean: list[str] = []
+    corrupt, target, wrong = [], [], []
+    seen: set[tuple[str, str]] = set()
+    while len(clean) < n:
+        relation = relations[len(clean) % len(relations)]
+        template, pool = FACTUAL_RELATIONS[relation][0], kept[relation]
+        subject, answer = rng.choice(pool)
+        other_subject, other_answer = rng.choice([f for f in pool if f[1] != answer])
+        pair = (template.format(subject=subject), template.format(subject=other_subject))
+        if pair in seen:
+            continue
+        seen.add(pair)
+        clean.append(pair[0])
+        corrupt.append(pair[1])
+        target.append(forms[answer])
+        wrong.append(forms[other_answer])
+    return PromptDataset(
+        clean,
+        corrupt,
+        target,
+        wrong,
+        name=f"factual:{n}:{seed}",
+        note=f"{survivors}; {total:,} distinct pairs",
+    )
 
 
 # The generated datasets a spec "NAME:N[:SEED]" names, with what each is; the CLI's and the
-# API's help texts are made from this table. The MIB tasks (actpatch.mib_tasks) draw only
-# answers that are one token for the served model's tokenizer; `ioi` and `factual` use words
-# that are one GPT-2 token.
+# API's help texts are made from this table. Every generator draws only the words that are one
+# token for the served model's tokenizer.
 DATASET_SPECS: dict[str, str] = {
     "ioi": "indirect object identification",
     "factual": "factual recall",
@@ -601,9 +767,9 @@ _SPEC_HELP = (
 def load_dataset(spec: str, tokenizer: Any = None) -> PromptDataset:
     """The dataset named by `spec`: "NAME:N[:SEED]" (`DATASET_SPECS`) or a JSONL file of pairs.
 
-    `tokenizer` is the served model's (a Hugging Face tokenizer): the MIB tasks ("mib-ioi",
-    "add", "sub", "mcqa") draw only answers that are one token in it; None: GPT-2's. The
-    "ioi" and "factual" datasets do not depend on it.
+    `tokenizer` is the served model's (a Hugging Face tokenizer; None: GPT-2's): every
+    generated dataset draws only the names, facts, numbers and labels that are one token in it,
+    and counts role positions in its tokens.
     """
     head = spec.split(":", 1)[0]
     if head in DATASET_SPECS and not Path(spec).exists():
@@ -616,9 +782,9 @@ def load_dataset(spec: str, tokenizer: Any = None) -> PromptDataset:
             )
         n, seed = int(parts[1]), int(parts[2]) if len(parts) == 3 else 0
         if head == "ioi":
-            return ioi(n, seed)
+            return ioi(n, seed, tokenizer=tokenizer)
         if head == "factual":
-            return factual(n, seed)
+            return factual(n, seed, tokenizer=tokenizer)
         from actpatch import mib_tasks
 
         if head == "mib-ioi":

