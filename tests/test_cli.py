@@ -472,6 +472,9 @@ def test_reproduce_ioi_on_another_model(capsys):
     assert data["model"] == "demo" and data["is_reference_model"] is False
     assert data["findings"][0]["name"] == "clean logit difference"
     assert "not GPT-2 small" in data["notes"][0]
+    assert data["has_references"] is False and data["findings"][0]["reference"] == "-"
+    code, out, _ = run(capsys, "reproduce", "ioi", "--model", "demo", "--references")
+    assert code == 0 and "3.5519" in out and "findings are about GPT-2 small" in out
 
 
 def test_circuit_commands_take_a_dataset_of_several_lengths(capsys, tiny_model_dir):

@@ -35,6 +35,13 @@ def demo():
 
 @pytest.fixture(scope="module")
 def report(demo):
+    """GPT-2 small's published values shown on the demo model: the comparison's logic."""
+    return reproduce_ioi(demo, references=True)
+
+
+@pytest.fixture(scope="module")
+def own(demo):
+    """The report as a user gets it on a model that is not GPT-2 small: no reference values."""
     return reproduce_ioi(demo)
 
 
@@ -132,7 +139,7 @@ def test_the_rank_rule():
 def test_every_row_runs_on_a_model_with_gpt2_smalls_shape(tmp_path):
     """12 layers of 12 heads (narrow, random): no row is n/a, path patching included."""
     folder = make_random_gpt2(tmp_path / "wide", n_layer=12, n_head=12, n_embd=48)
-    report = reproduce_ioi(actpatch.load_model(str(folder)))
+    report = reproduce_ioi(actpatch.load_model(str(folder)), references=True)
     assert all(f.agree is not None for f in report.findings), [
         f.name for f in report.findings if f.agree is None
     ]
@@ -145,3 +152,63 @@ def test_gpt2_small_cannot_be_had_offline(monkeypatch):
     with pytest.raises(actpatch.ModelUnavailableError, match="GPT-2 small") as err:
         reproduce_ioi()
     assert err.value.field == "model" and "demo" in err.value.message
+
+
+# -- on a model without published values --------------------------------------------------------
+
+
+def test_another_model_gets_its_own_findings_and_no_reference_numbers(own):
+    assert not own.has_references and own.reference_model == own.model
+    assert all(f.reference == "-" and f.agree is None for f in own.findings)
+    assert "not GPT-2 small" in own.notes[0]
+    text = own.text()
+    assert "no published values" in text and "3.5519" not in text and "TL_Demo" not in text
+    names = [f.name for f in own.findings]
+    assert "handoff layer (resid_pre: S2 -> end)" in names
+    assert any(n.startswith("direct effect on the logits") for n in names)
+
+
+def test_the_handoff_layer_and_top_head_match_transformer_lens(demo, own):
+    """The handoff layer: the first layer where TransformerLens's own resid_pre patching
+    restores more at the final position than at S2; the largest head effect: the argmax of
+    its all-positions head patching."""
+    bridge = demo.bridge()
+    exp = actpatch.Experiment(demo, **ioi_prompts())
+    clean_value = _row(own, "clean logit difference").value
+    corrupt_value = _row(own, "corrupted logit difference").value
+
+    def metric(logits):
+        raw = from_logits("logit_diff", logits[:, -1], exp.target_ids, exp.wrong_ids).mean()
+        return (raw - corrupt_value) / (clean_value - corrupt_value)
+
+    with torch.no_grad():
+        _, cache = bridge.run_with_cache(exp.clean_tokens)
+        resid = tlp.get_act_patch_resid_pre(bridge, exp.corrupt_tokens, cache, metric)
+        heads = tlp.get_act_patch_attn_head_out_all_pos(bridge, exp.corrupt_tokens, cache, metric)
+    s2, end = exp.first_diff, exp.clean_tokens.shape[1] - 1
+    later = [layer for layer in range(demo.n_layers) if resid[layer, end] > resid[layer, s2]]
+    # None: patching resid_pre at S2 restores more at every layer (the demo moves the answer
+    # in its last layer, after the last resid_pre)
+    assert _row(own, "handoff layer").value == (later[0] if later else None)
+    top = int(heads.flatten().argmax())
+    best = f"{top // demo.n_heads}.{top % demo.n_heads} "
+    assert _row(own, "largest head effects").ours.startswith(best)
+
+
+def test_a_model_whose_tokenizer_splits_the_demos_names_runs_its_own_pairs(monkeypatch, demo):
+    """If the TL demo's names are not single tokens for the served model, the report draws IOI
+    pairs for its tokenizer instead, and says so."""
+    from actpatch import reproduce
+
+    names = {a for pair in reproduce.IOI_DEMO_ANSWERS for a in pair}
+    real = demo.to_tokens
+
+    def split_sid(text, prepend_bos=True):
+        ids = real(text, prepend_bos=prepend_bos)
+        return ids + ids if text == " Sid" else ids
+
+    monkeypatch.setattr(demo, "to_tokens", split_sid)
+    prompts, note = reproduce._prompts_for(demo)
+    assert note is not None and "drawn for it" in note
+    assert len(prompts["clean"]) == 8 and not set(prompts["target"]) <= {" Sid"}
+    assert " Sid" in names

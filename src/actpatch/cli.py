@@ -965,6 +965,12 @@ def _add_circuit_commands(sub: Any) -> None:
         help="the model to run (default gpt2, GPT-2 small, the model the findings are about)",
     )
     reproduce.add_argument("--device", default="cpu")
+    reproduce.add_argument(
+        "--references",
+        action="store_true",
+        help="show GPT-2 small's published values on another model too (default: only on GPT-2 "
+        "small; other models get their own findings, without reference numbers)",
+    )
     reproduce.add_argument("--json", action="store_true", help="print JSON on stdout")
     reproduce.add_argument("--out", type=Path, default=None, help="folder to save JSON in")
 
@@ -1314,7 +1320,7 @@ def _cmd_circuit_evaluate(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from actpatch.reproduce import reproduce_ioi
 
-    report = reproduce_ioi(args.model, device=args.device)
+    report = reproduce_ioi(args.model, device=args.device, references=args.references or None)
     payload = report.to_dict()
     saved = _save_json(args.out, "reproduce_ioi.json", payload)
     if args.json:

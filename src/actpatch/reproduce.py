@@ -6,10 +6,18 @@ swapped, so the corrupted logit difference is exactly minus the clean one), plus
 of the circuit that Wang et al. 2022 found, and prints each finding beside ours with its
 tolerance and where the reference value comes from.
 
-The references are about GPT-2 small. On another model (`demo`, a local folder) the report
-still runs every experiment and shows the references, but a head's index means something else
-there, and agreement is not expected: the report says so. Where a finding names a layer or head
-the model does not have, ours is "n/a".
+The references are about GPT-2 small, and are shown only for it. On any other model (`demo`,
+SmolLM2, a local folder) the report runs the same experiments and reports what they find there,
+without reference numbers: the clean and corrupted logit differences, the *handoff layer* (the
+first layer from which patching the residual stream at the final position restores more than
+patching it at S2: where the answer's information moves), the heads with the largest effects,
+and by role, as path patching finds them (direct effects on the logits, the heads feeding the
+strongest one's query, and those feeding theirs' values). `references=True` shows GPT-2 small's
+values on another model too (a model of its shape, say), where a head's index means something
+else and agreement is not expected; a row about a layer or head the model lacks is then "n/a".
+The prompts are the TL demo's when their names are single tokens of one length for the served
+model's tokenizer; otherwise eight pairs of one IOI template drawn for that tokenizer
+(`actpatch.datasets.ioi`), as the report's notes say.
 
 Reference values:
 - "TL demo": TransformerLens, demos/Activation_Patching_in_TL_Demo.ipynb, the outputs stored
@@ -60,6 +68,9 @@ TL_DEMO = (
     "TransformerLens demos/Activation_Patching_in_TL_Demo.ipynb (commit 4cd36aa), stored outputs"
 )
 WANG = f"{CITATION}, Section 3"
+OURS = "this model's own experiments (no published values for it)"
+# Path patching effects (normalized) below this are reported as none: no head to follow.
+MEANINGFUL = 0.01
 
 # The TL demo's stored heatmaps, at the positions the findings are about (normalized).
 RESID_PRE_S2 = (1.0, 1.0007, 1.0011, 1.0003, 0.9949, 0.9676, 0.9675, 0.9228)  # layers 0-7
@@ -124,6 +135,7 @@ class ReproductionReport:
             "model": self.model,
             "reference_model": self.reference_model,
             "is_reference_model": self.is_reference_model,
+            "has_references": self.has_references,
             "findings": [f.to_dict() for f in self.findings],
             "agree": agree,
             "disagree": disagree,
@@ -134,8 +146,23 @@ class ReproductionReport:
             "warnings": [w.to_dict() for w in self.warnings],
         }
 
+    @property
+    def has_references(self) -> bool:
+        """Whether the findings carry published values (else they are this model's own)."""
+        return any(f.source != OURS for f in self.findings)
+
     def text(self) -> str:
         """The report as a table for a terminal."""
+        if not self.has_references:
+            lines = [
+                f"{self.study} experiments on {self.model} ({self.backend} path): what they "
+                "find on this model (no published values for it)",
+                *[f"note: {n}" for n in self.notes],
+                "",
+                *[f"  {f.name:<48} {f.ours}" for f in self.findings],
+                f"\nthe report took {self.seconds:.1f} s",
+            ]
+            return "\n".join(lines)
         lines = [
             f"{self.study} reproduction on {self.model} ({self.backend} path); findings are "
             f"about {self.reference_model}",
@@ -217,16 +244,115 @@ def _rank_finding(
     return Finding(f"{name} ({how})", reference, shown, tolerance, agree, WANG)
 
 
-def reproduce_ioi(model: Any = None, *, device: str = "cpu") -> ReproductionReport:
+def _prompts_for(loaded: Any) -> tuple[dict[str, list[str]], str | None]:
+    """The TL demo's prompt pairs if the served tokenizer reads their names as single tokens
+    and their prompts at one length; else eight pairs of one template drawn for it, and a note
+    saying so."""
+    prompts = ioi_prompts()
+    names = {a for pair in IOI_DEMO_ANSWERS for a in pair}
+    single = all(len(loaded.to_tokens(n, prepend_bos=False)) == 1 for n in names)
+    lengths = {len(loaded.to_tokens(p)) for p in IOI_DEMO_PROMPTS}
+    if single and len(lengths) == 1:
+        return prompts, None
+    from actpatch.datasets import ioi
+
+    data = ioi(8, seed=0, same_length=True, tokenizer=loaded.tokenizer)
+    assert data.wrong is not None
+    note = (
+        "the TL demo's names are not all single tokens of one prompt length for this model's "
+        f"tokenizer, so the report runs eight IOI pairs of one template drawn for it ({data.name})"
+    )
+    return {
+        "clean": data.clean,
+        "corrupt": data.corrupt,
+        "target": data.target,
+        "wrong": data.wrong,
+    }, note
+
+
+def _ours(name: str, value: str, number: float | None = None) -> Finding:
+    """A finding of this model's own, with no reference to agree with."""
+    return Finding(name, "-", value, "-", None, OURS, number)
+
+
+def _top_heads(values: Any, k: int, sign: float) -> str:
+    """The k heads with the largest (sign * value), as 'L.H (+0.42)', from a (layer, head) or
+    flat-over-heads tensor of normalized effects."""
+    flat = values.reshape(-1)
+    n_heads = values.shape[-1] if values.dim() == 2 else 0
+    order = (sign * flat).argsort(descending=True)[:k].tolist()
+    out = []
+    for i in order:
+        where = f"{i // n_heads}.{i % n_heads}" if n_heads else str(i)
+        out.append(f"{where} ({float(flat[i]):+.2f})")
+    return ", ".join(out)
+
+
+def _handoff_layer(resid: Any, s2: int, end: int) -> int | None:
+    """The first layer whose resid_pre patch at the final position restores more than at S2."""
+    for layer in range(resid.normalized.shape[0]):
+        if float(resid.normalized[layer, end]) > float(resid.normalized[layer, s2]):
+            return layer
+    return None
+
+
+def _qualitative(exp: Any, resid: Any, heads: Any, mlp: Any, s2: int, end: int) -> list[Finding]:
+    """What the experiments find on a model without published values: the handoff layer and the
+    heads with the largest effects, overall and by role (path patching)."""
+    from actpatch.patching.paths import path_patch
+
+    handoff = _handoff_layer(resid, s2, end)
+    findings = [
+        _ours("clean logit difference", _num(resid.clean), resid.clean),
+        _ours("corrupted logit difference", _num(resid.corrupt), resid.corrupt),
+        _ours(
+            "handoff layer (resid_pre: S2 -> end)",
+            f"L{handoff}" if handoff is not None else "none",
+            float(handoff) if handoff is not None else None,
+        ),
+        _ours(f"MLP0 output at S2 (pos {s2})", _num(float(mlp.normalized[0, s2]))),
+        _ours("largest head effects (all positions)", _top_heads(heads.normalized, 3, +1.0)),
+        _ours("most negative head effects", _top_heads(heads.normalized, 3, -1.0)),
+    ]
+    to_logits = path_patch(exp, "all", "logits").normalized
+    findings += [
+        _ours("direct effect on the logits (name-mover-like)", _top_heads(to_logits, 3, +1.0)),
+        _ours("most negative direct effect", _top_heads(to_logits, 3, -1.0)),
+    ]
+    n_heads = to_logits.shape[1]
+    mover = int(to_logits.reshape(-1).argmax())
+    layer, head = divmod(mover, n_heads)
+    if layer > 0:
+        into_q = path_patch(exp, "all", f"{layer}.{head}.q").normalized
+        strongest = float(into_q.abs().max())
+        shown = _top_heads(into_q, 3, +1.0) if strongest >= MEANINGFUL else "none"
+        findings.append(_ours(f"heads feeding {layer}.{head}'s query", shown))
+        inhibitor = int(into_q.reshape(-1).abs().argmax())
+        i_layer, i_head = divmod(inhibitor, n_heads)
+        if i_layer > 0 and strongest >= MEANINGFUL:
+            into_v = path_patch(exp, "all", f"{i_layer}.{i_head}.v").normalized
+            findings.append(
+                _ours(f"heads feeding {i_layer}.{i_head}'s value", _top_heads(into_v, 3, +1.0))
+            )
+    return findings
+
+
+def reproduce_ioi(
+    model: Any = None, *, device: str = "cpu", references: bool | None = None
+) -> ReproductionReport:
     """Run the TL demo's IOI experiments and Wang et al.'s path patching; compare each finding
-    with its published value. `model`: a name, a folder, a loaded model; default GPT-2 small."""
+    with its published value on GPT-2 small, or report what they find on another model.
+    `model`: a name, a folder, a loaded model; default GPT-2 small. `references`: show GPT-2
+    small's values (default: only on GPT-2 small)."""
     from actpatch.patching.engine import sweep
     from actpatch.patching.experiment import Experiment
     from actpatch.patching.paths import path_patch
 
     t0 = time.perf_counter()
     loaded = _load(model, device)
-    prompts = ioi_prompts()
+    if references is None:
+        references = is_gpt2_small(loaded.name)
+    prompts, prompt_note = _prompts_for(loaded) if not references else (ioi_prompts(), None)
     exp = Experiment(
         loaded, prompts["clean"], prompts["corrupt"], prompts["target"], prompts["wrong"]
     )
@@ -235,6 +361,21 @@ def reproduce_ioi(model: Any = None, *, device: str = "cpu") -> ReproductionRepo
     resid = sweep(exp, "resid_pre")
     heads = sweep(exp, "z")
     mlp = sweep(exp, "mlp_out")
+    if not references:
+        return ReproductionReport(
+            study="ioi",
+            model=loaded.name,
+            reference_model=loaded.name,
+            findings=_qualitative(exp, resid, heads, mlp, s2, end),
+            seconds=time.perf_counter() - t0,
+            backend=exp.backend,
+            notes=[
+                f"{loaded.name} is not GPT-2 small: the report shows what the IOI experiments "
+                "find on it, without reference values (GPT-2 small's apply to GPT-2 small)",
+                *([prompt_note] if prompt_note else []),
+            ],
+            warnings=resid.warnings,
+        )
     findings = [
         _close("clean logit difference", CLEAN_LOGIT_DIFF, resid.clean, 0.01, TL_DEMO),
         _close("corrupted logit difference", -CLEAN_LOGIT_DIFF, resid.corrupt, 0.01, TL_DEMO),
