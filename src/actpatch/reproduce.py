@@ -276,11 +276,12 @@ def _ours(name: str, value: str, number: float | None = None) -> Finding:
 
 
 def _top_heads(values: Any, k: int, sign: float) -> str:
-    """The k heads with the largest (sign * value), as 'L.H (+0.42)', from a (layer, head) or
-    flat-over-heads tensor of normalized effects."""
+    """The k heads with the largest (sign * value), or |value| with sign 0, as 'L.H (+0.42)',
+    from a (layer, head) or flat-over-heads tensor of normalized effects."""
     flat = values.reshape(-1)
     n_heads = values.shape[-1] if values.dim() == 2 else 0
-    order = (sign * flat).argsort(descending=True)[:k].tolist()
+    key = flat.abs() if sign == 0 else sign * flat
+    order = key.argsort(descending=True)[:k].tolist()
     out = []
     for i in order:
         where = f"{i // n_heads}.{i % n_heads}" if n_heads else str(i)
@@ -325,14 +326,14 @@ def _qualitative(exp: Any, resid: Any, heads: Any, mlp: Any, s2: int, end: int) 
     if layer > 0:
         into_q = path_patch(exp, "all", f"{layer}.{head}.q").normalized
         strongest = float(into_q.abs().max())
-        shown = _top_heads(into_q, 3, +1.0) if strongest >= MEANINGFUL else "none"
+        shown = _top_heads(into_q, 3, 0) if strongest >= MEANINGFUL else "none"
         findings.append(_ours(f"heads feeding {layer}.{head}'s query", shown))
         inhibitor = int(into_q.reshape(-1).abs().argmax())
         i_layer, i_head = divmod(inhibitor, n_heads)
         if i_layer > 0 and strongest >= MEANINGFUL:
             into_v = path_patch(exp, "all", f"{i_layer}.{i_head}.v").normalized
             findings.append(
-                _ours(f"heads feeding {i_layer}.{i_head}'s value", _top_heads(into_v, 3, +1.0))
+                _ours(f"heads feeding {i_layer}.{i_head}'s value", _top_heads(into_v, 3, 0))
             )
     return findings
 
