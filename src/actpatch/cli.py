@@ -1092,7 +1092,7 @@ def _cmd_circuit_edges(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(payload))
         return 0
-    steps = f", {result.steps} steps" if result.method == "eap-ig" else ""
+    steps = f", {result.steps} steps" if result.method != "eap" else ""
     print(
         f"{result.method}{steps} ({result.direction}) on {result.model} ({result.backend} path): "
         f"{len(result.edges):,} edges, {result.n_pairs} pair(s), metric {result.metric}"

@@ -24,6 +24,7 @@
     const method = el("select", { id: "circuit-method" }, [
       el("option", { value: "eap-ig", text: "EAP-IG" }),
       el("option", { value: "eap", text: "EAP" }),
+      el("option", { value: "eap-ig-act", text: "EAP-IG (activations)" }),
     ]);
     const steps = el("input", { id: "circuit-steps", type: "number", min: "1", max: "100", step: "1", value: "5" });
     const top = el("input", { id: "circuit-top", type: "number", min: "1", max: "2000", step: "1", value: "40" });
@@ -59,7 +60,7 @@
       el("div", { id: "circuit-tooltip", class: "circuit-tooltip hidden", role: "tooltip" }),
     );
     document.querySelector("main.layout").append(card);
-    method.addEventListener("change", () => show($("circuit-steps-box"), method.value === "eap-ig"));
+    method.addEventListener("change", () => show($("circuit-steps-box"), method.value !== "eap"));
     top.addEventListener("change", () => state.result && renderGraph());
     $("run-edges").addEventListener("click", runEdges);
     $("run-curve").addEventListener("click", runCurve);
@@ -254,7 +255,7 @@
     const box = $("circuit-summary");
     box.textContent = "";
     renderWarnings("circuit-warnings", r.warnings);
-    const steps = r.method === "eap-ig" ? `, ${r.steps} steps` : "";
+    const steps = r.method !== "eap" ? `, ${r.steps} steps` : "";
     box.append(
       el("span", { class: "model-tag", text: `computed on ${r.model} (${r.backend} path)` }),
       el("span", { text: ` · ${r.method}${steps} · ${r.direction} · ${r.metric}: clean ${formatNumber(r.clean)}, corrupted ${formatNumber(r.corrupt)} · ${r.n_edges} edges scored in ${r.seconds.toFixed(2)} s` }),
