@@ -133,61 +133,17 @@ def test_eap_ig_with_one_step_is_eap(tiny_model, answers):
     _assert_scores_close(one, eap)
 
 
-def test_eap_ig_equals_transformer_lens_gradients_along_the_path(tiny_model, bridge, answers):
-    """EAP-IG by hand with TransformerLens: at each of `steps` points, run the corrupted prompt
-    with its embeddings moved k/steps of the way to the clean ones (hook_embed) and capture the
-    readers' gradients with TL's own cache_activation_and_gradient; average them; score each
-    edge with TL's own _edge_effects."""
-    steps = 3
-    exp = actpatch.Experiment(tiny_model, IOI_CLEAN, IOI_CORRUPT, *answers)
-    ours = edge_attribution(exp, "eap-ig", steps=steps)
-    n_layers = tiny_model.n_layers
-    names = tla._edge_hook_names(n_layers)
+def _tl_integrated(bridge, exp, points) -> dict:
+    """Edge scores from reader gradients averaged over runs of the corrupted prompt, by
+    TransformerLens: `points(clean_out, corrupt_out)` lists (hook name, value) pairs, one a
+    run, the hook's output set to that value (a leaf of its own: nothing upstream of it gets a
+    gradient); each run's readers' gradients come from TL's own cache_activation_and_gradient,
+    and TL's own _edge_effects scores every edge with their mean."""
+    names = tla._edge_hook_names(exp.model.n_layers)
     metric = _metric(exp)
-    with tla._edge_hook_flags(bridge), differentiable(bridge):
-        clean_cache = tla.cache_activation_and_gradient(
-            bridge, exp.clean_tokens, metric, names, compute_gradient=False
-        )
-        corrupt_cache = tla.cache_activation_and_gradient(
-            bridge, exp.corrupt_tokens, metric, names, compute_gradient=False
-        )
-        clean_embed = clean_cache.activations["hook_embed"]
-        corrupt_embed = corrupt_cache.activations["hook_embed"]
-        mean_grads: dict[str, torch.Tensor] = {}
-        for k in range(steps):
-            point = corrupt_embed + k / steps * (clean_embed - corrupt_embed)
-
-            def move(act, hook, point=point):
-                return point.clone().requires_grad_(True)
-
-            with bridge.hooks(fwd_hooks=[("hook_embed", move)]):
-                cache = tla.cache_activation_and_gradient(bridge, exp.corrupt_tokens, metric, names)
-            for name, grad in cache.gradients.items():
-                if grad is not None:
-                    mean_grads[name] = mean_grads.get(name, 0) + grad / steps
-        averaged = tla.GradientCache(corrupt_cache.activations, mean_grads, corrupt_cache.metric)
-        edges = tla.enumerate_edges(bridge, corrupt_cache)
-        reference = tla._edge_effects(clean_cache, averaged, edges)
-    _assert_scores_close({e.name: e.score for e in ours.edges}, _summed(reference))
-    eap = {e.name: e.score for e in edge_attribution(exp, "eap").edges}
-    assert max(abs(eap[e.name] - e.score) for e in ours.edges) > 1e-3  # IG is not EAP here
-
-
-def test_eap_ig_over_activations_equals_transformer_lens_by_hand(tiny_model, bridge, answers):
-    """MIB's EAP-IG-activations by hand with TransformerLens: for each writer group (the
-    embeddings, one layer's attention through its hook_z, one layer's MLP through hook_mlp_out)
-    and each point k/steps, run the corrupted prompt with that group's output set to
-    corrupted + k/steps * (clean - corrupted) and capture the readers' gradients with TL's own
-    cache_activation_and_gradient; average over every run; score with TL's _edge_effects."""
-    steps = 2
-    exp = actpatch.Experiment(tiny_model, IOI_CLEAN, IOI_CORRUPT, *answers)
-    ours = edge_attribution(exp, "eap-ig-act", steps=steps)
-    n_layers = tiny_model.n_layers
-    names = tla._edge_hook_names(n_layers)
-    outputs = ["blocks.0.hook_resid_pre"]
-    for layer in range(n_layers):
+    outputs = ["hook_embed", "blocks.0.hook_resid_pre"]
+    for layer in range(exp.model.n_layers):
         outputs += [f"blocks.{layer}.attn.hook_z", f"blocks.{layer}.hook_mlp_out"]
-    metric = _metric(exp)
     with tla._edge_hook_flags(bridge), differentiable(bridge):
         clean_cache = tla.cache_activation_and_gradient(
             bridge, exp.clean_tokens, metric, names, compute_gradient=False
@@ -198,30 +154,62 @@ def test_eap_ig_over_activations_equals_transformer_lens_by_hand(tiny_model, bri
         with torch.no_grad():
             _, clean_out = bridge.run_with_cache(exp.clean_tokens, names_filter=outputs)
             _, corrupt_out = bridge.run_with_cache(exp.corrupt_tokens, names_filter=outputs)
+        runs = points(clean_out, corrupt_out)
         mean_grads: dict[str, torch.Tensor] = {}
-        runs = len(outputs) * steps
-        for hook_name in outputs:
-            for k in range(steps):
-                point = corrupt_out[hook_name] + k / steps * (
-                    clean_out[hook_name] - corrupt_out[hook_name]
-                )
+        for hook_name, point in runs:
 
-                def setting(act, hook, point=point):
-                    # a leaf of its own: nothing upstream of the set output gets its gradient
-                    return point.clone().requires_grad_(True)
+            def setting(act, hook, point=point):
+                return point.clone().requires_grad_(True)
 
-                with bridge.hooks(fwd_hooks=[(hook_name, setting)]):
-                    cache = tla.cache_activation_and_gradient(
-                        bridge, exp.corrupt_tokens, metric, names
-                    )
-                for name, grad in cache.gradients.items():
-                    if grad is not None:
-                        mean_grads[name] = mean_grads.get(name, 0) + grad / runs
+            with bridge.hooks(fwd_hooks=[(hook_name, setting)]):
+                cache = tla.cache_activation_and_gradient(bridge, exp.corrupt_tokens, metric, names)
+            for name, grad in cache.gradients.items():
+                if grad is not None:
+                    mean_grads[name] = mean_grads.get(name, 0) + grad / len(runs)
         averaged = tla.GradientCache(corrupt_cache.activations, mean_grads, corrupt_cache.metric)
         edges = tla.enumerate_edges(bridge, corrupt_cache)
-        reference = tla._edge_effects(clean_cache, averaged, edges)
+        return _summed(tla._edge_effects(clean_cache, averaged, edges))
+
+
+def _along(clean, corrupt, name: str, steps: int) -> list:
+    """(name, corrupted + k/steps * (clean - corrupted)) for k = 0 .. steps-1."""
+    return [(name, corrupt[name] + k / steps * (clean[name] - corrupt[name])) for k in range(steps)]
+
+
+def test_eap_ig_equals_transformer_lens_gradients_along_the_path(tiny_model, bridge, answers):
+    """EAP-IG by hand with TransformerLens: at each of `steps` points, run the corrupted prompt
+    with its embeddings moved k/steps of the way to the clean ones (hook_embed) and capture the
+    readers' gradients with TL's own cache_activation_and_gradient; average them; score each
+    edge with TL's own _edge_effects."""
+    steps = 3
+    exp = actpatch.Experiment(tiny_model, IOI_CLEAN, IOI_CORRUPT, *answers)
+    ours = edge_attribution(exp, "eap-ig", steps=steps)
+    reference = _tl_integrated(
+        bridge, exp, lambda clean, corrupt: _along(clean, corrupt, "hook_embed", steps)
+    )
+    _assert_scores_close({e.name: e.score for e in ours.edges}, reference)
+    eap = {e.name: e.score for e in edge_attribution(exp, "eap").edges}
+    assert max(abs(eap[e.name] - e.score) for e in ours.edges) > 1e-3  # IG is not EAP here
+
+
+def test_eap_ig_over_activations_equals_transformer_lens_by_hand(tiny_model, bridge, answers):
+    """MIB's EAP-IG-activations by hand with TransformerLens: for each writer group (the
+    embeddings, one layer's attention through its hook_z, one layer's MLP through hook_mlp_out)
+    and each point k/steps, run the corrupted prompt with that group's output set to
+    corrupted + k/steps * (clean - corrupted); average the readers' gradients over every run."""
+    steps = 2
+    exp = actpatch.Experiment(tiny_model, IOI_CLEAN, IOI_CORRUPT, *answers)
+    ours = edge_attribution(exp, "eap-ig-act", steps=steps)
+    groups = ["blocks.0.hook_resid_pre"]
+    for layer in range(tiny_model.n_layers):
+        groups += [f"blocks.{layer}.attn.hook_z", f"blocks.{layer}.hook_mlp_out"]
+    reference = _tl_integrated(
+        bridge,
+        exp,
+        lambda clean, corrupt: [p for g in groups for p in _along(clean, corrupt, g, steps)],
+    )
     assert ours.method == "eap-ig-act" and ours.steps == steps
-    _assert_scores_close({e.name: e.score for e in ours.edges}, _summed(reference))
+    _assert_scores_close({e.name: e.score for e in ours.edges}, reference)
     inputs = {e.name: e.score for e in edge_attribution(exp, "eap-ig", steps=steps).edges}
     assert max(abs(inputs[e.name] - e.score) for e in ours.edges) > 1e-3  # another method
 

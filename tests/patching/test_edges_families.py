@@ -30,8 +30,9 @@ from actpatch.patching.graph import Node, edge_name, parse_receivers, parse_send
 from actpatch.patching.paths import path_patch
 from actpatch.patching.split import parts_of
 from tests.conftest import IOI_CLEAN, IOI_CORRUPT
+from tests.patching import test_edges
 from tests.patching.test_circuit import _edges_of, _tl_edges
-from tests.patching.test_edges import _assert_scores_close, _summed, differentiable
+from tests.patching.test_edges import _assert_scores_close, _summed
 from tests.patching.test_engine import _pick_answers
 from tests.patching.test_paths import _tl_path_patch
 from tests.tiny_families import FAMILIES, build_family
@@ -44,6 +45,11 @@ def _experiment(model: Any) -> actpatch.Experiment:
     return actpatch.Experiment(
         model, IOI_CLEAN, IOI_CORRUPT, *_pick_answers(model, IOI_CLEAN, IOI_CORRUPT)
     )
+
+
+def _tl_edges_summed(bridge: Any, exp: actpatch.Experiment) -> dict[str, float]:
+    """TransformerLens 4.3's edge-level attribution_patch, summed over positions, by our names."""
+    return _summed(test_edges._tl_edges(bridge, exp).edge_scores)
 
 
 def _twin(exp: actpatch.Experiment, model: Any, **options: Any) -> actpatch.Experiment:
@@ -107,18 +113,10 @@ def experiments(family_model):
 def test_eap_on_gpt_neox_equals_transformer_lens(experiments):
     """Parallel residual: no a{L}.h{H}->m{L} edges; every edge as TL scores it."""
     exp = experiments("gpt_neox")
-    bridge = exp.model.bridge()
     ours = edge_attribution(exp, "eap")
-    with differentiable(bridge):
-        reference = tla.attribution_patch(
-            bridge,
-            exp.clean_tokens,
-            exp.corrupt_tokens,
-            _metric(exp),
-            tla.EdgeAttributionConfig(granularity="edge"),
-        )
+    reference = _tl_edges_summed(exp.model.bridge(), exp)
     assert not any(e.name.startswith("a1.h") and e.name.endswith("->m1") for e in ours.edges)
-    _assert_scores_close({e.name: e.score for e in ours.edges}, _summed(reference.edge_scores))
+    _assert_scores_close({e.name: e.score for e in ours.edges}, reference)
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen2", "mistral"])
@@ -127,19 +125,10 @@ def test_eap_on_grouped_query_models_equals_transformer_lens_on_the_multi_head_m
 ):
     exp = experiments(family)
     multi = _ungrouped(family, tmp_path)
-    reference_exp = _twin(exp, multi)
-    bridge = multi.bridge()
-    with differentiable(bridge):
-        reference = tla.attribution_patch(
-            bridge,
-            reference_exp.clean_tokens,
-            reference_exp.corrupt_tokens,
-            _metric(reference_exp),
-            tla.EdgeAttributionConfig(granularity="edge"),
-        )
+    reference = _tl_edges_summed(multi.bridge(), _twin(exp, multi))
     ours = edge_attribution(exp, "eap")
     assert exp.runner.n_kv_heads < exp.model.n_heads
-    _assert_scores_close({e.name: e.score for e in ours.edges}, _summed(reference.edge_scores))
+    _assert_scores_close({e.name: e.score for e in ours.edges}, reference)
 
 
 # -- EAP-IG, conventions --------------------------------------------------------------------------
