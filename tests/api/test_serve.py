@@ -162,3 +162,21 @@ def test_a_model_named_in_the_environment_is_never_swapped(
         serve()
     assert "could not be loaded" in capsys.readouterr().err
     assert "app" not in captured
+
+
+def test_a_taken_port_is_said_at_once_before_loading_anything(monkeypatch, capsys):
+    """Another server on the port: one line naming it and how to choose another, exit 1, and
+    no model loaded (the failure would otherwise come after the load, as a raw errno)."""
+    import socket
+
+    loads: list[Any] = []
+    monkeypatch.setattr(registry_module, "load_model", lambda *a, **k: loads.append(a))
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        with pytest.raises(SystemExit) as exit_info:
+            serve(model="demo", host="127.0.0.1", port=port)
+    assert exit_info.value.code == 1 and loads == []
+    err = capsys.readouterr().err
+    assert f"port {port} is already in use" in err and "--port N" in err and "PORT=N" in err

@@ -19,6 +19,23 @@ def _say(message: str) -> None:
     sys.stderr.flush()
 
 
+def _port_taken(host: str, port: int) -> str | None:
+    """Why (host, port) cannot be listened on, or None when it can (tried by binding)."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} is already in use"
+            return exc.strerror or str(exc)
+    return None
+
+
 def serve(
     model: str | None = None,
     host: str | None = None,
@@ -50,6 +67,14 @@ def serve(
     if model is not None or requested_model() is not None:
         overrides["fallback_model"] = None  # a model asked for by name is never swapped
     settings = Settings(**overrides)
+    taken = _port_taken(settings.host, settings.port)
+    if taken is not None:  # before loading the model: say it at once, not after
+        _say(
+            f"cannot serve at http://{settings.host}:{settings.port}: {taken}. Another server "
+            "(perhaps another actpatch) holds that port: stop it, or choose another port with "
+            "--port N (`make run PORT=N`, or ACTPATCH_PORT)."
+        )
+        raise SystemExit(1)
     try:
         open_warning = exposure(settings)  # before loading: refuse an open server at once
         _say(f"loading {settings.model} ...")
