@@ -1,6 +1,7 @@
 """The command line: each command on a local model folder, its JSON, and its errors."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -577,3 +578,28 @@ def test_edges_a_parallel_residual_model_lacks_are_refused(capsys, family_dir, t
     )
     assert code == 2
     assert "parallel residual" in err and "a0.h0->m1" in err
+
+
+def test_attribute_lists_only_corrections_that_change_a_printed_number(capsys, tiny_model_dir):
+    """AtP*'s corrections: every listed cell's estimate or ranking score changes as printed
+    (a row 'x -> x   y -> y' says nothing); a three-axis component says why no table follows."""
+    code, out, _ = run(
+        capsys, "attribute", "--model", tiny_model_dir, *IOI, "--method", "atp*",
+        "--component", "q",
+    )  # fmt: skip
+    assert code == 0
+    lines = out.split("\n")
+    if "cells AtP* corrects most" in out:
+        start = next(i for i, line in enumerate(lines) if "cells AtP* corrects most" in line)
+        for line in lines[start + 1 :]:
+            if not line.startswith("  L"):
+                break
+            before, after, score_before, score_after = re.findall(r"[-+]\d+\.\d+%", line)[:4]
+            assert (before, score_before) != (after, score_after), line
+    else:
+        assert "at the precision shown" in out
+    code, out, _ = run(
+        capsys, "attribute", "--model", tiny_model_dir, *IOI, "--component", "z_by_pos"
+    )
+    heading = next(i for i, line in enumerate(out.split("\n")) if "by layer x pos x head" in line)
+    assert "too large for a table" in out.split("\n")[heading + 1]

@@ -529,8 +529,12 @@ def _print_table(result: Any) -> None:
         "by",
         " x ".join(axes),
     )
-    if len(axes) == 3:
-        return  # (layer, pos, head): too big for a terminal table; see the top cells
+    if len(axes) == 3:  # (layer, pos, head): too big for a terminal table
+        print(
+            f"  ({' x '.join(axes)} is too large for a table here: the top cells follow; "
+            "--json or --out keeps every cell)"
+        )
+        return
     if axes[1] == "head":
         print("      " + "".join(f"{'H' + str(h):>7}" for h in range(table.shape[1])))
         for layer in range(table.shape[0]):
@@ -665,8 +669,12 @@ def _print_attribution_table(result: Any, gap: float | None) -> None:
     axes = result.axes
     unit = "% of clean - corrupted" if gap else f"change in {result.metric}"
     print(f"estimated effect of each patch ({unit}) by {' x '.join(axes)}")
-    if len(axes) == 3:
-        return  # (layer, pos, head): too big for a terminal table; see the top cells
+    if len(axes) == 3:  # (layer, pos, head): too big for a terminal table
+        print(
+            f"  ({' x '.join(axes)} is too large for a table here: the top cells follow; "
+            "--json or --out keeps every cell)"
+        )
+        return
     pct = bool(gap)
     if axes[1] == "head":
         print("      " + "".join(f"{'H' + str(h):>7}" for h in range(values.shape[1])))
@@ -770,9 +778,22 @@ def cmd_attribute(args: argparse.Namespace) -> int:
                 f"{_effect_text(miss['exact'], gap):>8}   estimate "
                 f"{_effect_text(miss['estimate'], gap):>8}"
             )
-    if result.corrections:
+    # a correction is listed only where it changes a number as printed
+    scale = gap and abs(gap)
+    corrections = [
+        c
+        for c in result.corrections
+        if _effect_text(c["atp_star"], gap) != _effect_text(c["atp"], gap)
+        or _effect_text(c["score"], scale) != _effect_text(abs(c["atp"]), scale)
+    ]
+    if result.corrections and not corrections:
+        print(
+            "AtP* changes no estimate or ranking score at the precision shown: its QK fix and "
+            "GradDrop agree with AtP here."
+        )
+    if corrections:
         print("cells AtP* corrects most: estimate AtP -> AtP*, ranking |AtP| -> GradDrop score")
-        for c in result.corrections[:5]:
+        for c in corrections[:5]:
             line = (
                 f"  {_cell_text(result.axes, c['cell']):<14} {_effect_text(c['atp'], gap):>8} -> "
                 f"{_effect_text(c['atp_star'], gap):>8}   "
