@@ -536,20 +536,30 @@ def _print_table(result: Any) -> None:
         )
         return
     if axes[1] == "head":
-        print("      " + "".join(f"{'H' + str(h):>7}" for h in range(table.shape[1])))
-        for layer in range(table.shape[0]):
-            cells = "".join(f"{_fmt(float(v), pct):>7}" for v in table[layer])
-            print(f"  L{layer:<3}" + cells)
-    else:  # positions as rows, layers as columns: fits a terminal
+        rows = [f"  L{layer:<3}" for layer in range(table.shape[0])]
+        _print_grid("      ", rows, [f"H{h}" for h in range(table.shape[1])], table, pct)
+    else:  # positions as rows, layers as columns
         by_role = result.position_convention == "role"
-        print(
-            f"  {'pos':>3} {'role' if by_role else 'token':<16}"
-            + "".join(f"{'L' + str(i):>7}" for i in range(table.shape[0]))
-        )
         labels = result.position_labels if by_role else [repr(t) for t in result.tokens]
-        for pos, label in enumerate(labels):
-            cells = "".join(f"{_fmt(float(v), pct):>7}" for v in table[:, pos])
-            print(f"  {pos:>3} {label:<16}" + cells)
+        rows = [f"  {pos:>3} {label:<16}" for pos, label in enumerate(labels)]
+        head = f"  {'pos':>3} {'role' if by_role else 'token':<16}"
+        _print_grid(head, rows, [f"L{i}" for i in range(table.shape[0])], table.T, pct)
+
+
+def _print_grid(head: str, rows: list[str], columns: list[str], values: Any, pct: bool) -> None:
+    """A table of 7-character cells (rows x columns of `values`), in blocks of as many columns
+    as fit the terminal's width, so that a 30-layer model's table does not wrap."""
+    import shutil
+
+    width = shutil.get_terminal_size((100, 24)).columns
+    per_block = max(1, (width - max(len(head), *(len(r) for r in rows))) // 7)
+    for first in range(0, len(columns), per_block):
+        block = range(first, min(first + per_block, len(columns)))
+        if first:
+            print()
+        print(head + "".join(f"{columns[j]:>7}" for j in block))
+        for i, row in enumerate(rows):
+            print(row + "".join(f"{_fmt(float(values[i, j]), pct):>7}" for j in block))
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -677,17 +687,12 @@ def _print_attribution_table(result: Any, gap: float | None) -> None:
         return
     pct = bool(gap)
     if axes[1] == "head":
-        print("      " + "".join(f"{'H' + str(h):>7}" for h in range(values.shape[1])))
-        for layer in range(values.shape[0]):
-            print(f"  L{layer:<3}" + "".join(f"{_fmt(float(v), pct):>7}" for v in values[layer]))
+        rows = [f"  L{layer:<3}" for layer in range(values.shape[0])]
+        _print_grid("      ", rows, [f"H{h}" for h in range(values.shape[1])], values, pct)
     else:
-        print(
-            f"  {'pos':>3} {'token':<16}"
-            + "".join(f"{'L' + str(i):>7}" for i in range(values.shape[0]))
-        )
-        for pos, token in enumerate(result.tokens):
-            cells = "".join(f"{_fmt(float(v), pct):>7}" for v in values[:, pos])
-            print(f"  {pos:>3} {token!r:<16}" + cells)
+        rows = [f"  {pos:>3} {token!r:<16}" for pos, token in enumerate(result.tokens)]
+        layers = [f"L{i}" for i in range(values.shape[0])]
+        _print_grid(f"  {'pos':>3} {'token':<16}", rows, layers, values.T, pct)
 
 
 def cmd_attribute(args: argparse.Namespace) -> int:
