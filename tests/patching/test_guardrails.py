@@ -135,3 +135,23 @@ def test_threshold_is_on_the_metrics_own_scale(planted: PlantedModel, planted_mo
     assert codes(check(exp, "logit_diff", 0.4, -0.4)) == ["no_behaviour"]
     assert codes(check(exp, "rank", 1.0, 1.5)) == ["no_behaviour"]
     assert check(exp, "rank", 1.0, 3.0) == []
+
+
+def test_a_dataset_counts_pairs_over_the_whole_dataset_not_per_length_group(tiny_model):
+    """ioi:16 runs as several length groups; a warning that counts pairs counts all 16, as a
+    direct count of the clean runs' top tokens over every group does."""
+    import actpatch
+    from actpatch.datasets import load_dataset
+    from actpatch.patching.experiment import dataset_experiments
+
+    data = load_dataset("ioi:16", tokenizer=tiny_model.tokenizer)
+    experiments = dataset_experiments(tiny_model, data)
+    assert len(experiments) > 1
+    missed = sum(int((e.logits("clean").argmax(-1) != e.target_ids).sum()) for e in experiments)
+    result = actpatch.sweep_many(experiments, "z", "logit_diff")
+    counted = [w.message for w in result.warnings if " of " in w.message and "pairs" in w.message]
+    if 2 * missed >= 16:
+        assert any(f"in {missed} of 16 pairs" in m for m in counted), counted
+    assert not any(
+        f"of {e.n_pairs} pairs" in m for m in counted for e in experiments if e.n_pairs != 16
+    )

@@ -509,7 +509,7 @@ def evaluate_many(experiments: list[Experiment], **options: Any) -> CircuitResul
         points=points,
         n_pairs=total,
         seconds=sum(r.seconds for r in results),
-        warnings=list(dict.fromkeys(w for r in results for w in r.warnings)),
+        warnings=guardrails.check_many(experiments, results[0].metric, clean, corrupt),
     )
 
 

@@ -486,7 +486,7 @@ def edge_attribution_many(
         n_pairs=total,
         seconds=sum(r.seconds for r in results),
         verified=checks,
-        warnings=list(dict.fromkeys(w for r in results for w in r.warnings)),
+        warnings=guardrails.check_many(experiments, results[0].metric, clean, corrupt),
     )
 
 

@@ -465,8 +465,12 @@ def sweep_many(
         ci = None
         if complete:
             ci = bootstrap_interval(per_pair, clean, corrupt, bootstrap or Bootstrap())
-        # Each group's warnings once (groups of one dataset often share them).
-        warnings = list(dict.fromkeys(w for r in parts for w in r.warnings))
+        # Warnings over the whole dataset ("3 of 16 pairs", not each group's own count), from
+        # the batches that ran; a running sweep's partial result keeps its parts' own.
+        if complete:
+            warnings = guardrails.check_many(batches, first.metric, clean_value, corrupt_value)
+        else:
+            warnings = list(dict.fromkeys(w for r in parts for w in r.warnings))
         if how == "padded":  # positions are described by the first group, never padded ones
             first = _as_first_group(first, experiments[0])
         return dataclasses.replace(

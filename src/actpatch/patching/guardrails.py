@@ -62,16 +62,23 @@ def _fast_path_unavailable(exp: Experiment) -> list[ResultWarning]:
 
 
 def _identical_prompts(exp: Experiment) -> list[ResultWarning]:
+    return _identical_message(_n_identical(exp), exp.n_pairs)
+
+
+def _n_identical(exp: Experiment) -> int:
+    """How many of the experiment's pairs have the same clean and corrupted tokens."""
     if exp.clean_tokens.shape != exp.corrupt_tokens.shape:
-        return []
-    same = (exp.clean_tokens == exp.corrupt_tokens).all(dim=1)
-    n_same = int(same.sum())
+        return 0
+    return int((exp.clean_tokens == exp.corrupt_tokens).all(dim=1).sum())
+
+
+def _identical_message(n_same: int, n_pairs: int) -> list[ResultWarning]:
     if n_same == 0:
         return []
     which = (
         "The clean and corrupted prompts are"
-        if exp.n_pairs == 1
-        else (f"In {n_same} of {exp.n_pairs} pairs the clean and corrupted prompts are")
+        if n_pairs == 1
+        else (f"In {n_same} of {n_pairs} pairs the clean and corrupted prompts are")
     )
     return [
         ResultWarning(
@@ -169,25 +176,36 @@ def _indistinguishable(exp: Experiment) -> list[ResultWarning]:
     return found
 
 
+def _n_missed(exp: Experiment) -> int:
+    """In how many pairs the target is not the clean run's top token."""
+    return int((exp.logits("clean").argmax(dim=-1) != exp.target_ids).sum())
+
+
 def _no_behaviour(
     exp: Experiment, metric: str, clean: float, corrupt: float
 ) -> list[ResultWarning]:
+    missed = _n_missed(exp)
+    where = None
+    if exp.n_pairs == 1 and missed:
+        logits = exp.logits("clean")
+        top = int(logits[0].argmax())
+        (top_str,) = exp.model.to_str_tokens([top])
+        probs = logits[0].float().softmax(-1)
+        target = int(exp.target_ids[0])
+        rank = 1 + int((logits[0] > logits[0, target]).sum())
+        where = (
+            f"its top token is {top_str!r} (P = {float(probs[top]):.3g}) and the "
+            f"target {exp.target_strs[0]!r} has P = {float(probs[target]):.3g}, rank {rank}"
+        )
+    return _no_behaviour_message(missed, exp.n_pairs, metric, clean, corrupt, where)
+
+
+def _no_behaviour_message(
+    missed: int, n_pairs: int, metric: str, clean: float, corrupt: float, where: str | None
+) -> list[ResultWarning]:
     found = []
-    logits = exp.logits("clean")
-    top = logits.argmax(dim=-1)
-    missed = int((top != exp.target_ids).sum())
-    if 2 * missed >= exp.n_pairs and missed > 0:
-        if exp.n_pairs == 1:
-            (top_str,) = exp.model.to_str_tokens([int(top[0])])
-            probs = logits[0].float().softmax(-1)
-            target = int(exp.target_ids[0])
-            rank = 1 + int((logits[0] > logits[0, target]).sum())
-            where = (
-                f"its top token is {top_str!r} (P = {float(probs[int(top[0])]):.3g}) and the "
-                f"target {exp.target_strs[0]!r} has P = {float(probs[target]):.3g}, rank {rank}"
-            )
-        else:
-            where = f"the target is not its top token in {missed} of {exp.n_pairs} pairs"
+    if 2 * missed >= n_pairs and missed > 0:
+        where = where or f"the target is not its top token in {missed} of {n_pairs} pairs"
         found.append(
             ResultWarning(
                 "no_behaviour",
@@ -219,4 +237,22 @@ def _no_behaviour(
     return found
 
 
-__all__ = ["BARELY_DIFFERENT", "ResultWarning", "check"]
+def check_many(
+    experiments: list[Experiment], metric: str, clean: float, corrupt: float
+) -> list[ResultWarning]:
+    """`check` over a dataset run as several experiments (its length groups), counting pairs
+    over the whole dataset ("3 of 16 pairs", not each group's "2 of 2"); `clean` and
+    `corrupt` are the dataset's averaged metric."""
+    if len(experiments) == 1:
+        return check(experiments[0], metric, clean, corrupt)
+    total = sum(e.n_pairs for e in experiments)
+    found = _identical_message(sum(_n_identical(e) for e in experiments), total)
+    for exp in experiments:
+        found += [*_leading_space(exp), *_indistinguishable(exp)]
+    missed = sum(_n_missed(e) for e in experiments)
+    found += _no_behaviour_message(missed, total, metric, clean, corrupt, None)
+    found += _fast_path_unavailable(experiments[0])
+    return list(dict.fromkeys(found))
+
+
+__all__ = ["BARELY_DIFFERENT", "ResultWarning", "check", "check_many"]

@@ -404,7 +404,7 @@ def path_patch_many(
         n_pairs=sum(e.n_pairs for e in experiments),
         seconds=sum(r.seconds for r in results),
         note=note,
-        warnings=list(dict.fromkeys(w for r in results for w in r.warnings)),
+        warnings=guardrails.check_many(experiments, results[0].metric, clean, corrupt),
     )
 
 
