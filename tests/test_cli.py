@@ -620,3 +620,24 @@ def test_a_wide_table_comes_in_blocks_that_fit_the_terminal(capsys, tmp_path, mo
     assert len(headers) == 2
     shown = [c for h in headers for c in h.split() if c.startswith("L")]
     assert shown == [f"L{i}" for i in range(12)]
+
+
+def test_a_saved_run_names_a_local_model_by_its_absolute_path(
+    capsys, tiny_model_dir, tmp_path, monkeypatch
+):
+    """`--model models/demo --save` from one folder: the history and the exported notebook name
+    the folder absolutely, so the notebook runs from anywhere."""
+    import shutil
+
+    from actpatch.history import History
+
+    shutil.copytree(tiny_model_dir, tmp_path / "models" / "tiny")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ACTPATCH_DATA_DIR", str(tmp_path / "data"))
+    code, _, err = run(capsys, "sweep", "heads", "--model", "models/tiny", *IOI, "--save")
+    assert code == 0 and "saved run 1" in err
+    (stored,) = History().list(1)
+    request = History().get(stored.id).request
+    assert request["model"] == str(tmp_path / "models" / "tiny")
+    code, _, _ = run(capsys, "runs", "export", stored.id, tmp_path / "rerun.ipynb")
+    assert code == 0 and str(tmp_path / "models" / "tiny") in (tmp_path / "rerun.ipynb").read_text()

@@ -309,10 +309,17 @@ def _experiments(args: argparse.Namespace, model: Any) -> list[Any]:
     return [Experiment(model, args.clean, args.corrupt, args.target, args.wrong)]
 
 
+def _model_reference(spec: str) -> str:
+    """How a stored run names its model: a local folder or file by its absolute path (so the
+    run and its notebook work from any folder), anything else as given."""
+    path = Path(spec).expanduser()
+    return str(path.resolve()) if path.exists() else spec
+
+
 def _request(args: argparse.Namespace, model: Any, **extra: Any) -> dict[str, Any]:
     """What was asked, as the API's request fields (for the history and notebooks)."""
     fields = {
-        "model": args.model or model.name,
+        "model": _model_reference(args.model or model.name),
         "dataset": args.dataset,
         "clean_prompt": args.clean,
         "corrupt_prompt": args.corrupt,
