@@ -79,8 +79,9 @@ def _node_xy(name: str, n_layers: int, n_heads: int, n_kv: int = 0) -> tuple[flo
 def circuit_graph(
     result: EdgeResult, path: str | Path, n_layers: int, n_heads: int, top: int = 50
 ) -> Path:
-    """The `top` strongest edges drawn layer by layer, width by |score|, red positive and blue
-    negative, q/k/v inputs as dotted/dashed/solid; save a PNG."""
+    """The `top` strongest edges drawn layer by layer, width by |score|, blue positive and red
+    negative (the heatmaps' convention: blue raises the metric), q/k/v inputs as
+    dotted/dashed/solid; save a PNG."""
     from actpatch.known_roles import CITATION, for_model
 
     plt = _pyplot()
@@ -101,7 +102,7 @@ def circuit_graph(
             xytext=(x0, y0),
             arrowprops={
                 "arrowstyle": "-|>",
-                "color": "#c0392b" if e.score > 0 else "#2e6da4",
+                "color": "#2166ac" if e.score > 0 else "#b2182b",  # the heatmaps' RdBu
                 "lw": 0.4 + 3.6 * abs(e.score) / strongest,
                 "linestyle": styles[qkv],
                 "alpha": 0.35 + 0.65 * abs(e.score) / strongest,
@@ -127,7 +128,10 @@ def circuit_graph(
     ax.set_yticks(range(n_layers))
     ax.set_ylabel("layer")
     ax.set_xticks(range(n_heads))
-    ax.set_xlabel("head (MLPs on the right); q dotted, k dashed, v solid")
+    ax.set_xlabel(
+        "head (MLPs on the right); q dotted, k dashed, v solid; blue raises the metric, red "
+        "lowers it"
+    )
     note = f"\nhead roles: {CITATION}" if roles else ""
     ax.set_title(
         f"top {len(edges)} edges by |{result.method} score| on {result.model}{note}", fontsize=9

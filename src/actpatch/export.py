@@ -166,7 +166,7 @@ def heatmap(result: SweepResult, path: str | Path) -> Path:
         what = f"normalized {result.metric} - {unpatched:g} (its unpatched value)"
     else:
         what = f"normalized {result.metric}"
-    fig.colorbar(image, ax=ax, label=what)
+    fig.colorbar(image, ax=ax, label=f"{what} (blue raises it)")
     extra = ""
     if result.ci is not None:
         extra = (

@@ -65,7 +65,7 @@ def heatmap(result: SweepResult, path: str | Path) -> Path:
             label_known_heads(ax, result.model)
     what = "recovery % (normalized " + result.metric + ")" if normalized else result.metric
     what = what if normalized else f"{what} - corrupted"
-    fig.colorbar(image, ax=ax, label=what)
+    fig.colorbar(image, ax=ax, label=f"{what} (blue raises it)")
     pairs = f", mean of {result.n_pairs} pairs (tokens of the first)" if result.n_pairs > 1 else ""
     ax.set_title(
         f"{result.component} patching ({result.direction}) on {result.model}{pairs}\n"

@@ -127,3 +127,39 @@ def test_gpt2_small_heads_carry_their_known_roles(page: Any, gpt2_named_url: str
     roles = page.locator("#circuit-svg .circuit-role").all_text_contents()
     assert roles and set(roles) <= {"NM", "bNM", "nNM", "SI", "Ind", "DT", "PT"}
     assert "Wang et al. 2022" in (page.text_content("#circuit-svg") or "")
+
+
+def test_graph_and_heatmap_share_one_colour_convention(page: Any, base_url: str) -> None:
+    """Blue raises the metric in both: the heatmap's colour scale is blue at its positive end,
+    a positive edge is drawn in a blue of that scale and a negative one in a red of it, and
+    both legends say so."""
+    open_page(page, base_url)
+    page.click("#example-ioi")
+    from tests.browser.test_page import run_sweep
+
+    run_sweep(page)
+    scale = page.evaluate("() => document.getElementById('heatmap').data[0].colorscale")
+    title = page.evaluate("() => document.getElementById('heatmap').data[0].colorbar.title.text")
+    assert "blue raises" in title
+    blues = {colour.lower() for at, colour in scale if at > 0.5}
+    reds = {colour.lower() for at, colour in scale if at < 0.5}
+    find_edges(page, "eap", 30)
+    legend = page.text_content("#circuit-svg") or ""
+    assert "blue raises the metric, red lowers it" in legend
+    scores = page.evaluate(
+        """() => Array.from(document.querySelectorAll('#circuit-svg .circuit-edge-path'))
+            .map((p) => [p.getAttribute('data-edge'), p.getAttribute('stroke')])"""
+    )
+    body = {
+        "clean_prompt": page.input_value("#clean_prompt"),
+        "corrupt_prompt": page.input_value("#corrupt_prompt"),
+        "target_token": page.input_value("#target_token"),
+        "wrong_token": page.input_value("#wrong_token"),
+        "method": "eap",
+        "top": 30,
+    }
+    api = httpx.post(f"{base_url}/circuit/edges", json=body, timeout=60).json()
+    sign = {f"{e['source']}->{e['target']}": e["score"] >= 0 for e in api["edges"]}
+    assert len(set(sign.values())) == 2  # both kinds drawn
+    for edge, stroke in scores:
+        assert stroke.lower() in (blues if sign[edge] else reds), (edge, stroke)

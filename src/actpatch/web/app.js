@@ -650,7 +650,7 @@ async function renderSweep() {
     ygap: 1,
     hoverongaps: false,
     hovertemplate: `%{customdata[0]}<br>%{customdata[1]}<br>raw ${escapePlotly(result.metric)} %{customdata[2]}%{customdata[3]}<extra></extra>`,
-    colorbar: { title: { text: which === "raw" ? escapePlotly(result.metric) : `normalized ${escapePlotly(result.metric)}`, side: "right" }, thickness: 12, len: 0.9 },
+    colorbar: { title: { text: `${which === "raw" ? escapePlotly(result.metric) : `normalized ${escapePlotly(result.metric)}`} (blue raises it)`, side: "right" }, thickness: 12, len: 0.9 },
   };
   const layout = {
     margin: { l: 56, r: 10, t: 10, b: labels.tokens ? 110 : 44 },

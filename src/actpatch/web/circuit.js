@@ -12,8 +12,10 @@
   "use strict";
 
   const SVG_NS = "http://www.w3.org/2000/svg";
-  const POSITIVE = "#c0392b";
-  const NEGATIVE = "#2e6da4";
+  // One colour convention with the heatmaps (ColorBrewer's RdBu): blue raises the metric (a
+  // patch restores the clean behaviour), red lowers it.
+  const POSITIVE = "#2166ac";
+  const NEGATIVE = "#b2182b";
   const CURVE_SIZES = [0, 5, 10, 20, 50, 100, 200, 500, 1000, 2000];
   const state = { result: null, curve: null, verified: {}, selected: null, roles: {} };
 
@@ -239,7 +241,7 @@
     }
     const legend = svg("text", { x: 8, y: geo.height - 8, fill: "#6b7280", "font-size": "10" });
     const roles = state.roles[r.model];
-    legend.textContent = `top ${edges.length} of ${r.n_edges} edges by |${r.method} score| · red raises the metric, blue lowers it · q dotted, k dashed, v solid${roles && roles.citation ? ` · head roles: ${roles.citation}` : ""}`;
+    legend.textContent = `top ${edges.length} of ${r.n_edges} edges by |${r.method} score| · blue raises the metric, red lowers it (as in the heatmaps) · q dotted, k dashed, v solid${roles && roles.citation ? ` · head roles: ${roles.citation}` : ""}`;
     root.append(legend);
     const holder = $("circuit-graph");
     holder.textContent = "";
