@@ -129,8 +129,8 @@ def circuit_graph(
     ax.set_ylabel("layer")
     ax.set_xticks(range(n_heads))
     ax.set_xlabel(
-        "head (MLPs on the right); q dotted, k dashed, v solid; blue raises the metric, red "
-        "lowers it"
+        "head (MLPs on the right); q dotted, k dashed, v solid\n"
+        "blue raises the metric, red lowers it (as in the heatmaps)"
     )
     note = f"\nhead roles: {CITATION}" if roles else ""
     ax.set_title(

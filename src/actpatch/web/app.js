@@ -650,7 +650,7 @@ async function renderSweep() {
     ygap: 1,
     hoverongaps: false,
     hovertemplate: `%{customdata[0]}<br>%{customdata[1]}<br>raw ${escapePlotly(result.metric)} %{customdata[2]}%{customdata[3]}<extra></extra>`,
-    colorbar: { title: { text: `${which === "raw" ? escapePlotly(result.metric) : `normalized ${escapePlotly(result.metric)}`} (blue raises it)`, side: "right" }, thickness: 12, len: 0.9 },
+    colorbar: { title: { text: which === "raw" ? escapePlotly(result.metric) : `normalized ${escapePlotly(result.metric)}`, side: "right" }, thickness: 12, len: 0.9 },
   };
   const layout = {
     margin: { l: 56, r: 10, t: 10, b: labels.tokens ? 110 : 44 },
@@ -720,7 +720,7 @@ function renderSweepSummary(result, which) {
   summary.append(
     el("span", { class: "model-tag", text: `computed on ${result.model} (${result.backend} path)` }),
     el("span", {
-      text: ` · ${result.component} · ${which === "raw" ? "raw" : "normalized"} ${result.metric} · ${result.direction} · clean ${formatNumber(result.clean)}, corrupted ${formatNumber(result.corrupt)} · ${n} cells in ${result.seconds.toFixed(2)} s${result.n_pairs > 1 ? ` · mean of ${result.n_pairs} pairs${result.ci ? `, ${Math.round(100 * result.ci.level)}% bootstrap intervals` : ""}` : ""}${result.complete === false ? " · still computing…" : ""}`,
+      text: ` · ${result.component} · ${which === "raw" ? "raw" : "normalized"} ${result.metric} · ${result.direction} · clean ${formatNumber(result.clean)}, corrupted ${formatNumber(result.corrupt)} · ${n} cells in ${result.seconds.toFixed(2)} s · blue raises the metric, red lowers it${result.n_pairs > 1 ? ` · mean of ${result.n_pairs} pairs${result.ci ? `, ${Math.round(100 * result.ci.level)}% bootstrap intervals` : ""}` : ""}${result.complete === false ? " · still computing…" : ""}`,
     }),
   );
   if (result.note) summary.append(el("div", { class: "note", text: result.note }));
