@@ -45,6 +45,20 @@ def own(demo):
     return reproduce_ioi(demo)
 
 
+def _normalized_metric(demo, report):
+    """The TL demo's experiment on `demo`, and the logit difference normalized by the report's
+    own clean and corrupted values, as TransformerLens's patching functions take it."""
+    exp = actpatch.Experiment(demo, **ioi_prompts())
+    clean_value = _row(report, "clean logit difference").value
+    corrupt_value = _row(report, "corrupted logit difference").value
+
+    def metric(logits):
+        raw = from_logits("logit_diff", logits[:, -1], exp.target_ids, exp.wrong_ids).mean()
+        return (raw - corrupt_value) / (clean_value - corrupt_value)
+
+    return exp, metric
+
+
 def _row(report, name: str):
     (row,) = [f for f in report.findings if f.name.startswith(name)]
     return row
@@ -81,13 +95,7 @@ def test_logit_differences_match_hugging_face(demo, report):
 
 def test_sweep_rows_match_transformer_lens_patching(demo, report):
     bridge = demo.bridge()
-    exp = actpatch.Experiment(demo, **ioi_prompts())
-    clean_value = _row(report, "clean logit difference").value
-    corrupt_value = _row(report, "corrupted logit difference").value
-
-    def metric(logits):
-        raw = from_logits("logit_diff", logits[:, -1], exp.target_ids, exp.wrong_ids).mean()
-        return (raw - corrupt_value) / (clean_value - corrupt_value)
+    exp, metric = _normalized_metric(demo, report)
 
     s2 = 10  # " John"/" Mary" after the comma: the only position where the prompts differ
     assert exp.first_diff == s2
@@ -173,13 +181,7 @@ def test_the_handoff_layer_and_top_head_match_transformer_lens(demo, own):
     restores more at the final position than at S2; the largest head effect: the argmax of
     its all-positions head patching."""
     bridge = demo.bridge()
-    exp = actpatch.Experiment(demo, **ioi_prompts())
-    clean_value = _row(own, "clean logit difference").value
-    corrupt_value = _row(own, "corrupted logit difference").value
-
-    def metric(logits):
-        raw = from_logits("logit_diff", logits[:, -1], exp.target_ids, exp.wrong_ids).mean()
-        return (raw - corrupt_value) / (clean_value - corrupt_value)
+    exp, metric = _normalized_metric(demo, own)
 
     with torch.no_grad():
         _, cache = bridge.run_with_cache(exp.clean_tokens)

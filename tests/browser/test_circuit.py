@@ -28,6 +28,18 @@ def find_edges(page: Any, method: str = "eap", top: int = 30) -> None:
     page.wait_for_selector("#circuit-graph:not(.hidden) svg .circuit-edge-path")
 
 
+def edges_request(page: Any, top: int = 30) -> dict[str, Any]:
+    """The /circuit/edges request for the page's prompts (EAP, the top `top` edges)."""
+    return {
+        "clean_prompt": page.input_value("#clean_prompt"),
+        "corrupt_prompt": page.input_value("#corrupt_prompt"),
+        "target_token": page.input_value("#target_token"),
+        "wrong_token": page.input_value("#wrong_token"),
+        "method": "eap",
+        "top": top,
+    }
+
+
 def point_on(page: Any, edge: str) -> tuple[float, float]:
     """Viewport coordinates of the middle of an edge's drawn curve (on its stroke)."""
     page.locator(f'.circuit-edge-path[data-edge="{edge}"]').scroll_into_view_if_needed()
@@ -50,14 +62,7 @@ def test_edges_are_drawn_hovered_and_checked_exactly(page: Any, base_url: str) -
     summary = page.text_content("#circuit-summary") or ""
     assert f"computed on {MODEL_NAME}" in summary and "eap" in summary
     # the strongest edge, as the API ranks it, is drawn last (on top) and widest
-    body = {
-        "clean_prompt": page.input_value("#clean_prompt"),
-        "corrupt_prompt": page.input_value("#corrupt_prompt"),
-        "target_token": page.input_value("#target_token"),
-        "wrong_token": page.input_value("#wrong_token"),
-        "method": "eap",
-        "top": 30,
-    }
+    body = edges_request(page)
     api = httpx.post(f"{base_url}/circuit/edges", json=body, timeout=60).json()
     strongest = f"{api['edges'][0]['source']}->{api['edges'][0]['target']}"
     last = paths.nth(29)
@@ -149,14 +154,7 @@ def test_graph_and_heatmap_share_one_colour_convention(page: Any, base_url: str)
         """() => Array.from(document.querySelectorAll('#circuit-svg .circuit-edge-path'))
             .map((p) => [p.getAttribute('data-edge'), p.getAttribute('stroke')])"""
     )
-    body = {
-        "clean_prompt": page.input_value("#clean_prompt"),
-        "corrupt_prompt": page.input_value("#corrupt_prompt"),
-        "target_token": page.input_value("#target_token"),
-        "wrong_token": page.input_value("#wrong_token"),
-        "method": "eap",
-        "top": 30,
-    }
+    body = edges_request(page)
     api = httpx.post(f"{base_url}/circuit/edges", json=body, timeout=60).json()
     sign = {f"{e['source']}->{e['target']}": e["score"] >= 0 for e in api["edges"]}
     assert len(set(sign.values())) == 2  # both kinds drawn

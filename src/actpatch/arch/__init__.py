@@ -9,7 +9,7 @@
 """
 
 from actpatch.arch.families import FAMILIES, load, supports
-from actpatch.arch.forward import HOOK_NAMES, PAST_NAMES, Hook, Transformer
+from actpatch.arch.forward import HOOK_NAMES, PAST_NAMES, Hook, Transformer, per_query_head
 from actpatch.arch.spec import ArchSpec, Rope
 
 __all__ = [
@@ -21,5 +21,6 @@ __all__ = [
     "Rope",
     "Transformer",
     "load",
+    "per_query_head",
     "supports",
 ]

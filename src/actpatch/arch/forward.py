@@ -171,7 +171,7 @@ def _softcap(x: Tensor, cap: float | None) -> Tensor:
     return x if cap is None else torch.tanh(x / cap) * cap
 
 
-def _per_query_head(t: Tensor, n_heads: int) -> Tensor:
+def per_query_head(t: Tensor, n_heads: int) -> Tensor:
     """Keys or values (batch, pos, kv_head, d_head) repeated for each query head of their group
     (batch, pos, head, d_head); already per query head, unchanged."""
     if t.shape[2] == n_heads:
@@ -309,9 +309,9 @@ class Transformer:
         spec = self.spec
         batch, n_q, H, dh = q.shape
         if not k.shape[2] == v.shape[2] == (past_k.shape[2] if past_k is not None else k.shape[2]):
-            k, v = _per_query_head(k, H), _per_query_head(v, H)
+            k, v = per_query_head(k, H), per_query_head(v, H)
             if past_k is not None and past_v is not None:
-                past_k, past_v = _per_query_head(past_k, H), _per_query_head(past_v, H)
+                past_k, past_v = per_query_head(past_k, H), per_query_head(past_v, H)
         n, Hkv = k.shape[1], k.shape[2]
         G = H // Hkv
         qg = q.reshape(batch, n_q, Hkv, G, dh)

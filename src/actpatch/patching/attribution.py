@@ -68,6 +68,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from actpatch.arch.forward import per_query_head
 from actpatch.errors import CancelledError, InputError
 from actpatch.patching import guardrails
 from actpatch.patching.cells import (
@@ -372,7 +373,7 @@ def gradient_run(
         if intervene is not None:
             act = intervene(name, layer, act, pos0)
         if kv_per_query_head and name in ("k", "v"):
-            act = act.repeat_interleave(runner.n_heads // act.shape[2], dim=2)
+            act = per_query_head(act, runner.n_heads)
         if name == "mlp_in" and name in wanted:
             act = act.view_as(act)  # a node of its own: only the MLP reads it
         if name in wanted:

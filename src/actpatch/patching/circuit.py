@@ -182,7 +182,7 @@ class _EdgeRun:
         self.excluded = excluded.to(dtype)
         self.replacement = replacement  # (kind, layer) -> the writer's replacement output
         self.deltas: list[Tensor] = []  # per writer, in order: (rows, pairs, pos, d_model)
-        # per post-normed layer: (its heads' writer columns, live pre-norm sum S)
+        # per post-normed layer: (its first head's writer column, the layer, live pre-norm sum S)
         self.post: list[tuple[int, int, Tensor]] = []
         additive = torch.ones(excluded.shape[-1])
         for layer, normed in enumerate(parts.post_normed):

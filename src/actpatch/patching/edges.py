@@ -127,7 +127,7 @@ def _readers(
     return total if scale == 1.0 else total.mul_(scale)
 
 
-def _per_query_head(graph: Graph) -> bool:
+def _ungrouped_gqa(graph: Graph) -> bool:
     """Whether the gradient run must repeat keys and values per query head (ungrouped readers
     of a model whose heads share them)."""
     shape = graph.shape
@@ -228,7 +228,7 @@ def _points_grads(
             start=start,
             inputs=x0,
             last_only=True,
-            kv_per_query_head=_per_query_head(graph),
+            kv_per_query_head=_ungrouped_gqa(graph),
             intervene=_Interpolate(part, n_pairs, diff) if moved else None,
         )
         # gradient_run's gradient is of the mean over its rows (items x pairs); the mean over
@@ -352,7 +352,7 @@ def edge_attribution(
             READ_AT,
             keep=("z", "mlp_out"),
             last_only=True,
-            kv_per_query_head=_per_query_head(graph),
+            kv_per_query_head=_ungrouped_gqa(graph),
         )
         grads = _readers(parts, graph, grad, exp.n_pairs)
         report(1.0)

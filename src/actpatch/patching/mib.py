@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from actpatch.errors import InputError
+from actpatch.patching.graph import writers
 
 # MIB's ten fractions of the graph's edges (`percentages` in evaluation.py).
 MIB_FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
@@ -59,12 +60,9 @@ _FIELD = "circuit"
 
 
 def mib_node_names(n_layers: int, n_heads: int) -> list[str]:
-    """Every node in EAP-IG's order: input, each layer's heads and MLP, then logits."""
-    out = ["input"]
-    for layer in range(n_layers):
-        out += [f"a{layer}.h{h}" for h in range(n_heads)]
-        out.append(f"m{layer}")
-    return [*out, "logits"]
+    """Every node in EAP-IG's order: input, each layer's heads and MLP, then logits (the graph's
+    writers, `actpatch.patching.graph.writers`, and the logits)."""
+    return [*(w.name for w in writers(n_layers, n_heads)), "logits"]
 
 
 def mib_edge_names(n_layers: int, n_heads: int, *, parallel: bool = False) -> list[str]:

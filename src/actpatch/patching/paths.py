@@ -45,6 +45,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from actpatch.arch.forward import per_query_head
 from actpatch.errors import CancelledError, InputError
 from actpatch.patching import guardrails
 from actpatch.patching.cells import Setup, chunk_size, metric_values, prepare
@@ -199,7 +200,7 @@ class _ReceiverPatch:
                 return act
             per_query = name != "q" and any(r.kind == "head" for r in mine) and self.group > 1
             # per query head: a repeated copy (a new tensor); else a clone to write into
-            act = act.repeat_interleave(self.group, dim=2) if per_query else act.clone()
+            act = per_query_head(act, self.n_heads) if per_query else act.clone()
             for r in mine:
                 if r.kind == "kv" and per_query:  # every query head of the group reads it
                     for h in range(r.head * self.group, (r.head + 1) * self.group):
