@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -227,22 +228,24 @@ class Parts:
         got = []
         for (_, back, _), g in zip(weights, (g_q, g_k, g_v), strict=True):
             flat = g.permute(2, 0, 1, 3).reshape(g.shape[2], batch * pos, -1)
-            if rstd is not None:
-                flat = flat.float() * rstd
-            out = _per_slice(flat.float(), back)  # rstd * (c * w - mean(c * w))
-            if x_hat is not None:
-                along = (out * x_hat).mean(-1, keepdim=True)  # = rstd * mean(c * w * x_hat)
-                out.addcmul_(along, x_hat, value=-1.0)
+            out = self._back(flat, back, rstd, x_hat, through=_per_slice)
             got.append(out.reshape(g.shape[2], batch, pos, -1).to(g_q.dtype))
         return got[0], got[1], got[2]
 
     @staticmethod
-    def _back(g: Tensor, back: Tensor, rstd: Tensor | None, x_hat: Tensor | None) -> Tensor:
-        """g (3, head, rows, d_head) back through the stacked slices and the norm."""
+    def _back(
+        g: Tensor,
+        back: Tensor,
+        rstd: Tensor | None,
+        x_hat: Tensor | None,
+        through: Callable[[Tensor, Tensor], Tensor] = torch.matmul,
+    ) -> Tensor:
+        """g (..., inputs, rows, d_head) back through the slices `back` (by `through`: a
+        matmul, or `_per_slice` where inputs share slices) and the norm."""
         if rstd is None:
-            return g.float() @ back
+            return through(g.float(), back)
         assert x_hat is not None
-        out = (g.float() * rstd) @ back  # rstd * (c * w - mean(c * w)): (3, head, rows, d)
+        out = through(g.float() * rstd, back)  # rstd * (c * w - mean(c * w)): (..., rows, d)
         along = (out * x_hat).mean(-1, keepdim=True)  # = rstd * mean(c * w * x_hat)
         out.addcmul_(along, x_hat, value=-1.0)
         return out
