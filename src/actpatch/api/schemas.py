@@ -455,6 +455,14 @@ class ComponentInfo(BaseModel):
     description: str
 
 
+class OptionInfo(BaseModel):
+    """One of the engine's option lists: its choices, what each means, and its default."""
+
+    choices: dict[str, str]
+    default: str | None = Field(description="The default choice; null when it follows the input.")
+    default_when: str | None = Field(description="How the default follows the input, if it does.")
+
+
 class ModelsResponse(BaseModel):
     """What this server can run: its models (and which is the default) and the engine's options."""
 
@@ -469,6 +477,11 @@ class ModelsResponse(BaseModel):
     directions: list[str]
     direction_descriptions: dict[str, str] = Field(
         description="What each direction patches into which run."
+    )
+    options: dict[str, OptionInfo] = Field(
+        description="Every option list of the engine (metric, direction, edge_method, kv, "
+        "positions, batching, ...), the one source of the CLI's choices, these schemas' literals "
+        "and the page's selects."
     )
 
 

@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING, Any
 import actpatch
 from actpatch.errors import InputError
 from actpatch.models import LoadedModel
-from actpatch.patching import COMPONENTS, DIRECTIONS, METRICS, Experiment, align, get_component
+from actpatch.patching import (
+    COMPONENTS,
+    DIRECTIONS,
+    METRICS,
+    Experiment,
+    align,
+    get_component,
+    options,
+)
 from actpatch.patching.experiment import answer_id
 from actpatch.patching.options import check_metric
 from actpatch.patching.runners import choose_backend
@@ -427,6 +435,7 @@ class Workbench:
             "metrics": dict(METRICS),
             "directions": list(DIRECTIONS),
             "direction_descriptions": dict(DIRECTIONS),
+            "options": options.catalog(),
         }
 
     def health(self) -> dict[str, Any]:

@@ -92,7 +92,6 @@ from actpatch.patching.options import (
 )
 from actpatch.patching.results import AttributionResult
 
-METHODS = ATTRIBUTION_METHODS
 # The hook points whose gradient GradDrop zeroes: a layer's contribution to the residual stream.
 RESIDUAL_WRITES = ("attn_out", "mlp_out")
 # Components whose cells live inside a block (GradDrop's own-layer term is zero for them).
@@ -116,10 +115,10 @@ SHARED_ROWS = 32
 def check_method(method: str) -> str:
     """The attribution method, checked: "atp" or "atp*"."""
     key = method.lower().replace("atpstar", "atp*").replace("atp_star", "atp*")
-    if key not in METHODS:
+    if key not in ATTRIBUTION_METHODS:
         raise InputError(
             f"Unknown attribution method {method!r}. Choose "
-            + " or ".join(f"{name!r} ({what})" for name, what in METHODS.items())
+            + " or ".join(f"{name!r} ({what})" for name, what in ATTRIBUTION_METHODS.items())
             + ".",
             field="method",
         )
@@ -1027,7 +1026,6 @@ def _finish(
 __all__ = [
     "ATTRIBUTION_METHODS",
     "GRADIENT_METRICS",
-    "METHODS",
     "GradientRun",
     "agreement",
     "attribute",

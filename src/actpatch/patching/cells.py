@@ -30,7 +30,7 @@ from actpatch.patching.bridge import BridgeRunner
 from actpatch.patching.components import Component, get_component
 from actpatch.patching.experiment import Experiment, Run
 from actpatch.patching.metrics import from_logits
-from actpatch.patching.options import check_direction, check_metric
+from actpatch.patching.options import POSITIONS, check_direction, check_metric
 
 # How many bytes of activations one batched run may hold by default (`sweep(max_memory=)`).
 DEFAULT_MAX_MEMORY = 1 << 30
@@ -72,7 +72,7 @@ class Setup:
         return pos in self.base_to_source
 
 
-CONVENTIONS = ("auto", "index", "role")
+CONVENTIONS = tuple(POSITIONS)
 
 
 def check_component(exp: Experiment, comp: Component) -> None:

@@ -53,14 +53,11 @@ from actpatch.patching.graph import (
     shape_readers,
     writers,
 )
+from actpatch.patching.options import CIRCUIT_ABLATIONS
 from actpatch.patching.paths import aligned
 from actpatch.patching.results import CircuitPoint, CircuitResult, EdgeCheck, VerifyResult
 from actpatch.patching.split import Parts, parts_of
 
-ABLATIONS = {
-    "corrupt": "ablated writers take their corrupted-run output (patching from the other run)",
-    "mean": "ablated writers take their mean output over every prompt, clean and corrupted",
-}
 Edge = tuple[Node, Node]
 
 
@@ -349,10 +346,10 @@ class _Tiled:
 
 
 def _check_ablation(ablation: str, exp: Experiment) -> None:
-    if ablation not in ABLATIONS:
+    if ablation not in CIRCUIT_ABLATIONS:
         raise InputError(
             f"Unknown ablation {ablation!r}. Choose "
-            + " or ".join(f"{k!r} ({v})" for k, v in ABLATIONS.items())
+            + " or ".join(f"{k!r} ({v})" for k, v in CIRCUIT_ABLATIONS.items())
             + ".",
             field="ablation",
         )
@@ -638,7 +635,6 @@ def verify_edges(
 
 
 __all__ = [
-    "ABLATIONS",
     "Graph",
     "circuit_from",
     "circuit_metrics",

@@ -53,17 +53,11 @@ from actpatch.patching.attribution import GradientRun, gradient_run
 from actpatch.patching.cells import Setup, metric_values, parse_memory, prepare
 from actpatch.patching.circuit import Graph, graph_for, verify_edges
 from actpatch.patching.experiment import Experiment
-from actpatch.patching.options import check_direction
+from actpatch.patching.options import EDGE_METHODS, check_direction
 from actpatch.patching.paths import aligned
 from actpatch.patching.results import EdgeCheck, EdgeResult
 from actpatch.patching.split import Parts, parts_of
 
-METHODS = {
-    "eap": "edge attribution patching: the gradient at the base run",
-    "eap-ig": "EAP with integrated gradients along the path between the runs' embeddings",
-    "eap-ig-act": "EAP-IG over activations (MIB's EAP-IG-activations): each layer's writers "
-    "moved in turn along the path between the runs' outputs",
-}
 Progress = Callable[[int, int], None]
 
 
@@ -311,15 +305,15 @@ def edge_attribution(
 
     `steps` is EAP-IG's number of interpolation points (EAP uses one: the base run). Scores sum
     over positions; `by_pos` also keeps them per position of the base prompt. `kv` is the
-    key/value convention of a grouped-query model's graph (`graph.KV_CONVENTIONS`).
+    key/value convention of a grouped-query model's graph (`options.KV_CONVENTIONS`).
     `max_memory` bounds what one batched gradient run of EAP-IG's points may hold, as in
     `sweep`: more points run in more batches.
     """
     t0 = time.perf_counter()
-    if method not in METHODS:
+    if method not in EDGE_METHODS:
         raise InputError(
             f"Unknown method {method!r}. Choose "
-            + " or ".join(f"{k!r} ({v})" for k, v in METHODS.items())
+            + " or ".join(f"{k!r} ({v})" for k, v in EDGE_METHODS.items())
             + ".",
             field="method",
         )
@@ -491,7 +485,6 @@ def edge_attribution_many(
 
 
 __all__ = [
-    "METHODS",
     "activation_grads",
     "edge_attribution",
     "edge_attribution_many",

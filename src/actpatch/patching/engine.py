@@ -42,6 +42,7 @@ from actpatch.patching.cells import (
 from actpatch.patching.components import get_component
 from actpatch.patching.experiment import Experiment, can_pad, padded
 from actpatch.patching.metrics import from_logits, is_normalizable, normalize
+from actpatch.patching.options import BATCHINGS
 from actpatch.patching.results import PatchResult, SweepResult, TopToken
 from actpatch.patching.statistics import Bootstrap, bootstrap_interval
 
@@ -522,9 +523,6 @@ def sweep_many(
         if on_partial is not None and i < len(batches) - 1:
             on_partial(combined(results, complete=False))
     return combined(results, complete=True)
-
-
-BATCHINGS = ("auto", "padded", "grouped")
 
 
 def _length_groups(experiments: list[Experiment]) -> list[dict[str, int]]:

@@ -39,12 +39,9 @@ import re
 from dataclasses import dataclass
 
 from actpatch.errors import InputError
+from actpatch.patching.options import KV_CONVENTIONS
 
 QKV = ("q", "k", "v")
-KV_CONVENTIONS = {
-    "ungrouped": "each query head has its own <k> and <v> readers (MIB's and EAP-IG's convention)",
-    "grouped": "one <k> and one <v> reader per key/value head (a{L}.kv{G}<k>), the model's own",
-}
 
 
 @dataclass(frozen=True)

@@ -46,12 +46,13 @@ from typing import Any
 
 from actpatch.errors import InputError
 from actpatch.patching.graph import writers
+from actpatch.patching.options import KV_CONVENTIONS
 
 # MIB's ten fractions of the graph's edges (`percentages` in evaluation.py).
 MIB_FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 # The keys of EAP-IG's Graph.cfg, which Graph.to_json writes as the file's `cfg`.
 MIB_CFG_KEYS = ("n_layers", "n_heads", "parallel_attn_mlp", "d_model")
-KV_LAYOUTS = ("ungrouped", "grouped")
+KV_LAYOUTS = tuple(KV_CONVENTIONS)
 
 _FIELD = "circuit"
 

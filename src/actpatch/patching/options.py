@@ -1,8 +1,9 @@
-"""The engine's option lists, written once: metrics and directions, with what each means.
+"""Every option list of the engine, written once: its choices, what each means, its default.
 
-The CLI's choices and help, the API's schemas and the page's drop-downs all derive from these
-(and from `components.COMPONENTS`). This module imports nothing heavy, so the command line can
-build its parser without loading torch.
+The CLI's choices and help, the API's schemas (their literals and defaults), the page's drop-downs
+(through `GET /models`'s `options`) and the core's own checks all derive from these (and from
+`components.COMPONENTS`). This module imports nothing heavy, so the command line can build its
+parser without loading torch.
 
 - *Denoising* patches clean activations into the corrupted run (is this activation sufficient
   to restore the behaviour?); *noising* patches corrupted activations into the clean run (is it
@@ -12,6 +13,9 @@ build its parser without loading torch.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 from actpatch.errors import InputError
 
@@ -68,3 +72,107 @@ ABLATIONS: dict[str, str] = {
     "mean": "set to its mean over the experiment's prompts, position by position",
     "resample": "set to another pair's clean activation (seeded)",
 }
+
+# Circuits: edge attribution (`actpatch.patching.edges`) and circuit evaluation (`.circuit`).
+EDGE_METHODS: dict[str, str] = {
+    "eap": "edge attribution patching: the gradient at the base run",
+    "eap-ig": "EAP with integrated gradients along the path between the runs' embeddings",
+    "eap-ig-act": "EAP-IG over activations (MIB's EAP-IG-activations): each layer's writers "
+    "moved in turn along the path between the runs' outputs",
+}
+KV_CONVENTIONS: dict[str, str] = {
+    "ungrouped": "each query head has its own <k> and <v> readers (MIB's and EAP-IG's convention)",
+    "grouped": "one <k> and one <v> reader per key/value head (a{L}.kv{G}<k>), the model's own",
+}
+CIRCUIT_ABLATIONS: dict[str, str] = {
+    "corrupt": "ablated writers take their corrupted-run output (patching from the other run)",
+    "mean": "ablated writers take their mean output over every prompt, clean and corrupted",
+}
+EDGE_FORMATS: dict[str, str] = {
+    "actpatch": "actpatch's own JSON",
+    "mib": "MIB's importance-score file (cfg, nodes, edges with score and in_graph)",
+}
+
+# Datasets: the columns of a position-resolved sweep, and how pairs of several lengths batch.
+POSITIONS: dict[str, str] = {
+    "auto": "role over pairs of several token lengths, else index",
+    "index": "token positions",
+    "role": "the roles the pairs name (IO, S1, S2, END, ... in ioi datasets)",
+}
+BATCHINGS: dict[str, str] = {
+    "auto": "left-pad together the length groups that recompute alike: the same numbers, never "
+    "slower",
+    "padded": "all length groups in one batch",
+    "grouped": "one sweep per length",
+}
+BACKENDS: dict[str, str] = {
+    "auto": "the fast path when it covers the model, else the bridge",
+    "fast": "the engine's own forward pass",
+    "bridge": "any model TransformerLens can wrap",
+}
+
+# Defaults, each said once. `None` means "chosen from the input", and `DEFAULT_WHEN` says how.
+DEFAULT_DIRECTION = "denoising"
+DEFAULT_COMPONENT = "z"
+DEFAULT_ATTRIBUTION_METHOD = "atp"
+DEFAULT_EDGE_METHOD = "eap-ig"
+DEFAULT_KV = "ungrouped"
+DEFAULT_CIRCUIT_ABLATION = "corrupt"
+DEFAULT_EDGE_FORMAT = "actpatch"
+DEFAULT_POSITIONS = "auto"
+DEFAULT_BATCHING = "auto"
+DEFAULT_BACKEND = "auto"
+DEFAULT_STEPS = 5  # EAP-IG's interpolation steps
+DEFAULT_METRIC_WHEN = "logit_diff when a wrong answer is given, else prob"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option: its choices (name -> what it means) and its default (None: from the input)."""
+
+    choices: dict[str, str]
+    default: str | None
+    default_when: str | None = None
+
+    def help(self) -> str:
+        """The choices and the default in one line, for a help text or a description."""
+        said = "; ".join(f"{name}: {what}" for name, what in self.choices.items())
+        default = self.default if self.default is not None else self.default_when
+        return f"{said} (default: {default})" if default else said
+
+
+OPTIONS: dict[str, Option] = {
+    "metric": Option(METRICS, None, DEFAULT_METRIC_WHEN),
+    "gradient_metric": Option({m: METRICS[m] for m in GRADIENT_METRICS}, None, DEFAULT_METRIC_WHEN),
+    "direction": Option(DIRECTIONS, DEFAULT_DIRECTION),
+    "attribution_method": Option(ATTRIBUTION_METHODS, DEFAULT_ATTRIBUTION_METHOD),
+    "ablation": Option(ABLATIONS, None, "none: patch instead of ablating"),
+    "edge_method": Option(EDGE_METHODS, DEFAULT_EDGE_METHOD),
+    "kv": Option(KV_CONVENTIONS, DEFAULT_KV),
+    "circuit_ablation": Option(CIRCUIT_ABLATIONS, DEFAULT_CIRCUIT_ABLATION),
+    "edge_format": Option(EDGE_FORMATS, DEFAULT_EDGE_FORMAT),
+    "positions": Option(POSITIONS, DEFAULT_POSITIONS),
+    "batching": Option(BATCHINGS, DEFAULT_BATCHING),
+    "backend": Option(BACKENDS, DEFAULT_BACKEND),
+}
+
+
+def catalog() -> dict[str, Any]:
+    """Every option as JSON, for `GET /models`: {name: {choices, default, default_when}}."""
+    return {
+        name: {"choices": dict(o.choices), "default": o.default, "default_when": o.default_when}
+        for name, o in OPTIONS.items()
+    }
+
+
+def check_choice(option: str, value: str, field: str | None = None) -> str:
+    """`value` if it is one of `option`'s choices, else an InputError naming them."""
+    choices = OPTIONS[option].choices
+    if value not in choices:
+        raise InputError(
+            f"Unknown {field or option} {value!r}. Choose one of: "
+            + "; ".join(f"{name!r} ({what})" for name, what in choices.items())
+            + ".",
+            field=field or option,
+        )
+    return value

@@ -15,8 +15,9 @@ from typing import Any
 
 from actpatch.errors import InputError
 from actpatch.models import LoadedModel
+from actpatch.patching import options
 
-BACKENDS = ("fast", "bridge")
+BACKENDS = tuple(b for b in options.BACKENDS if b != "auto")  # what "auto" picks from
 
 _runners: weakref.WeakKeyDictionary[LoadedModel, dict[str, Any]] = weakref.WeakKeyDictionary()
 _lock = threading.RLock()  # reentrant: building a bridge runner builds the bridge under it
