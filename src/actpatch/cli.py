@@ -35,7 +35,13 @@ from actpatch.datasets import DATASET_SPEC_LIST
 from actpatch.dtypes import DTYPES
 from actpatch.errors import ActpatchError, InputError
 from actpatch.patching.components import ALIASES, COMPONENTS
-from actpatch.patching.options import ABLATIONS, ATTRIBUTION_METHODS, DIRECTIONS, METRICS
+from actpatch.patching.options import (
+    ABLATIONS,
+    ATTRIBUTION_METHODS,
+    DIRECTIONS,
+    METRICS,
+    check_ablation_direction,
+)
 
 # The CLI's option for each input field the core's errors and warnings name.
 FLAGS = {
@@ -575,12 +581,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from actpatch.plotting import heatmap
 
     component = get_component(args.component or args.what).name
-    if args.ablate and args.direction is not None:
-        raise InputError(
-            "An ablation always replaces activations in the clean run (the one that shows the "
-            "behaviour), so it has no direction: drop --direction, or drop --ablate to patch.",
-            field="direction",
-        )
+    check_ablation_direction(args.ablate, args.direction)
     model = _load(args.model, args.device, args.dtype)
     experiments = _experiments(args, model)
     result: Any

@@ -167,12 +167,8 @@ class Workbench:
                 progress(snapshot.values_done or 0, snapshot.values_total or 0, out)
 
         if request.ablate is not None:
-            if "direction" in request.model_fields_set:
-                raise actpatch.InputError(
-                    "An ablation always replaces activations in the clean run, so it has no "
-                    "direction: leave direction out, or leave ablate out to patch.",
-                    field="direction",
-                )
+            given = "direction" in request.model_fields_set
+            options.check_ablation_direction(request.ablate, request.direction if given else None)
             with self.computing():
                 ablated = actpatch.ablate_many(
                     experiments,

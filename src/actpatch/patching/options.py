@@ -176,3 +176,14 @@ def check_choice(option: str, value: str, field: str | None = None) -> str:
             field=field or option,
         )
     return value
+
+
+def check_ablation_direction(ablation: str | None, direction: str | None) -> None:
+    """Refuse a direction given with an ablation: an ablation always acts on the clean run."""
+    if ablation is not None and direction is not None:
+        raise InputError(
+            "An ablation always replaces activations in the clean run (the one that shows the "
+            "behaviour), so it has no direction: leave out the direction, or leave out the "
+            "ablation to patch.",
+            field="direction",
+        )
