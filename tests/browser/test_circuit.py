@@ -123,7 +123,7 @@ def gpt2_named_url(browser_model: LoadedModel) -> Iterator[str]:
 
 def test_gpt2_small_heads_carry_their_known_roles(page: Any, gpt2_named_url: str) -> None:
     open_page(page, gpt2_named_url)
-    page.wait_for_function("() => window.actpatchCircuit.state.roles['gpt2'] !== undefined")
+    page.wait_for_selector("body[data-roles~='gpt2']", state="attached")  # roles.js has them
     page.click("#example-ioi")
     run_sweep(page)
     labels = page.locator("#heatmap .annotation-text").all_text_contents()

@@ -1,16 +1,25 @@
-// actpatch explorer, Attribution mode: attribution patching (AtP, AtP*) beside exact patching.
+// The Attribution card: attribution patching (AtP, AtP*) beside exact patching.
 //
 // Runs POST /attribute/jobs on the experiment of the form above (prompts, answers, component,
-// metric, direction), polls its progress, and draws the estimate's heatmap, the exact sweep's
+// metric, direction), follows its progress, and draws the estimate's heatmap, the exact sweep's
 // heatmap and a scatter of one against the other (when "compare" is on), the top cells and the
-// cells AtP* corrects. It uses app.js's helpers (api, el, readState, experimentBody, loadPlotly,
-// ...), loaded before it. Strings from the server are shown as text, or escaped for Plotly.
-"use strict";
+// cells AtP* corrects. Strings from the server are shown as text, or escaped for Plotly.
 
-const attr = { job: null, polling: null, result: null };
+import { cancelJob, renderWarnings, runJob, showPageError } from "./api.js";
+import { $, el, fillSelect, formatNumber, show, showToken } from "./dom.js";
+import { addUrlPart, experimentBody, readState, saveUrl, updateIndexInputs } from "./experiment.js";
+import { runPatch } from "./patch.js";
+import { DIVERGING, escapePlotly, loadPlotly } from "./plots.js";
+import { server } from "./state.js";
+
+const JOBS = "/attribute/jobs";
+// The page's names for the server's methods (GET /models's options.attribution_method).
+const METHOD_LABELS = { atp: "AtP", "atp*": "AtP* (QK fix, GradDrop)" };
+const METHOD_NAMES = { atp: "AtP", "atp*": "AtP*" };
+const attr = { job: null, result: null };
 
 function attrMethodName(method) {
-  return method === "atp*" ? "AtP*" : "AtP";
+  return METHOD_NAMES[method] || method;
 }
 
 function attrCellLabel(axes, cell) {
@@ -44,14 +53,26 @@ async function runAttribution() {
   attrProgress(0, 0);
   show($("attr-progress"), true);
   loadPlotly().catch(() => {});
+  const result = await runJob(JOBS, attrBody(), {
+    box: $("attr-error"),
+    what: "attribution",
+    started(id) {
+      attr.job = id;
+      saveUrl();
+    },
+    progress: (job) => attrProgress(job.done, job.total),
+    ended() {
+      attr.job = null;
+      $("run-attribution").disabled = false;
+      show($("attr-progress"), false);
+    },
+  });
+  if (!result) return;
+  attr.result = result;
   try {
-    const job = await api("POST", "/attribute/jobs", attrBody());
-    attr.job = job.id;
-    saveUrl();
-    pollAttribution();
+    await renderAttribution();
   } catch (err) {
-    endAttribution();
-    showApiError($("attr-error"), err);
+    showPageError($("attr-error"), err);
   }
 }
 
@@ -60,54 +81,10 @@ function attrProgress(done, total) {
   $("attr-count").textContent = total ? `${done} / ${total} steps` : "starting…";
 }
 
-async function pollAttribution() {
-  if (!attr.job) return;
-  let job;
-  try {
-    job = await api("GET", `/attribute/jobs/${attr.job}`);
-  } catch (err) {
-    endAttribution();
-    showApiError($("attr-error"), err);
-    return;
-  }
-  attrProgress(job.done, job.total);
-  if (job.status === "queued" || job.status === "running") {
-    attr.polling = setTimeout(pollAttribution, 150);
-    return;
-  }
-  endAttribution();
-  if (job.status === "done") {
-    attr.result = job.result;
-    try {
-      await renderAttribution();
-    } catch (err) {
-      showApiError($("attr-error"), new ApiError(0, { detail: err.message }));
-    }
-  } else if (job.status === "cancelled") {
-    const box = $("attr-error");
-    box.textContent = job.error ? job.error.detail : "The attribution was cancelled.";
-    box.classList.add("info");
-    show(box, true);
-  } else {
-    showApiError($("attr-error"), new ApiError(422, job.error));
-  }
-}
-
-function endAttribution() {
-  clearTimeout(attr.polling);
-  attr.job = null;
-  $("run-attribution").disabled = false;
-  show($("attr-progress"), false);
-}
-
 async function cancelAttribution() {
   if (!attr.job) return;
   $("attr-count").textContent = "cancelling…";
-  try {
-    await api("DELETE", `/attribute/jobs/${attr.job}`);
-  } catch (err) {
-    // it may have just finished; the next poll says so
-  }
+  await cancelJob(JOBS, attr.job);
 }
 
 // -- drawing ------------------------------------------------------------------------------------
@@ -167,7 +144,7 @@ function drawAttrHeatmap(node, result, matrix, limit, what) {
     paper_bgcolor: "rgba(0,0,0,0)",
     font: { family: "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", size: 11, color: "#1f2937" },
   };
-  Plotly.react(node, [trace], layout, { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d"] });
+  window.Plotly.react(node, [trace], layout, { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d"] });
   if (!node.dataset.bound) {
     node.on("plotly_click", (event) => {
       const point = event.points[0];
@@ -241,7 +218,7 @@ function drawAttrScatter(result) {
     paper_bgcolor: "rgba(0,0,0,0)",
     font: { family: "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", size: 11, color: "#1f2937" },
   };
-  Plotly.react(node, traces, layout, { displaylogo: false, responsive: true });
+  window.Plotly.react(node, traces, layout, { displaylogo: false, responsive: true });
   if (!node.dataset.bound) {
     node.on("plotly_click", (event) => {
       const point = event.points.find((p) => p.customdata);
@@ -374,46 +351,43 @@ async function renderAttribution() {
 
 // -- the URL: a link reproduces the attribution too ---------------------------------------------
 
-window.attributionUrl = (params) => {
+function writeUrl(params) {
   if (!attr.result && !attr.job) return;
   params.set("attr", $("attr-method").value);
   if (!$("attr-compare").checked) params.set("attr_compare", "0");
   const verify = Number($("attr-verify").value || 0);
   if (verify > 0) params.set("attr_verify", String(verify));
-};
-
-function attrFromUrl() {
-  const params = new URLSearchParams(location.search);
-  if (!params.has("attr")) return false;
-  $("attr-method").value = params.get("attr") === "atp*" ? "atp*" : "atp";
-  $("attr-compare").checked = params.get("attr_compare") !== "0";
-  if (params.has("attr_verify")) $("attr-verify").value = params.get("attr_verify");
-  return true;
 }
 
-function startAttribution() {
+export function bindAttribution() {
   $("run-attribution").addEventListener("click", runAttribution);
   $("cancel-attribution").addEventListener("click", cancelAttribution);
   $("attr-slice").addEventListener("change", renderAttribution);
-  if (!attrFromUrl()) return;
-  // run once the page has read the server's models and the experiment (app.js sets ready)
-  const wait = setInterval(() => {
-    if (document.body.dataset.ready === "1") {
-      clearInterval(wait);
-      runAttribution();
-    }
-  }, 100);
+  addUrlPart(writeUrl);
 }
 
-// The history panel (history.js) reopens a stored attribution through app.js's page object.
-if (window.actpatchPage) {
-  window.actpatchPage.showAttribution = async (result) => {
-    attr.result = result;
-    $("component").value = result.component;
-    $("attr-method").value = result.method;
-    await renderAttribution();
-    $("attribution").scrollIntoView({ behavior: "smooth" });
-  };
+// The method select, from the server's choices (GET /models's options.attribution_method).
+export function fillAttributionChoices() {
+  fillSelect($("attr-method"), server.options.attribution_method, METHOD_LABELS);
 }
 
-document.addEventListener("DOMContentLoaded", startAttribution);
+// A link that carried an attribution runs it again (once the page has read the experiment).
+export function attributionFromUrl() {
+  const params = new URLSearchParams(location.search);
+  if (!params.has("attr")) return;
+  const methods = server.options.attribution_method;
+  const method = params.get("attr");
+  $("attr-method").value = Object.hasOwn(methods.choices, method) ? method : methods.default;
+  $("attr-compare").checked = params.get("attr_compare") !== "0";
+  if (params.has("attr_verify")) $("attr-verify").value = params.get("attr_verify");
+  runAttribution();
+}
+
+// A stored attribution (the history panel), shown as it was computed.
+export async function showAttribution(result) {
+  attr.result = result;
+  $("component").value = result.component;
+  $("attr-method").value = result.method;
+  await renderAttribution();
+  $("attribution").scrollIntoView({ behavior: "smooth" });
+}

@@ -1,133 +1,128 @@
-// actpatch history panel: every run the server kept (GET /runs), reopened without recomputing,
-// and two sweeps compared side by side as a difference heatmap (second minus first).
-//
-// It uses the page's own helpers (window.actpatchPage, from app.js) and draws nothing itself
-// except the difference heatmap. Strings from the server are set with textContent.
-"use strict";
+// The history panel: every run the server kept (GET /runs), reopened without recomputing, and
+// two sweeps compared side by side as a difference heatmap (second minus first). Strings from
+// the server are set with textContent.
 
-(() => {
-  const $ = (id) => document.getElementById(id);
-  const state = { runs: [], ticked: [] };
+import { api } from "./api.js";
+import { showAttribution } from "./attribution.js";
+import { $, el, formatNumber, show } from "./dom.js";
+import { showPatch } from "./patch.js";
+import { DIVERGING, escapePlotly, loadPlotly } from "./plots.js";
+import { showSweep } from "./sweep.js";
 
-  function page() {
-    return window.actpatchPage;
+const state = { runs: [], ticked: [] };
+
+async function refresh() {
+  let data;
+  try {
+    data = await api("GET", "/runs?limit=30");
+  } catch (err) {
+    $("history-empty").textContent = `The history cannot be read: ${err.message}`;
+    return;
   }
+  state.runs = data.runs;
+  state.ticked = state.ticked.filter((id) => data.runs.some((r) => r.id === id));
+  render();
+}
 
-  async function refresh() {
-    let data;
-    try {
-      data = await page().api("GET", "/runs?limit=30");
-    } catch (err) {
-      $("history-empty").textContent = `The history cannot be read: ${err.message}`;
-      return;
-    }
-    state.runs = data.runs;
-    state.ticked = state.ticked.filter((id) => data.runs.some((r) => r.id === id));
-    render();
-  }
-
-  function render() {
-    const { el, show } = page();
-    const list = $("history-list");
-    list.textContent = "";
-    show($("history-empty"), state.runs.length === 0);
-    for (const run of state.runs) {
-      const tick = el("input", { type: "checkbox", class: "history-tick", "data-run": String(run.id), title: "Tick two sweeps to compare them" });
-      tick.checked = state.ticked.includes(run.id);
-      tick.disabled = run.kind !== "sweep";
-      tick.addEventListener("change", () => {
-        state.ticked = tick.checked ? [...state.ticked, run.id].slice(-2) : state.ticked.filter((id) => id !== run.id);
-        render();
-      });
-      const open = el("button", { type: "button", class: "chip-button history-open", "data-run": String(run.id), text: "Open" });
-      open.addEventListener("click", () => reopen(run.id));
-      const when = run.created_at.replace("T", " ").replace("Z", " UTC");
-      const seconds = run.seconds === null ? "" : ` · ${run.seconds.toFixed(2)} s`;
-      const partial = run.complete ? "" : " · partial (cancelled)";
-      list.append(
-        el("li", { class: "history-item" }, [
-          tick,
-          el("span", { class: "history-id", text: `#${run.id}` }),
-          el("span", { class: "history-label", text: run.label }),
-          el("span", { class: "muted small", text: ` ${run.kind} · ${run.model || ""}${seconds}${partial} · ${when}` }),
-          open,
-        ]),
-      );
-    }
-    $("history-compare").disabled = state.ticked.length !== 2;
-  }
-
-  // A stored run, shown as it was computed: the sweep's heatmap or the patch's numbers.
-  async function reopen(id) {
-    const run = await page().api("GET", `/runs/${id}`);
-    if (run.kind === "sweep" || run.kind === "ablation") await page().showSweep(run.result);
-    else if (run.kind === "patch") page().showPatch(run.result, run.request);
-    else if (run.kind === "attribution" && page().showAttribution) await page().showAttribution(run.result);
-    document.body.dataset.reopened = String(id);
-  }
-
-  function gridOf(result) {
-    // (layer, x) values of the normalized metric (raw when undefined); 3 axes: the mean over heads.
-    const grid = result.note ? result.raw : result.normalized;
-    if (result.axes.length === 3) {
-      return grid.map((row) => row.map((cell) => {
-        const values = cell.filter((v) => v !== null);
-        return values.length ? values.reduce((a, b) => a + b, 0) / values.length : null;
-      }));
-    }
-    return grid;
-  }
-
-  async function compare() {
-    const [first, second] = await Promise.all(state.ticked.map((id) => page().api("GET", `/runs/${id}`)));
-    const a = first.result;
-    const b = second.result;
-    const info = $("history-compare-info");
-    const { show, el } = page();
-    info.textContent = "";
-    const ga = gridOf(a);
-    const gb = gridOf(b);
-    if (ga.length !== gb.length || ga[0].length !== gb[0].length) {
-      info.append(el("div", { class: "alert", text: `Runs #${first.id} and #${second.id} have different shapes (${ga.length}×${ga[0].length} vs ${gb.length}×${gb[0].length}): pick two sweeps of the same component on the same model and positions.` }));
-      show(info, true);
-      show($("history-diff"), false);
-      return;
-    }
-    const diff = gb.map((row, l) => row.map((v, x) => (v === null || ga[l][x] === null ? null : v - ga[l][x])));
-    let maxAbs = 0;
-    for (const row of diff) for (const v of row) if (v !== null) maxAbs = Math.max(maxAbs, Math.abs(v));
-    info.append(el("span", { text: `#${second.id} (${b.component}, ${b.n_pairs} pair(s), ${b.model}) minus #${first.id} (${a.component}, ${a.n_pairs} pair(s), ${a.model}), normalized ${a.metric}; largest difference ${page().formatNumber(maxAbs, 3)}` }));
-    show(info, true);
-    await page().loadPlotly();
-    const node = $("history-diff");
-    show(node, true);
-    const xs = b.axes[1] === "head" ? diff[0].map((_, i) => `H${i}`) : b.position_convention === "role" ? b.position_labels : diff[0].map((_, i) => String(i));
-    const custom = diff.map((row, l) => row.map((v, x) => [ga[l][x], gb[l][x]]));
-    window.Plotly.react(
-      node,
-      [{
-        type: "heatmap",
-        z: diff,
-        x: xs.map((t) => page().escapePlotly(t)),
-        customdata: custom,
-        colorscale: page().DIVERGING,
-        zmid: 0,
-        zmin: -(maxAbs || 1),
-        zmax: maxAbs || 1,
-        xgap: 1,
-        ygap: 1,
-        hovertemplate: `L%{y} · %{x}<br>#${second.id} − #${first.id}: %{z:.3f}<br>#${first.id}: %{customdata[0]:.3f} · #${second.id}: %{customdata[1]:.3f}<extra></extra>`,
-        colorbar: { title: { text: "difference", side: "right" }, thickness: 12 },
-      }],
-      { margin: { l: 56, r: 10, t: 10, b: 60 }, height: 320, yaxis: { title: { text: "layer" }, autorange: "reversed", dtick: 1 }, plot_bgcolor: "#eef0f3", paper_bgcolor: "rgba(0,0,0,0)" },
-      { displaylogo: false, responsive: true },
+function render() {
+  const list = $("history-list");
+  list.textContent = "";
+  show($("history-empty"), state.runs.length === 0);
+  for (const run of state.runs) {
+    const tick = el("input", { type: "checkbox", class: "history-tick", "data-run": String(run.id), title: "Tick two sweeps to compare them" });
+    tick.checked = state.ticked.includes(run.id);
+    tick.disabled = run.kind !== "sweep";
+    tick.addEventListener("change", () => {
+      state.ticked = tick.checked ? [...state.ticked, run.id].slice(-2) : state.ticked.filter((id) => id !== run.id);
+      render();
+    });
+    const open = el("button", { type: "button", class: "chip-button history-open", "data-run": String(run.id), text: "Open" });
+    open.addEventListener("click", () => reopen(run.id));
+    const when = run.created_at.replace("T", " ").replace("Z", " UTC");
+    const seconds = run.seconds === null ? "" : ` · ${run.seconds.toFixed(2)} s`;
+    const partial = run.complete ? "" : " · partial (cancelled)";
+    list.append(
+      el("li", { class: "history-item" }, [
+        tick,
+        el("span", { class: "history-id", text: `#${run.id}` }),
+        el("span", { class: "history-label", text: run.label }),
+        el("span", { class: "muted small", text: ` ${run.kind} · ${run.model || ""}${seconds}${partial} · ${when}` }),
+        open,
+      ]),
     );
   }
+  $("history-compare").disabled = state.ticked.length !== 2;
+}
 
-  document.addEventListener("DOMContentLoaded", () => {
-    $("history-refresh").addEventListener("click", refresh);
-    $("history-compare").addEventListener("click", compare);
-    document.addEventListener("actpatch:run", () => setTimeout(refresh, 50));
-    refresh();
-  });
-})();
+// A stored run, shown as it was computed: the sweep's heatmap or the patch's numbers.
+async function reopen(id) {
+  const run = await api("GET", `/runs/${id}`);
+  if (run.kind === "sweep" || run.kind === "ablation") await showSweep(run.result);
+  else if (run.kind === "patch") showPatch(run.result, run.request);
+  else if (run.kind === "attribution") await showAttribution(run.result);
+  document.body.dataset.reopened = String(id);
+}
+
+function gridOf(result) {
+  // (layer, x) values of the normalized metric (raw when undefined); 3 axes: the mean over heads.
+  const grid = result.note ? result.raw : result.normalized;
+  if (result.axes.length === 3) {
+    return grid.map((row) => row.map((cell) => {
+      const values = cell.filter((v) => v !== null);
+      return values.length ? values.reduce((a, b) => a + b, 0) / values.length : null;
+    }));
+  }
+  return grid;
+}
+
+async function compare() {
+  const [first, second] = await Promise.all(state.ticked.map((id) => api("GET", `/runs/${id}`)));
+  const a = first.result;
+  const b = second.result;
+  const info = $("history-compare-info");
+  info.textContent = "";
+  const ga = gridOf(a);
+  const gb = gridOf(b);
+  if (ga.length !== gb.length || ga[0].length !== gb[0].length) {
+    info.append(el("div", { class: "alert", text: `Runs #${first.id} and #${second.id} have different shapes (${ga.length}×${ga[0].length} vs ${gb.length}×${gb[0].length}): pick two sweeps of the same component on the same model and positions.` }));
+    show(info, true);
+    show($("history-diff"), false);
+    return;
+  }
+  const diff = gb.map((row, l) => row.map((v, x) => (v === null || ga[l][x] === null ? null : v - ga[l][x])));
+  let maxAbs = 0;
+  for (const row of diff) for (const v of row) if (v !== null) maxAbs = Math.max(maxAbs, Math.abs(v));
+  info.append(el("span", { text: `#${second.id} (${b.component}, ${b.n_pairs} pair(s), ${b.model}) minus #${first.id} (${a.component}, ${a.n_pairs} pair(s), ${a.model}), normalized ${a.metric}; largest difference ${formatNumber(maxAbs, 3)}` }));
+  show(info, true);
+  const Plotly = await loadPlotly();
+  const node = $("history-diff");
+  show(node, true);
+  const xs = b.axes[1] === "head" ? diff[0].map((_, i) => `H${i}`) : b.position_convention === "role" ? b.position_labels : diff[0].map((_, i) => String(i));
+  const custom = diff.map((row, l) => row.map((v, x) => [ga[l][x], gb[l][x]]));
+  Plotly.react(
+    node,
+    [{
+      type: "heatmap",
+      z: diff,
+      x: xs.map((t) => escapePlotly(t)),
+      customdata: custom,
+      colorscale: DIVERGING,
+      zmid: 0,
+      zmin: -(maxAbs || 1),
+      zmax: maxAbs || 1,
+      xgap: 1,
+      ygap: 1,
+      hovertemplate: `L%{y} · %{x}<br>#${second.id} − #${first.id}: %{z:.3f}<br>#${first.id}: %{customdata[0]:.3f} · #${second.id}: %{customdata[1]:.3f}<extra></extra>`,
+      colorbar: { title: { text: "difference", side: "right" }, thickness: 12 },
+    }],
+    { margin: { l: 56, r: 10, t: 10, b: 60 }, height: 320, yaxis: { title: { text: "layer" }, autorange: "reversed", dtick: 1 }, plot_bgcolor: "#eef0f3", paper_bgcolor: "rgba(0,0,0,0)" },
+    { displaylogo: false, responsive: true },
+  );
+}
+
+export function bindHistory() {
+  $("history-refresh").addEventListener("click", refresh);
+  $("history-compare").addEventListener("click", compare);
+  document.addEventListener("actpatch:run", () => setTimeout(refresh, 50));
+  refresh();
+}

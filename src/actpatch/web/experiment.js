@@ -1,0 +1,168 @@
+// The experiment: the form's fields (prompts, answers, component, metric, direction, ablation,
+// layer/head/position, model), its request body, its hints, and the URL that reproduces it.
+
+import { $, el, fillSelect, show } from "./dom.js";
+import { componentAxes, currentModel, isThreeAxis, server, view } from "./state.js";
+
+// The examples' experiments; a field they leave out takes the server's default.
+const EXAMPLES = {
+  factual: {
+    clean_prompt: "Paris is the capital of",
+    corrupt_prompt: "Berlin is the capital of",
+    target_token: " France",
+    wrong_token: "",
+    component: "z",
+    metric: "",
+    layer: 8,
+    head: 11,
+  },
+  ioi: {
+    clean_prompt: "When Mary and John went to the store, John gave a drink to",
+    corrupt_prompt: "When Mary and John went to the store, Mary gave a drink to",
+    target_token: " Mary",
+    wrong_token: " John",
+    component: "z",
+    metric: "",
+    layer: 9,
+    head: 9,
+  },
+};
+export const TEXT_FIELDS = ["clean_prompt", "corrupt_prompt", "target_token", "wrong_token"];
+export const CHOICE_FIELDS = ["component", "metric", "direction", "ablate"];
+export const INDEX_FIELDS = ["layer", "head", "pos"];
+const URL_KEYS = [...TEXT_FIELDS, ...CHOICE_FIELDS, ...INDEX_FIELDS, "model", "sweep", "view", "slice"];
+
+// The page's names for the server's choices, where it has nicer ones than the value itself.
+const ABLATION_LABELS = { zero: "zero-ablate", mean: "mean-ablate", resample: "resample-ablate" };
+
+export function example(name) {
+  return { direction: server.options.direction.default, ...EXAMPLES[name] };
+}
+
+export function readState() {
+  const state = {};
+  for (const f of [...TEXT_FIELDS, ...CHOICE_FIELDS]) state[f] = $(f).value;
+  for (const f of INDEX_FIELDS) state[f] = $(f).value === "" ? null : Number($(f).value);
+  state.model = $("model").value || null;
+  return state;
+}
+
+export function writeState(state) {
+  for (const f of [...TEXT_FIELDS, ...CHOICE_FIELDS]) {
+    if (state[f] !== undefined && state[f] !== null) $(f).value = state[f];
+  }
+  for (const f of INDEX_FIELDS) {
+    if (state[f] !== undefined && state[f] !== null) $(f).value = state[f];
+  }
+  if (state.model) $("model").value = state.model;
+  updateIndexInputs();
+}
+
+// The experiment's request body (the optional fields only when they are set).
+export function experimentBody(state) {
+  const body = {
+    clean_prompt: state.clean_prompt,
+    corrupt_prompt: state.corrupt_prompt,
+    target_token: state.target_token,
+    component: state.component,
+    direction: state.direction,
+  };
+  if (state.wrong_token !== "") body.wrong_token = state.wrong_token;
+  if (state.metric) body.metric = state.metric;
+  if (state.model) body.model = state.model;
+  return body;
+}
+
+// The single patch's inputs follow the component's axes and the model's size.
+export function updateIndexInputs() {
+  const axes = componentAxes();
+  show($("head-box"), axes.includes("head"));
+  show($("pos-box"), axes.includes("pos"));
+  // A position-resolved component starts at the final position, where the answer is read.
+  if (axes.includes("pos") && $("pos").value === "" && view.nTokens) $("pos").value = view.nTokens - 1;
+  const model = currentModel();
+  if (model) {
+    $("layer").max = model.n_layers - 1;
+    $("head").max = model.n_heads - 1;
+  }
+}
+
+// -- the URL -------------------------------------------------------------------------------------
+
+// Other cards add their own keys to a link (attribution.js: the method and its settings).
+const urlParts = [];
+export function addUrlPart(write) {
+  urlParts.push(write);
+}
+
+export function saveUrl() {
+  const state = readState();
+  const params = new URLSearchParams();
+  for (const key of URL_KEYS) {
+    let value = state[key];
+    if (key === "sweep") value = view.sweep && !view.sweepStale ? "1" : null;
+    if (key === "view") value = $("view").value !== "normalized" ? $("view").value : null;
+    if (key === "slice") value = view.sweep && isThreeAxis(view.sweep) ? $("slice").value : null;
+    if (key === "model" && value === server.default) value = null;
+    if (key === "ablate" && !value) value = null;
+    if (value === null || value === undefined || value === "") continue;
+    if (key === "pos" && !componentAxes().includes("pos")) continue;
+    if (key === "head" && !componentAxes().includes("head")) continue;
+    params.set(key, String(value));
+  }
+  for (const write of urlParts) write(params);
+  history.replaceState(null, "", `${location.pathname}?${params.toString()}`);
+}
+
+export function stateFromUrl() {
+  const params = new URLSearchParams(location.search);
+  if (!params.has("clean_prompt")) return null;
+  const state = {};
+  for (const key of URL_KEYS) if (params.has(key)) state[key] = params.get(key);
+  for (const f of INDEX_FIELDS) if (state[f] !== undefined) state[f] = Number(state[f]);
+  for (const f of TEXT_FIELDS) if (state[f] === undefined) state[f] = "";
+  return state;
+}
+
+// -- choices and hints ---------------------------------------------------------------------------
+
+// The drop-downs, from `GET /models`: components, and the option lists' choices and defaults.
+export function fillChoices(data) {
+  const component = $("component");
+  for (const name of Object.keys(data.components)) component.append(el("option", { value: name, text: name }));
+  fillSelect($("metric"), server.options.metric, {}, "auto");
+  fillSelect($("direction"), server.options.direction);
+  fillSelect($("ablate"), server.options.ablation, ABLATION_LABELS, "patch");
+  const select = $("model");
+  for (const m of data.models) select.append(el("option", { value: m.name, text: m.name }));
+  select.value = data.default;
+  select.disabled = data.models.length < 2;
+}
+
+// Drop-downs list short names; the chosen one's description shows under it (readable at any width).
+export function updateHints() {
+  const comp = server.components[$("component").value];
+  $("component-hint").textContent = comp ? comp.description : "";
+  const metric = server.options.metric;
+  $("metric-hint").textContent = $("metric").value ? metric.choices[$("metric").value] : metric.default_when;
+  $("direction-hint").textContent = server.options.direction.choices[$("direction").value] || "";
+}
+
+// -- field errors ----------------------------------------------------------------------------------
+
+// An error box is about the input that caused it: once that input changes, the box goes.
+// (An error that names no field goes with any change of the experiment.)
+export function clearErrorsFor(field) {
+  const msg = document.querySelector(`.field-msg.error[data-for="${field}"]`);
+  if (msg) {
+    msg.textContent = "";
+    msg.classList.remove("error");
+  }
+  $(field)?.classList.remove("invalid");
+  for (const id of ["patch-error", "sweep-error"]) {
+    const box = $(id);
+    if (box.classList.contains("hidden")) continue;
+    const fields = (box.dataset.fields || "").split(" ").filter(Boolean);
+    if (fields.length === 0 || fields.includes(field)) show(box, false);
+  }
+}

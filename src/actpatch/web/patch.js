@@ -1,0 +1,96 @@
+// The single patch: one cell (layer, and head or position) patched, its probabilities,
+// recovery, ranks and top tokens in the three runs. After each patch it says so
+// ("actpatch:run" for the history, "actpatch:patched" for the heatmap's outline).
+
+import { api, clearFieldErrors, renderWarnings, showApiError } from "./api.js";
+import { $, el, formatNumber, formatProb, show, showToken } from "./dom.js";
+import { experimentBody, readState, saveUrl } from "./experiment.js";
+import { componentAxes } from "./state.js";
+
+export async function runPatch() {
+  const state = readState();
+  const body = { ...experimentBody(state), layer: state.layer };
+  const axes = componentAxes();
+  if (axes.includes("head")) body.head = state.head;
+  if (axes.includes("pos")) body.pos = state.pos;
+  const button = $("run-patch");
+  button.disabled = true;
+  button.classList.add("busy");
+  show($("patch-error"), false);
+  saveUrl();
+  try {
+    const result = await api("POST", "/patch", body);
+    document.dispatchEvent(new CustomEvent("actpatch:run"));
+    clearFieldErrors();
+    renderPatch(result, state);
+    document.dispatchEvent(new CustomEvent("actpatch:patched"));
+  } catch (err) {
+    showApiError($("patch-error"), err);
+    $("patch-result").classList.add("stale"); // an older result: keep it, but dimmed
+  } finally {
+    button.disabled = false;
+    button.classList.remove("busy");
+  }
+}
+
+// A stored patch (the history panel), shown as it was computed.
+export function showPatch(result, request) {
+  renderPatch(result, { target_token: request.target_token || "" });
+}
+
+function renderTop(list, items, target) {
+  const node = $(list);
+  node.textContent = "";
+  const max = Math.max(...items.map((t) => t.prob), 1e-12);
+  for (const item of items) {
+    const bar = el("span", { class: "bar" });
+    bar.style.width = `${Math.max(2, (100 * item.prob) / max)}%`;
+    const li = el("li", { class: item.token === target ? "is-target" : "" }, [
+      el("span", { class: "tok", text: showToken(item.token), title: JSON.stringify(item.token) }),
+      el("span", { class: "prob", text: formatProb(item.prob) }),
+      bar,
+    ]);
+    node.append(li);
+  }
+}
+
+function renderPatch(r, state) {
+  show($("patch-empty"), false);
+  renderWarnings("patch-warnings", r.warnings);
+  show($("patch-result"), true);
+  $("patch-result").classList.remove("stale");
+  $("clean-prob").textContent = formatProb(r.clean_prob);
+  $("corrupt-prob").textContent = formatProb(r.corrupt_prob);
+  $("patched-prob").textContent = formatProb(r.patched_prob);
+  const recovery = $("recovery");
+  recovery.textContent = r.recovery_pct === null ? "undefined" : `${r.recovery_pct.toFixed(1)}%`;
+  recovery.title = r.recovery_pct === null ? "The clean and corrupted probabilities are equal." : "Recovery of the target's probability: 100 × (patched − corrupted) / (clean − corrupted) of P(target)";
+  recovery.classList.toggle("neg", r.recovery_pct !== null && r.recovery_pct < 0);
+  $("clean-rank").textContent = r.clean_rank;
+  $("corrupt-rank").textContent = r.corrupt_rank;
+  $("patched-rank").textContent = r.patched_rank;
+  const target = Array.isArray(state.target_token) ? state.target_token[0] : state.target_token;
+  renderTop("top-clean", r.top_clean, target);
+  renderTop("top-corrupt", r.top_corrupt, target);
+  renderTop("top-patched", r.top_patched, target);
+  const where = [`layer ${r.layer}`];
+  if (r.head !== null && r.head !== undefined) where.push(`head ${r.head}`);
+  if (r.pos !== null && r.pos !== undefined) where.push(`pos ${r.pos}`);
+  const metric = $("patch-metric");
+  metric.textContent = "";
+  metric.append(
+    el("b", { text: `${r.component} · ${where.join(" · ")} · ${r.direction}` }),
+    el("span", {
+      text: ` — ${r.metric}: clean ${formatNumber(r.metric_clean)}, corrupted ${formatNumber(r.metric_corrupt)}, patched ${formatNumber(r.metric_patched)}; normalized ${r.metric} ${r.metric_normalized === null ? "undefined" : `${(100 * r.metric_normalized).toFixed(1)}%`} (clean = 100%, corrupted = 0%)`,
+    }),
+  );
+  const note = $("patch-note");
+  note.textContent = r.note || "";
+  show(note, Boolean(r.note));
+  const footer = $("patch-footer");
+  footer.textContent = "";
+  footer.append(
+    el("span", { class: "model-tag", text: `computed on ${r.model} (${r.backend} path)` }),
+    el("span", { text: ` · ${(r.seconds * 1000).toFixed(0)} ms on the server${r.cached ? " · clean and corrupted runs reused" : ""}` }),
+  );
+}

@@ -1,0 +1,26 @@
+// What the page knows: the server's models and option lists (from `GET /models`), and the
+// state of the sweep card shared by the modules that draw, link and reopen it.
+
+import { $ } from "./dom.js";
+
+// Filled once at start-up from `GET /models`: `options` is the engine's every option list
+// ({name: {choices: {value: description}, default, default_when}}), the page's selects' source.
+export const server = { models: [], default: null, components: {}, options: {} };
+
+// The sweep shown (`sweep`, and whether the experiment changed since: `sweepStale`), and the
+// prompts' token count (for the default position).
+export const view = { sweep: null, sweepStale: false, nTokens: null };
+
+export function currentModel() {
+  const name = $("model").value || server.default;
+  return server.models.find((m) => m.name === name) || server.models[0];
+}
+
+export function componentAxes() {
+  const comp = server.components[$("component").value];
+  return comp ? comp.axes : ["layer", "head"];
+}
+
+export function isThreeAxis(result) {
+  return result.axes.length === 3;
+}
