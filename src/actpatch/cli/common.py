@@ -1,0 +1,234 @@
+"""What every command shares: the common flags, the option arguments, loading, the experiments.
+
+The option arguments (`add_option`) take their choices, their default and their help from
+`actpatch.patching.options`, where every option list is written once. The core's errors and
+warnings name input *fields* (`clean_prompt`, `metric`); `FLAGS` says which option of this
+command line each field is, so a message can end with the flag to fix (`[--clean]`).
+
+Nothing here imports torch at load time: `--help` and argument errors must answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from actpatch.datasets import DATASET_SPEC_LIST
+from actpatch.dtypes import DTYPES
+from actpatch.errors import InputError
+from actpatch.patching.options import DEFAULT_DIRECTION, OPTIONS
+
+# The CLI's option for each input field the core's errors and warnings name.
+FLAGS = {
+    "clean_prompt": "--clean",
+    "corrupt_prompt": "--corrupt",
+    "target_token": "--target",
+    "wrong_token": "--wrong",
+    "model": "--model",
+    "metric": "--metric",
+    "direction": "--direction",
+    "component": "--component",
+    "layer": "--layer",
+    "head": "--head",
+    "pos": "--pos",
+    "dataset": "--dataset",
+    "backend": "--backend",
+    "method": "--method",
+    "verify": "--verify",
+    "ablate": "--ablate",
+    "dtype": "--dtype",
+    "device": "--device",
+    "max_memory": "--max-memory",
+    "positions": "--positions",
+    "batching": "--batching",
+    "data_dir": "$ACTPATCH_DATA_DIR",
+    "format": "FILE's suffix",
+    "senders": "--senders",
+    "receivers": "--receivers",
+    "steps": "--steps",
+    "ablation": "--ablation",
+    "circuit": "--edges",
+    "nodes": "--nodes",
+    "curve": "--curve",
+}
+
+
+def with_flag(message: str, field: str | None) -> str:
+    """`message`, followed by the option to fix (` [--clean]`) when the field has one here."""
+    flag = FLAGS.get(field or "")
+    return message + (f" [{flag}]" if flag else "")
+
+
+# -- arguments -------------------------------------------------------------------------------
+
+
+def option_help(option: str) -> str:
+    """`OPTIONS[option]`'s choices and default in one line, escaped for argparse's % format."""
+    return OPTIONS[option].help().replace("%", "%%")
+
+
+def add_option(
+    p: argparse.ArgumentParser,
+    flag: str,
+    option: str,
+    *,
+    what: str = "",
+    none_when_left_out: bool = False,
+) -> None:
+    """An argument whose choices, default and help come from `OPTIONS[option]`, `what` first.
+
+    With `none_when_left_out`, a flag left out reads None instead of the option's default, for
+    a command that must tell the two apart (a direction given with an ablation is refused); the
+    help still shows the default the command then uses.
+    """
+    p.add_argument(
+        flag,
+        default=None if none_when_left_out else OPTIONS[option].default,
+        choices=list(OPTIONS[option].choices),
+        help=what + option_help(option),
+    )
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    """--model, --device, --dtype, --json and --out: what every model-running command takes."""
+    p.add_argument(
+        "--model",
+        default=None,
+        help="hub name, local Hugging Face-format folder, or 'demo' (default: $ACTPATCH_MODEL "
+        "or gpt2)",
+    )
+    p.add_argument("--device", default="cpu", help="torch device to run on, e.g. cpu or cuda")
+    p.add_argument(
+        "--dtype",
+        default=None,
+        choices=list(DTYPES),
+        help="; ".join(f"{name}: {what}" for name, what in DTYPES.items()),
+    )
+    p.add_argument("--json", action="store_true", help="print JSON on stdout instead of tables")
+    p.add_argument("--out", type=Path, default=None, help="folder to save JSON (and heatmaps) in")
+
+
+def add_experiment(p: argparse.ArgumentParser) -> None:
+    """The experiment: one prompt pair (--clean, --corrupt, --target, --wrong) or --dataset,
+    with --metric and --direction."""
+    p.add_argument("--clean", help="the clean prompt (shows the behaviour)")
+    p.add_argument("--corrupt", help="the corrupted prompt (does not)")
+    p.add_argument("--target", help="the clean answer, one token, e.g. ' Mary' (leading space)")
+    p.add_argument("--wrong", default=None, help="the wrong answer, for logit_diff, e.g. ' John'")
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help=f"prompt pairs instead of one: {DATASET_SPEC_LIST} (a seed may follow: ioi:12:3; "
+        "the MIB tasks mib-ioi, add, sub and mcqa keep answers that are one token for the "
+        'model) or a JSONL file of {"clean", "corrupt", "target", "wrong"}; the metric is '
+        "averaged over pairs",
+    )
+    add_option(p, "--metric", "metric")  # default: chosen from --wrong
+    add_option(p, "--direction", "direction", none_when_left_out=True)  # see direction()
+
+
+def add_keep(p: argparse.ArgumentParser) -> None:
+    """--save and --export FILE: keep the run in the history, write it to a file."""
+    p.add_argument(
+        "--save",
+        action="store_true",
+        help="keep the run in the history ($ACTPATCH_DATA_DIR, else ~/.local/share/actpatch; "
+        "see `actpatch runs`)",
+    )
+    p.add_argument(
+        "--export",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also write the run as FILE: .csv, .json, .png, .svg or .ipynb (a notebook "
+        "that reproduces it)",
+    )
+
+
+def direction(args: argparse.Namespace) -> str:
+    """The direction asked for, else the default. --direction reads None when left out: an
+    ablation refuses a direction given (`options.check_ablation_direction`), and a stored run's
+    request keeps only the fields that were given."""
+    return str(args.direction or DEFAULT_DIRECTION)
+
+
+# -- running -----------------------------------------------------------------------------------
+
+
+def load(spec: str | None, device: str = "cpu", dtype: str | None = None) -> Any:
+    """The model `--model` names (`actpatch.models.load_model`), on `--device` in `--dtype`."""
+    from actpatch.models import load_model
+
+    return load_model(spec, device=device, dtype=dtype)
+
+
+def experiments(args: argparse.Namespace, model: Any) -> list[Any]:
+    """The experiments asked for: one per token length of --dataset, or one prompt pair."""
+    from actpatch.patching.experiment import Experiment
+
+    if args.dataset:
+        if args.clean or args.corrupt:
+            raise InputError(
+                "Give either --dataset or --clean/--corrupt, not both.", field="dataset"
+            )
+        from actpatch.datasets import load_dataset
+        from actpatch.patching.experiment import dataset_experiments
+
+        data = load_dataset(args.dataset, tokenizer=model.tokenizer)
+        if data.note:  # how many candidates the model's tokenizer kept
+            print(f"dataset {data.name}: {data.note}", file=sys.stderr)
+        return dataset_experiments(model, data)
+    missing = [f"--{n}" for n in ("clean", "corrupt", "target") if getattr(args, n) is None]
+    if missing:
+        raise InputError(
+            f"Missing {', '.join(missing)}. Example: --clean 'Paris is the capital of' "
+            "--corrupt 'Berlin is the capital of' --target ' France' (or --dataset ioi:20).",
+            field=missing[0].lstrip("-"),
+        )
+    return [Experiment(model, args.clean, args.corrupt, args.target, args.wrong)]
+
+
+def model_reference(spec: str) -> str:
+    """How a stored run names its model: a local folder or file by its absolute path (so the
+    run and its notebook work from any folder), anything else as given."""
+    path = Path(spec).expanduser()
+    return str(path.resolve()) if path.exists() else spec
+
+
+def request(args: argparse.Namespace, model: Any, **extra: Any) -> dict[str, Any]:
+    """What was asked, as the API's request fields (for the history and notebooks)."""
+    fields = {
+        "model": model_reference(args.model or model.name),
+        "dataset": args.dataset,
+        "clean_prompt": args.clean,
+        "corrupt_prompt": args.corrupt,
+        "target_token": args.target,
+        "wrong_token": args.wrong,
+        "metric": args.metric,
+        "direction": args.direction,
+        **extra,
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def progress_bar(label: str) -> Any:
+    """A progress bar on stderr for long sweeps; None when stderr is not a terminal (a file or a
+    pipe would collect the bar's redraws)."""
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    bar: dict[str, Any] = {}
+
+    def update(done: int, total: int) -> None:
+        if "bar" not in bar:
+            bar["bar"] = tqdm(
+                total=total, desc=label, unit="cell", file=sys.stderr, delay=0.5, leave=False
+            )
+        bar["bar"].update(done - bar["bar"].n)
+        if done >= total:
+            bar["bar"].close()
+
+    return update
