@@ -9,7 +9,7 @@ from fastapi import status
 from ..deps import WorkbenchDep
 from ..responses import WITH_BODY, documented
 from ..routing import make_router
-from ..schemas import AttributeJob, AttributeRequest, AttributeResponse
+from ..schemas.attribute import AttributeJob, AttributeRequest, AttributeResponse
 
 router = make_router(tags=["attribution"])
 JOB = documented(404)

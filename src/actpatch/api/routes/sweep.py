@@ -9,7 +9,7 @@ from fastapi import status
 from ..deps import WorkbenchDep
 from ..responses import WITH_BODY, documented
 from ..routing import make_router
-from ..schemas import SweepJob, SweepRequest, SweepResponse
+from ..schemas.sweep import SweepJob, SweepRequest, SweepResponse
 
 router = make_router(tags=["patching"])
 JOB = documented(404)
