@@ -37,7 +37,9 @@ logger = logging.getLogger("actpatch.api")
 Progress = Callable[..., None]
 ShouldStop = Callable[[], bool]
 SweepWork = Callable[[Progress, ShouldStop], dict[str, Any]]
-FINAL = ("done", "failed", "cancelled")
+# A job is queued, then running, then one of FINAL, which never changes again.
+STATUSES = ("queued", "running", "done", "failed", "cancelled")
+FINAL = STATUSES[2:]
 # Retry-After before any sweep has finished (a head sweep on GPT-2 small takes about 1 s idle).
 FIRST_RETRY_S = 5
 
@@ -50,7 +52,7 @@ class Job:
     model: str
     component: str
     idle_timeout_s: float
-    status: str = "queued"  # queued, running, done, failed, cancelled
+    status: str = "queued"  # one of STATUSES
     done: int = 0
     total: int = 0
     started: float | None = None

@@ -17,6 +17,8 @@ from actpatch.patching import COMPONENTS, get_component
 from actpatch.patching.components import ALIASES
 from actpatch.patching.options import OPTIONS, POSITIONS
 
+from ..jobs import STATUSES
+
 # The specification's /patch request (its layer and head fitted to the served model by
 # `openapi.spec_example`); the tokenize example takes its prompts and answer.
 SPEC_EXAMPLE: dict[str, Any] = {
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
     Positions = str
     PositionConvention = str
     Batching = str
+    JobStatus = str
 else:
     Direction = Literal[tuple(OPTIONS["direction"].choices)]
     Metric = Literal[tuple(OPTIONS["metric"].choices)]
@@ -62,6 +65,7 @@ else:
     # What a sweep's pos axis indexes once "auto" is resolved: one of the other conventions.
     PositionConvention = Literal[tuple(p for p in POSITIONS if p != "auto")]
     Batching = Literal[tuple(OPTIONS["batching"].choices)]
+    JobStatus = Literal[STATUSES]
 COMPONENT_NAMES = [*COMPONENTS, *ALIASES]
 
 
@@ -77,7 +81,6 @@ ComponentName = Annotated[
 # A sweep's values: (layer, head) or (layer, pos) nested lists, or (layer, pos, head); null =
 # not patched (no counterpart in the other prompt) or undefined.
 Grid = list[list[float | None]] | list[list[list[float | None]]]
-JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
 
 # Field descriptions that several schemas share.
 CLEAN = "The prompt that shows the behaviour (or a list of them)."
