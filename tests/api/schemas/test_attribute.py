@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from actpatch.api.schemas import AttributeRequest
+from actpatch.api.schemas.attribute import AttributeRequest
 from actpatch.patching import METRICS
 from actpatch.patching.options import OPTIONS
 from tests.api.schemas.test_common import enum_and_default

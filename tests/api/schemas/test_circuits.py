@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from actpatch.api.schemas import EdgesRequest, EvaluateRequest, VerifyRequest
+from actpatch.api.schemas.circuits import EdgesRequest, EvaluateRequest, VerifyRequest
 from actpatch.patching import options
 from actpatch.patching.options import OPTIONS
 from tests.api.schemas.test_common import enum_and_default

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from actpatch.api.schemas import SweepRequest, SweepResponse
+from actpatch.api.schemas.sweep import SweepRequest, SweepResponse
 from actpatch.patching.options import OPTIONS
 from tests.api.schemas.test_common import enum_and_default
 
