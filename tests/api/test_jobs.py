@@ -147,3 +147,15 @@ def test_a_cancel_after_the_end_says_done(jobs: SweepJobs) -> None:
     job = _wait(jobs.submit(lambda p, s: {"raw": [[1.0]]}, "m", "z"))
     reply = jobs.cancel(job.id).to_dict()
     assert reply["status"] == "done" and reply["result"] == {"raw": [[1.0]]}
+
+
+def test_messages_name_the_kind_of_job_and_its_routes() -> None:
+    jobs = SweepJobs(workers=1, idle_timeout_s=30, max_pending=1, kind="attribution", route="/x")
+    with pytest.raises(NotFoundError, match=r"no attribution job 'nope'.*POST /x/jobs"):
+        jobs.get("nope")
+    running = jobs.submit(_until_stopped, "m", "z")
+    with pytest.raises(BusyError, match=r"1 attributions queued.*DELETE /x/jobs/\{id\}"):
+        jobs.submit(_until_stopped, "m", "z")
+    jobs.cancel(running.id)
+    assert running.error == {"detail": "The attribution was cancelled.", "field": None}
+    jobs.shutdown()

@@ -16,7 +16,7 @@ import actpatch.api.workbench as workbench_module
 from actpatch.api.registry import ModelRegistry
 from actpatch.api.schemas import PatchRequest
 from actpatch.api.settings import Settings
-from actpatch.api.workbench import Workbench
+from actpatch.api.workbench import Workbench, respond
 from actpatch.errors import InputError
 from actpatch.models import LoadedModel
 
@@ -96,3 +96,13 @@ def test_answer_lists_count_against_the_pair_limit_too(tiny_model: LoadedModel) 
     with pytest.raises(InputError, match="at most 2 prompt pairs") as error:
         workbench.patch(PatchRequest(**{**SPEC, "target_token": [" France"] * 3}))
     assert error.value.field == "target_token"
+
+
+def test_a_result_is_answered_with_the_registrys_name_for_its_model(
+    tiny_model: LoadedModel,
+) -> None:
+    answer = respond({"metric": "prob", "model": "/tmp/tiny-gpt2"}, "tiny", cached=True)
+    assert answer == {"metric": "prob", "model": "tiny", "cached": True}
+    assert list(answer) == ["metric", "model", "cached"]  # the model keeps its place
+    assert _workbench(tiny_model).patch(PatchRequest(**SPEC))["model"] == "tiny"
+    assert tiny_model.name != "tiny"  # the engine's own name for it is another

@@ -1,11 +1,12 @@
-"""Background sweeps: start one, watch its progress, fetch its result, or cancel it.
+"""Background jobs (sweeps, attributions): start one, watch its progress, fetch its result, or
+cancel it.
 
-A job runs the engine's `sweep` in a worker thread (at most `workers` at once; more wait in a
-queue of at most `max_pending` queued and running jobs: a job beyond that is refused with
-`BusyError`, 429, and a Retry-After estimated from recent sweeps). The engine reports progress
-as cells finish and polls `should_stop` between batches, so a cancelled job stops computing
-within one batch of cells. A job nobody has asked about for `idle_timeout_s` seconds is
-cancelled too, so a closed browser tab does not keep the CPU busy.
+A job runs an engine call (`sweep`, `attribute`) in a worker thread (at most `workers` at
+once; more wait in a queue of at most `max_pending` queued and running jobs: a job beyond that
+is refused with `BusyError`, 429, and a Retry-After estimated from recent jobs). The engine
+reports progress as cells finish and polls `should_stop` between batches, so a cancelled job
+stops computing within one batch of cells. A job nobody has asked about for `idle_timeout_s`
+seconds is cancelled too, so a closed browser tab does not keep the CPU busy.
 
 A job's status changes under one lock, and a final status (done, failed, cancelled) never
 changes again: a cancel that arrives while the job runs wins at once (the answer says
@@ -36,7 +37,9 @@ logger = logging.getLogger("actpatch.api")
 Progress = Callable[..., None]
 ShouldStop = Callable[[], bool]
 SweepWork = Callable[[Progress, ShouldStop], dict[str, Any]]
-FINAL = ("done", "failed", "cancelled")
+# A job is queued, then running, then one of FINAL, which never changes again.
+STATUSES = ("queued", "running", "done", "failed", "cancelled")
+FINAL = STATUSES[2:]
 # Retry-After before any sweep has finished (a head sweep on GPT-2 small takes about 1 s idle).
 FIRST_RETRY_S = 5
 
@@ -49,7 +52,7 @@ class Job:
     model: str
     component: str
     idle_timeout_s: float
-    status: str = "queued"  # queued, running, done, failed, cancelled
+    status: str = "queued"  # one of STATUSES
     done: int = 0
     total: int = 0
     started: float | None = None
@@ -94,7 +97,11 @@ class Job:
 
 
 class SweepJobs:
-    """Sweep jobs by id, run by a small pool of worker threads."""
+    """Jobs of one kind by id, run by a small pool of worker threads.
+
+    `kind` ("sweep", "attribution") and `route` (the resource they compute: "/sweep",
+    "/attribute"; their jobs live under `{route}/jobs`) are what the messages call them.
+    """
 
     def __init__(
         self,
@@ -102,8 +109,10 @@ class SweepJobs:
         keep: int = 64,
         idle_timeout_s: float = 120.0,
         max_pending: int = 8,
+        kind: str = "sweep",
+        route: str = "/sweep",
     ) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="actpatch-sweep")
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"actpatch-{kind}")
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
         self._recent_s: deque[float] = deque(maxlen=8)  # how long the last sweeps ran
@@ -111,6 +120,8 @@ class SweepJobs:
         self.keep = keep
         self.idle_timeout_s = idle_timeout_s
         self.max_pending = max_pending
+        self.kind = kind
+        self.route = route
 
     @property
     def running(self) -> int:
@@ -129,9 +140,10 @@ class SweepJobs:
             if self.running >= self.max_pending:
                 retry = self.retry_after_s()
                 raise BusyError(
-                    f"This server already has {self.running} sweeps queued or running, as many "
-                    f"as it takes (ACTPATCH_MAX_PENDING_JOBS={self.max_pending}). Try again in "
-                    f"about {retry} s, or cancel one of yours (DELETE /sweep/jobs/{{id}}).",
+                    f"This server already has {self.running} {self.kind}s queued or running, as "
+                    f"many as it takes (ACTPATCH_MAX_PENDING_JOBS={self.max_pending}). Try again "
+                    f"in about {retry} s, or cancel one of yours "
+                    f"(DELETE {self.route}/jobs/{{id}}).",
                     retry_after_s=retry,
                 )
             job = Job(uuid.uuid4().hex[:12], model, component, self.idle_timeout_s)
@@ -146,8 +158,9 @@ class SweepJobs:
             job = self._jobs.get(job_id)
         if job is None:
             raise NotFoundError(
-                f"There is no sweep job {job_id!r}: it never existed, or it finished more than "
-                f"{self.keep} jobs ago and was forgotten. Start one with POST /sweep/jobs.",
+                f"There is no {self.kind} job {job_id!r}: it never existed, or it finished more "
+                f"than {self.keep} jobs ago and was forgotten. Start one with POST "
+                f"{self.route}/jobs.",
                 field="job_id",
             )
         job.last_seen = time.monotonic()
@@ -163,7 +176,7 @@ class SweepJobs:
         with self._lock:
             if job.status not in FINAL:
                 job.cancel_requested.set()
-                self._finish(job, "cancelled", error=_cancelled())
+                self._finish(job, "cancelled", error=self._cancelled())
         return job
 
     def shutdown(self) -> None:
@@ -179,18 +192,20 @@ class SweepJobs:
             if job.status != "queued":  # cancelled while it waited
                 return
             if job.should_stop():
-                self._finish(job, "cancelled", error=_cancelled(job))
+                self._finish(job, "cancelled", error=self._cancelled(job))
                 return
             job.status, job.started = "running", time.monotonic()
         try:
             result = work(job.progress, job.should_stop)
         except CancelledError:
-            self._end(job, "cancelled", error=_cancelled(job))
+            self._end(job, "cancelled", error=self._cancelled(job))
         except ActpatchError as exc:
             self._end(job, "failed", error={"detail": exc.message, "field": exc.field})
         except Exception as exc:  # a bug: report it on the job, keep the worker alive
-            logger.exception("sweep job %s failed", job.id)
-            detail = f"The sweep failed with an internal error ({type(exc).__name__}: {exc}). "
+            logger.exception("%s job %s failed", self.kind, job.id)
+            detail = (
+                f"The {self.kind} failed with an internal error ({type(exc).__name__}: {exc}). "
+            )
             detail += "This is a bug in actpatch: please report it with the request."
             self._end(job, "failed", error={"detail": detail, "field": None})
         else:
@@ -229,14 +244,14 @@ class SweepJobs:
         for job_id in finished[: max(0, len(self._jobs) - self.keep)]:
             del self._jobs[job_id]
 
-
-def _cancelled(job: Job | None = None) -> dict[str, Any]:
-    if job is not None and job.idle and not job.cancel_requested.is_set():
-        detail = (
-            f"The sweep was cancelled because nobody asked for its progress for "
-            f"{job.idle_timeout_s:g} s. Poll GET /sweep/jobs/{{id}} while it runs, or use "
-            "POST /sweep to wait for the result in one request."
-        )
-    else:
-        detail = "The sweep was cancelled."
-    return {"detail": detail, "field": None}
+    def _cancelled(self, job: Job | None = None) -> dict[str, Any]:
+        """A cancelled job's error: why it was cancelled (asked to, or left unwatched)."""
+        if job is not None and job.idle and not job.cancel_requested.is_set():
+            detail = (
+                f"The {self.kind} was cancelled because nobody asked for its progress for "
+                f"{job.idle_timeout_s:g} s. Poll GET {self.route}/jobs/{{id}} while it runs, or "
+                f"use POST {self.route} to wait for the result in one request."
+            )
+        else:
+            detail = f"The {self.kind} was cancelled."
+        return {"detail": detail, "field": None}

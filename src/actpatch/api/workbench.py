@@ -1,7 +1,8 @@
 """What the routes do: turn a request into an engine call on a cached experiment, and back.
 
 The routes stay one line each; this is the one place that knows both the schemas and the
-engine. Each answer is a JSON-ready dict that names the model that computed it.
+engine. Each answer is a JSON-ready dict that names the model that computed it by the name
+clients use for it (`respond`).
 
 Limits (all in `Settings`): a request's prompt pairs and prompt lengths are counted before
 anything is tokenized; at most `max_concurrent_runs` patches and sweeps compute at once (the
@@ -74,6 +75,8 @@ class Workbench:
             settings.max_jobs,
             settings.job_idle_timeout_s,
             settings.max_pending_jobs,
+            kind="attribution",
+            route="/attribute",
         )
         self._history: History | None = None
         self._history_lock = threading.Lock()
@@ -138,9 +141,9 @@ class Workbench:
                 direction=request.direction,
                 top_k=request.top_k,
             )
-        out = patch_response(
-            result,
-            model=self.registry.name_of(exp.model),
+        out = respond(
+            patch_response(result),
+            self.registry.name_of(exp.model),
             clean_tokens=exp.str_tokens("clean"),
             corrupt_tokens=exp.str_tokens("corrupt"),
             cached=cached,
@@ -162,7 +165,7 @@ class Workbench:
 
         def partial(snapshot: actpatch.SweepResult) -> None:
             if progress is not None:
-                out = {**snapshot.to_dict(per_pair=False), "model": name, "cached": cached}
+                out = respond(snapshot.to_dict(per_pair=False), name, cached=cached)
                 last[:] = [out]
                 progress(snapshot.values_done or 0, snapshot.values_total or 0, out)
 
@@ -180,7 +183,7 @@ class Workbench:
                     should_stop=should_stop,
                     max_memory=self.settings.max_memory,
                 )
-            out = {**ablated.to_dict(), "model": name, "cached": cached}
+            out = respond(ablated.to_dict(), name, cached=cached)
             return self.keep("ablation", request.model_dump(exclude_none=True), out)
         try:
             with self.computing():
@@ -202,7 +205,7 @@ class Workbench:
                     "sweep", request.model_dump(exclude_none=True), last[0], complete=False
                 )
             raise
-        out = {**result.to_dict(), "model": name, "cached": cached}
+        out = respond(result.to_dict(), name, cached=cached)
         return self.keep("sweep", request.model_dump(exclude_none=True), out)
 
     def _sweep_experiments(self, request: SweepRequest) -> tuple[list[Experiment], bool]:
@@ -281,7 +284,7 @@ class Workbench:
                 should_stop=should_stop,
                 max_memory=self.settings.max_memory,
             )
-        out = {**result.to_dict(), "model": self.registry.name_of(exp.model), "cached": cached}
+        out = respond(result.to_dict(), self.registry.name_of(exp.model), cached=cached)
         return self.keep("attribution", request.model_dump(exclude_none=True), out)
 
     def start_attribute(self, request: AttributeRequest) -> Job:
@@ -298,17 +301,6 @@ class Workbench:
             model=self.registry.name_of(exp.model),
             component=component.name,
         )
-
-    def attribution_job(self, job_id: str) -> Job:
-        """An attribution job by id; a teaching 404 if there is none."""
-        try:
-            return self.attribution_jobs.get(job_id)
-        except NotFoundError:
-            raise NotFoundError(
-                f"There is no attribution job {job_id!r}: it never existed, or it finished long "
-                "ago and was forgotten. Start one with POST /attribute/jobs.",
-                field="job_id",
-            ) from None
 
     # -- the run history -----------------------------------------------------------------------
 
@@ -477,7 +469,7 @@ class Workbench:
                 direction=request.direction,
             )
         name = self.registry.name_of(exp.model)
-        return {**result.to_dict(), "model": name, "known_roles": to_dict(name)}
+        return respond(result.to_dict(), name, known_roles=to_dict(name))
 
     def circuit_edges(self, request: EdgesRequest) -> dict[str, Any]:
         """Edge attribution (EAP or EAP-IG) over the whole graph, strongest edges first."""
@@ -497,13 +489,13 @@ class Workbench:
                 kv=request.kv,
             )
         name = self.registry.name_of(exp.model)
-        return {
-            **result.to_dict(top=request.top),
-            "model": name,
-            "n_layers": exp.model.n_layers,
-            "n_heads": exp.model.n_heads,
-            "known_roles": to_dict(name),
-        }
+        return respond(
+            result.to_dict(top=request.top),
+            name,
+            n_layers=exp.model.n_layers,
+            n_heads=exp.model.n_heads,
+            known_roles=to_dict(name),
+        )
 
     def circuit_evaluate(self, request: EvaluateRequest) -> dict[str, Any]:
         """Faithfulness of a circuit (edges or nodes), or a curve over a ranking's top n."""
@@ -537,7 +529,7 @@ class Workbench:
                     metric=request.metric,
                     ablation=request.ablation,
                 )
-            return {**result.to_dict(), "model": self.registry.name_of(exp.model)}
+            return respond(result.to_dict(), self.registry.name_of(exp.model))
         with self.computing():
             result = evaluate(
                 exp,
@@ -549,7 +541,7 @@ class Workbench:
                 ablation=request.ablation,
                 kv=request.kv,
             )
-        return {**result.to_dict(), "model": self.registry.name_of(exp.model)}
+        return respond(result.to_dict(), self.registry.name_of(exp.model))
 
     def circuit_verify(self, request: VerifyRequest) -> dict[str, Any]:
         """Each edge patched exactly, alone: its effect on the metric."""
@@ -564,7 +556,14 @@ class Workbench:
                 direction=request.direction,
                 kv=request.kv,
             )
-        return {**result.to_dict(), "model": self.registry.name_of(exp.model)}
+        return respond(result.to_dict(), self.registry.name_of(exp.model))
+
+
+def respond(result: dict[str, Any], model: str, **fields: Any) -> dict[str, Any]:
+    """A result (its `to_dict()`) as the API answers it: its model named `model`, the name
+    clients use for it (the registry's, which may differ from the loaded model's own name the
+    engine wrote), then what the server adds (`fields`: cached, timing, known roles, ...)."""
+    return {**result, "model": model, **fields}
 
 
 def _answer_problem(model: LoadedModel, answer: str, field: str) -> str | None:

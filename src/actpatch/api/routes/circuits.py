@@ -8,7 +8,7 @@ from typing import Any
 from ..deps import WorkbenchDep
 from ..responses import WITH_BODY, documented
 from ..routing import make_router
-from ..schemas import (
+from ..schemas.circuits import (
     EdgesRequest,
     EdgesResponse,
     EvaluateRequest,

@@ -7,7 +7,7 @@ from typing import Any
 from ..deps import WorkbenchDep
 from ..responses import documented
 from ..routing import make_router
-from ..schemas import HealthResponse
+from ..schemas.health import HealthResponse
 
 router = make_router(tags=["server"])
 

@@ -7,7 +7,7 @@ from typing import Any
 from ..deps import WorkbenchDep
 from ..responses import WITH_BODY
 from ..routing import make_router
-from ..schemas import PatchRequest, PatchResponse
+from ..schemas.patch import PatchRequest, PatchResponse
 
 router = make_router(tags=["patching"])
 

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from ..deps import WorkbenchDep
 from ..responses import documented
 from ..routing import make_router
-from ..schemas import RunDetail, RunList, RunSummary
+from ..schemas.runs import RunDetail, RunList, RunSummary
 
 router = make_router(tags=["history"])
 RUN_ERRORS = documented(404, 422)  # no such run; a run id that is not a number

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import status
-
 from ..deps import WorkbenchDep
-from ..responses import WITH_BODY, documented
-from ..routing import make_router
-from ..schemas import SweepJob, SweepRequest, SweepResponse
+from ..responses import WITH_BODY
+from ..routing import JobRoutes, add_job_routes, make_router
+from ..schemas.sweep import SweepJob, SweepRequest, SweepResponse
+from ..workbench import Workbench
 
 router = make_router(tags=["patching"])
-JOB = documented(404)
 
 
 @router.post("/sweep", response_model=SweepResponse, responses=WITH_BODY)
@@ -21,24 +19,16 @@ def sweep(request: SweepRequest, workbench: WorkbenchDep) -> dict[str, Any]:
     return workbench.sweep(request)
 
 
-@router.post(
-    "/sweep/jobs",
-    response_model=SweepJob,
-    status_code=status.HTTP_202_ACCEPTED,
-    responses=documented(413, 422, 429, 503),
+add_job_routes(
+    router,
+    JobRoutes(
+        name="sweep",
+        request=SweepRequest,
+        job=SweepJob,
+        start=Workbench.start_sweep,
+        jobs=lambda workbench: workbench.jobs,
+        start_says="Start a sweep in the background; poll its id for progress and the result.",
+        get_says="A background sweep's progress (done of total cells), and its result once done.",
+        cancel_says="Cancel a background sweep; it stops within one batch of cells.",
+    ),
 )
-def start_sweep_job(request: SweepRequest, workbench: WorkbenchDep) -> dict[str, Any]:
-    """Start a sweep in the background; poll its id for progress and the result."""
-    return workbench.start_sweep(request).to_dict()
-
-
-@router.get("/sweep/jobs/{job_id}", response_model=SweepJob, responses=JOB)
-def get_sweep_job(job_id: str, workbench: WorkbenchDep) -> dict[str, Any]:
-    """A background sweep's progress (done of total cells), and its result once done."""
-    return workbench.jobs.get(job_id).to_dict()
-
-
-@router.delete("/sweep/jobs/{job_id}", response_model=SweepJob, responses=JOB)
-def cancel_sweep_job(job_id: str, workbench: WorkbenchDep) -> dict[str, Any]:
-    """Cancel a background sweep; it stops within one batch of cells."""
-    return workbench.jobs.cancel(job_id).to_dict()

@@ -7,7 +7,7 @@ from typing import Any
 from ..deps import WorkbenchDep
 from ..responses import WITH_BODY
 from ..routing import make_router
-from ..schemas import TokenizeRequest, TokenizeResponse
+from ..schemas.tokenize import TokenizeRequest, TokenizeResponse
 
 router = make_router(tags=["tokens"])
 
