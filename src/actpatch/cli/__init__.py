@@ -10,6 +10,9 @@
     actpatch path   --senders all|L.H,... --receivers logits|L.H.q,... [--freeze-mlps]
     actpatch circuit edges|evaluate  [--method eap|eap-ig] [--steps M] ...
     actpatch reproduce ioi  [--model M]
+    actpatch attention --layer L --head H   (where a head attends, clean and corrupted)
+    actpatch dla       (each head's and MLP's direct share of the answer)
+    actpatch lens      [--sublayers]   (what each layer predicts: the logit lens)
 
 Every command takes --model (hub name, local folder, or `demo`; default $ACTPATCH_MODEL or
 gpt2), --json (machine-readable output on stdout) and --out DIR (save JSON and heatmaps).
@@ -33,10 +36,13 @@ import sys
 from collections.abc import Sequence
 
 from actpatch.cli import (
+    attention,
     attribute,
     circuit,
+    dla,
     export,
     info,
+    lens,
     patch,
     path,
     reproduce,
@@ -53,6 +59,9 @@ COMMANDS = {
     "patch": patch,
     "sweep": sweep,
     "attribute": attribute,
+    "attention": attention,
+    "dla": dla,
+    "lens": lens,
     "runs": runs,
     "export": export,
     "path": path,

@@ -190,6 +190,18 @@ def experiments(args: argparse.Namespace, model: Any) -> list[Any]:
     return [Experiment(model, args.clean, args.corrupt, args.target, args.wrong)]
 
 
+def one_experiment(args: argparse.Namespace, model: Any, what: str) -> Any:
+    """The one experiment `what` needs: pairs of one token length."""
+    pairs = experiments(args, model)
+    if len(pairs) > 1:
+        raise InputError(
+            f"{what} needs prompt pairs of one token length; this dataset has "
+            f"{len(pairs)} length groups. Use a single-template dataset.",
+            field="dataset",
+        )
+    return pairs[0]
+
+
 def model_reference(spec: str) -> str:
     """How a stored run names its model: a local folder or file by its absolute path (so the
     run and its notebook work from any folder), anything else as given."""

@@ -10,13 +10,12 @@ from actpatch.cli.common import (
     add_experiment,
     add_keep,
     direction,
-    experiments,
     load,
+    one_experiment,
     request,
 )
 from actpatch.cli.report import report
 from actpatch.cli.tables import normalized_text, pct
-from actpatch.errors import InputError
 from actpatch.patching.components import COMPONENTS
 from actpatch.patching.options import DEFAULT_COMPONENT
 
@@ -42,13 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from actpatch.patching.engine import patch
 
     model = load(args.model, args.device, args.dtype)
-    pairs = experiments(args, model)
-    if len(pairs) > 1:
-        raise InputError(
-            "A single patch needs prompt pairs of one token length; this dataset has "
-            f"{len(pairs)} length groups. Use a single-template dataset.",
-            field="dataset",
-        )
+    pairs = [one_experiment(args, model, "A single patch")]
     result = patch(
         pairs[0],
         args.layer,
