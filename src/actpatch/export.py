@@ -76,9 +76,9 @@ def _cells(shape: tuple[int, ...]) -> list[tuple[int, ...]]:
 
 def to_json(result: dict[str, Any]) -> str:
     """The result as JSON (NaN written as null)."""
-    from actpatch.history import _json
+    from actpatch.history import json_text
 
-    return _json(result) + "\n"
+    return json_text(result) + "\n"
 
 
 def heatmap(result: SweepResult, path: str | Path) -> Path:

@@ -111,8 +111,10 @@ class StoredRun:
         return {**self.summary(), "request": self.request, "result": self.result}
 
 
-def _json(value: Any) -> str:
-    """JSON text; NaN and infinities (not JSON) become null."""
+def json_text(value: Any) -> str:
+    """`value` as compact JSON text, NaN and infinities (not JSON) written as null.
+
+    How the history stores requests and results, and how `actpatch.export` writes one."""
 
     def clean(v: Any) -> Any:
         if isinstance(v, float) and not math.isfinite(v):
@@ -231,8 +233,8 @@ class History:
             __version__,
             seconds,
             int(complete),
-            _json(request),
-            _json(result),
+            json_text(request),
+            json_text(result),
         )
         with self._lock, self._transaction():
             cursor = self._db.execute(
@@ -267,8 +269,7 @@ class History:
             ).fetchone()
         if row is None:
             raise RunNotFoundError(
-                f"There is no run {run_id} in the history: it never existed or was deleted. "
-                "List the runs with GET /runs (or `actpatch runs list`).",
+                f"There is no run {run_id} in the history: it never existed or was deleted.",
                 field="run_id",
             )
         return _stored(row, json.loads(row[9]), json.loads(row[10]))

@@ -1,7 +1,7 @@
-"""MIB's tasks as generated datasets (actpatch.mib_tasks), on GPT-2's tokenizer and on two tiny
-SentencePiece-convention tokenizers built here: one that reads " Mary" as '▁Mary', and one in
-the "legacy" style of Llama's, which prefixes '▁' to a text's start and so reads " Mary" as
-'▁', '▁Mary' (its answers are written "Mary"). Every expected value is computed here from the
+"""MIB's tasks as generated datasets (actpatch.datasets.mib_tasks), on GPT-2's tokenizer and on
+two tiny SentencePiece-convention tokenizers built here: one that reads " Mary" as '▁Mary', and
+one in the "legacy" style of Llama's, which prefixes '▁' to a text's start and so reads " Mary"
+as '▁', '▁Mary' (its answers are written "Mary"). Every expected value is computed here from the
 prompt text or the tokenizer, never read from the generator."""
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 
 from actpatch.datasets import IOI_NAMES, ioi, load_dataset
-from actpatch.errors import InputError
-from actpatch.mib_tasks import (
+from actpatch.datasets.mib_tasks import (
     MCQA_COLORS,
     MIB_IOI_TEMPLATES,
     answer_form,
@@ -22,6 +21,7 @@ from actpatch.mib_tasks import (
     mcqa,
     mib_ioi,
 )
+from actpatch.errors import InputError
 
 TINY_NAMES = ("Mary", "John", "Anna", "Tom", "Kate", "Paul", "Sarah", "Jack")
 TINY_COLORS = ("red", "blue", "green", "white")

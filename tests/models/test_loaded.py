@@ -1,0 +1,36 @@
+"""What a loaded model says about itself (actpatch.models.loaded): its tokens, BOS first as
+TransformerLens, and TransformerLens's bridge, which leaves the weights as loaded."""
+
+import actpatch
+
+
+def test_bos_token_first_as_transformer_lens(tiny_model):
+    assert tiny_model.to_tokens(" France") == [50256, 4881]
+    assert tiny_model.bridge().to_tokens(" France").tolist() == [[50256, 4881]]
+
+
+def test_the_bridge_leaves_the_weights_as_loaded(tmp_path):
+    """TransformerLens's bridge wraps the model in place; it must not rewrite its weights
+    (the fast path reads the same tensors, before or after the bridge exists)."""
+    import torch
+
+    from actpatch.arch import load
+    from tests.tiny_families import save_family
+
+    def weights(hf_model):  # names as Hugging Face gives them, wrapped by the bridge or not
+        return {
+            n.replace("._original_component", ""): p.detach().clone()
+            for n, p in hf_model.named_parameters()
+        }
+
+    model = actpatch.load_model(str(save_family("llama", tmp_path / "llama")))
+    tokens = torch.tensor([model.to_tokens("When Mary and John went to the store")])
+    before = weights(model.hf_model)
+    with torch.no_grad():
+        reference = model.hf_model(tokens).logits[:, -1]
+        model.bridge()
+        after = weights(model.hf_model)
+        assert before.keys() <= after.keys()
+        assert all(torch.equal(before[n], after[n]) for n in before)
+        final, _ = load(model.hf_model).run_with_cache(tokens, [])
+    assert (load(model.hf_model).unembed(final) - reference).abs().max() < 1e-4
