@@ -2,7 +2,19 @@
 
 from fastapi import APIRouter
 
-from . import attribute, circuits, docs, health, models, page, patch, runs, sweep, tokenize
+from . import (
+    attribute,
+    circuits,
+    docs,
+    health,
+    models,
+    page,
+    patch,
+    runs,
+    sweep,
+    tokenize,
+    views,
+)
 
 api_router = APIRouter()
 api_router.include_router(patch.router)
@@ -11,6 +23,7 @@ api_router.include_router(attribute.router)
 api_router.include_router(tokenize.router)
 api_router.include_router(models.router)
 api_router.include_router(circuits.router)
+api_router.include_router(views.router)
 api_router.include_router(health.router)
 api_router.include_router(runs.router)
 api_router.include_router(page.router)

@@ -1,0 +1,32 @@
+"""`actpatch dla`: the JSON contract, its sums against the model's own logit difference."""
+
+import json
+
+import pytest
+import torch
+
+from tests.cli.conftest import IOI, run
+from tests.conftest import IOI_CLEAN
+
+
+def test_dla_json_contract_and_sum(capsys, tiny_model_dir, tiny_model):
+    code, out, _ = run(capsys, "dla", "--model", tiny_model_dir, *IOI, "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["metric"] == "logit_diff"
+    for key in ("heads", "mlp", "embed", "total", "actual"):
+        assert key in data["clean"] and key in data["corrupt"]
+    ids = torch.tensor([tiny_model.to_tokens(IOI_CLEAN)])
+    with torch.no_grad():
+        logits = tiny_model.hf_model(ids).logits[0, -1]
+    mary = tiny_model.to_tokens(" Mary", prepend_bos=False)[0]
+    john = tiny_model.to_tokens(" John", prepend_bos=False)[0]
+    assert data["clean"]["actual"] == pytest.approx(float(logits[mary] - logits[john]), abs=1e-4)
+    assert data["clean"]["total"] == pytest.approx(data["clean"]["actual"], abs=1e-3)
+
+
+def test_dla_table(capsys, tiny_model_dir, tmp_path):
+    code, out, _ = run(capsys, "dla", "--model", tiny_model_dir, *IOI, "--out", tmp_path)
+    assert code == 0
+    assert "by layer x head" in out and "top 10 heads" in out and "actual" in out
+    assert (tmp_path / "dla.png").exists()

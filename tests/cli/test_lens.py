@@ -1,0 +1,28 @@
+"""`actpatch lens`: the JSON contract; the last layer is the model's own prediction."""
+
+import json
+
+import torch
+
+from tests.cli.conftest import IOI, run
+from tests.conftest import IOI_CLEAN
+
+
+def test_lens_json_contract(capsys, tiny_model_dir, tiny_model):
+    code, out, _ = run(capsys, "lens", "--model", tiny_model_dir, *IOI, "--k", 2, "--json")
+    assert code == 0
+    data = json.loads(out)
+    for key in ("clean", "corrupt", "tokens", "model", "backend", "warnings"):
+        assert key in data
+    for key in ("metric", "target_rank", "top"):
+        assert len(data["clean"][key]) == tiny_model.n_layers + 1
+    ids = torch.tensor([tiny_model.to_tokens(IOI_CLEAN)])
+    with torch.no_grad():
+        top = tiny_model.hf_model(ids).logits[0, -1].topk(2).indices
+    assert data["clean"]["top"][-1] == tiny_model.to_str_tokens(top)
+
+
+def test_lens_table(capsys, tiny_model_dir):
+    code, out, _ = run(capsys, "lens", "--model", tiny_model_dir, *IOI, "--sublayers")
+    assert code == 0
+    assert "resid_mid 0" in out and "resid_post" in out
