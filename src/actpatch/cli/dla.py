@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 from typing import Any
 
 from actpatch.cli.common import add_common, add_experiment, load, one_experiment
 from actpatch.cli.report import report
-from actpatch.cli.tables import print_grid
 
 
 def add_parser(sub: Any) -> None:
@@ -47,14 +47,13 @@ def print_dla(result: Any, top: int) -> None:
     )
     difference = c.heads - k.heads
     n_layers, n_heads = difference.shape
-    print()
-    print_grid(
-        f"clean - corrupted, direct {result.metric} by layer x head",
-        [f"L{layer}" for layer in range(n_layers)],
-        [f"H{h}" for h in range(n_heads)],
-        difference,
-        False,
-    )
+    print(f"\nclean - corrupted, direct {result.metric} by layer x head:")
+    for start in range(0, n_heads, 10):
+        heads = range(start, min(start + 10, n_heads))
+        print("      " + "".join(f"{'H' + str(h):>7}" for h in heads))
+        for layer in range(n_layers):
+            row = "".join(f"{float(difference[layer, h]):>+7.2f}" for h in heads)
+            print(f"  L{layer:<3}{row}")
     print(f"\n  {'':<10}{'clean':>10}{'corrupted':>11}")
     for layer in range(n_layers):
         print(f"  MLP {layer:<6}{float(c.mlp[layer]):>+10.3f}{float(k.mlp[layer]):>+11.3f}")
@@ -77,4 +76,4 @@ def print_dla(result: Any, top: int) -> None:
     print(f"\ntop {top} heads by |clean - corrupted|:")
     for value, layer, h in ranked[:top]:
         print(f"  L{layer}H{h:<4} {value:+.3f}")
-    print(f"\nnote: {result.norm_note}")
+    print("\n" + textwrap.fill(f"note: {result.norm_note}", width=96))
