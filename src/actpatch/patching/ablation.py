@@ -45,11 +45,11 @@ from actpatch.patching.cells import (
 )
 from actpatch.patching.components import get_component
 from actpatch.patching.experiment import Experiment, Run
+from actpatch.patching.groups import Progress
 from actpatch.patching.options import ABLATIONS, check_metric
 from actpatch.patching.results.sweeps import AblationResult
 from actpatch.patching.results.warning import ResultWarning
 
-Progress = Callable[[int, int], None]
 SMALL_REFERENCE = 10  # fewer prompts than this make a mean close to each prompt's own value
 
 

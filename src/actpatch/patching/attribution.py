@@ -70,12 +70,10 @@ from actpatch.patching.gradients import (
     check_gradient_metric,
     gradient_run,
 )
+from actpatch.patching.groups import Progress
 from actpatch.patching.options import ATTRIBUTION_METHODS, check_direction
 from actpatch.patching.results.attributions import AttributionResult
 from actpatch.patching.statistics import agreement
-
-Progress = Callable[[int, int], None]
-
 
 # -- options -----------------------------------------------------------------------------------
 

@@ -54,14 +54,13 @@ from actpatch.patching.circuit import verify_edges
 from actpatch.patching.experiment import Experiment
 from actpatch.patching.gradients import GradientRun, gradient_run
 from actpatch.patching.graph_tables import Graph, graph_for
+from actpatch.patching.groups import Progress
 from actpatch.patching.options import EDGE_METHODS, check_direction
 from actpatch.patching.results.circuits import EdgeCheck, EdgeResult
 from actpatch.patching.split import Parts, parts_of
 
 if TYPE_CHECKING:  # shapes for readers and type checkers; nothing is checked at run time
     from jaxtyping import Float
-
-Progress = Callable[[int, int], None]
 
 
 def writer_deltas(setup: Setup, parts: Parts) -> Float[Tensor, "writers pairs pos d_model"]:

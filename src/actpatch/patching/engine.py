@@ -41,11 +41,11 @@ from actpatch.patching.cells import (
 )
 from actpatch.patching.components import get_component
 from actpatch.patching.experiment import Experiment, can_pad, padded
+from actpatch.patching.groups import Progress
 from actpatch.patching.options import BATCHINGS
 from actpatch.patching.results.sweeps import PatchResult, SweepResult, TopToken
 from actpatch.patching.statistics import Bootstrap, bootstrap_interval
 
-Progress = Callable[[int, int], None]
 # Called with a snapshot of the sweep after each batch of cells: unfinished cells are NaN and
 # `complete` is False (streaming: a page can draw the heatmap as it fills in).
 OnPartial = Callable[[SweepResult], None]

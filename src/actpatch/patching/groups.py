@@ -30,6 +30,7 @@ from actpatch.patching import guardrails
 from actpatch.patching.experiment import Experiment
 from actpatch.patching.results.warning import ResultWarning
 
+# `progress(done, total)`: how every method reports its work.
 Progress = Callable[[int, int], None]
 R = TypeVar("R")
 Pooled = TypeVar("Pooled")

@@ -50,10 +50,9 @@ from actpatch.patching import groups, guardrails, metrics
 from actpatch.patching.cells import Setup, aligned, chunk_size, metric_values, prepare
 from actpatch.patching.experiment import Experiment
 from actpatch.patching.graph import Node, feeds, parse_receivers, parse_senders
+from actpatch.patching.groups import Progress
 from actpatch.patching.results.circuits import PathPatchResult
 from actpatch.patching.split import parts_of
-
-Progress = Callable[[int, int], None]
 
 
 class _FrozenRun:
