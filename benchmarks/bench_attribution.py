@@ -32,7 +32,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 import actpatch
 from actpatch.datasets import ioi
 from actpatch.models import LoadedModel
-from actpatch.patching.attribution import attribute_many
+from actpatch.patching.attribution import attribute_components
 from actpatch.tokenizer import gpt2_tokenizer
 
 CLEAN = "When Mary and John went to the store, John gave a drink to"
@@ -86,7 +86,7 @@ def main() -> None:
     for _ in range(args.repeats):
         fresh = actpatch.Experiment(model, CLEAN, CORRUPT, " Mary", " John")
         t0 = time.perf_counter()
-        results = attribute_many(fresh, COMPONENTS, "atp", "denoising", "logit_diff")
+        results = attribute_components(fresh, COMPONENTS, "atp", "denoising", "logit_diff")
         times.append(time.perf_counter() - t0)
     ours = min(times)
     z, mlp, resid = results
@@ -157,7 +157,7 @@ def main() -> None:
     for _ in range(max(1, args.repeats // 2)):
         fresh = actpatch.Experiment(model, CLEAN, CORRUPT, " Mary", " John")
         t0 = time.perf_counter()
-        attribute_many(fresh, COMPONENTS, "atp*", "denoising", "logit_diff")
+        attribute_components(fresh, COMPONENTS, "atp*", "denoising", "logit_diff")
         star_times.append(time.perf_counter() - t0)
     print(
         f"  AtP*              {best(star_times)}  (GradDrop: {model.n_layers} more backward passes)"
@@ -170,7 +170,7 @@ def main() -> None:
     for _ in range(max(1, args.repeats // 2)):
         fresh = actpatch.Experiment(model, data.clean, data.corrupt, data.target, data.wrong)
         t0 = time.perf_counter()
-        attribute_many(fresh, COMPONENTS, "atp", "denoising", "logit_diff")
+        attribute_components(fresh, COMPONENTS, "atp", "denoising", "logit_diff")
         times.append(time.perf_counter() - t0)
     print(
         f"\nAtP of the same components on {batch.n_pairs} IOI pairs of one template "

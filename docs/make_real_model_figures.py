@@ -21,9 +21,10 @@ import actpatch
 from actpatch.circuit_plots import circuit_graph, faithfulness_curve
 from actpatch.datasets import ioi
 from actpatch.export import heatmap
-from actpatch.patching.circuit import evaluate, evaluate_mib, graph_for
+from actpatch.patching.circuit import evaluate, evaluate_mib
 from actpatch.patching.edges import edge_attribution
 from actpatch.patching.experiment import dataset_experiments
+from actpatch.patching.graph_tables import graph_for
 
 
 def main(folder: Path) -> None:

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
         ablate,
         ablate_many,
         attribute,
-        attribute_many,
+        attribute_components,
         group_by_length,
         patch,
         sweep,
@@ -76,7 +76,7 @@ _WHERE = {
     "ablate_many": "actpatch.patching.ablation",
     "ATTRIBUTION_METHODS": "actpatch.patching.attribution",
     "attribute": "actpatch.patching.attribution",
-    "attribute_many": "actpatch.patching.attribution",
+    "attribute_components": "actpatch.patching.attribution",
     "AblationResult": "actpatch.patching.results",
     "AttributionResult": "actpatch.patching.results",
 }
@@ -100,7 +100,7 @@ __all__ = [
     "ablate",
     "ablate_many",
     "attribute",
-    "attribute_many",
+    "attribute_components",
     "group_by_length",
     "load_model",
     "patch",
@@ -109,9 +109,14 @@ __all__ = [
 ]
 
 
+# Old names that still resolve: `attribute_many` attributed many components of one experiment.
+_RENAMED = {"attribute_many": "attribute_components"}
+
+
 def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
+    where = _RENAMED.get(name, name)
+    if where not in _WHERE:
         raise AttributeError(f"module 'actpatch' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_WHERE[name]), name)
+    value = getattr(importlib.import_module(_WHERE[where]), where)
     globals()[name] = value  # later look-ups skip this function
     return value

@@ -26,12 +26,13 @@ from transformer_lens.tools.analysis.attribution_patching import (
 )
 
 import actpatch
-from actpatch.models import LoadedModel
-from actpatch.patching import attribution
-from actpatch.patching.attribution import agreement, attribute, attribute_many, gradient_run
+from actpatch.patching import gradients
+from actpatch.patching.attribution import attribute, attribute_components
+from actpatch.patching.gradients import gradient_run
 from actpatch.planted import build_head_circuit, build_saturated_circuit
 from tests.conftest import ATTRIBUTE_FIELDS, IOI_CLEAN, IOI_CORRUPT
 from tests.patching.test_engine import SHORT_CLEAN, SHORT_CORRUPT, _pick_answers
+from tests.patching.test_gradients import _fresh, _metric_with
 from tests.tiny_families import FAMILIES
 
 REL = 1e-4
@@ -102,7 +103,9 @@ def _close(ours: torch.Tensor, reference: torch.Tensor) -> None:
 @pytest.mark.parametrize("direction", ["denoising", "noising"])
 @pytest.mark.parametrize("metric", ["logit_diff", "logprob", "prob"])
 def test_atp_equals_transformer_lens_node_scores(bridge, exp, metric, direction):
-    z, mlp, z_all = attribute_many(exp, ["z_by_pos", "mlp_out", "z"], "atp", direction, metric)
+    z, mlp, z_all = attribute_components(
+        exp, ["z_by_pos", "mlp_out", "z"], "atp", direction, metric
+    )
     ref_z, ref_mlp = _tl_nodes(bridge, exp, metric, direction, len(z.tokens))
     _close(z.estimate, ref_z)
     _close(mlp.estimate, ref_mlp)
@@ -122,57 +125,6 @@ def test_atp_over_a_batch_is_transformer_lens_mean_over_pairs(tiny_model, bridge
 
 
 # -- finite differences ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def exp64(tiny_model_dir):
-    fresh = actpatch.load_model(str(tiny_model_dir))
-    hf = fresh.hf_model.double()
-    model = LoadedModel("tiny-gpt2-float64", "local folder", hf, fresh.tokenizer)
-    return actpatch.Experiment(model, IOI_CLEAN, IOI_CORRUPT, " Mary", " John")
-
-
-def _metric_with(exp, hook_name: str, layer: int, add: torch.Tensor, metric: str) -> float:
-    """The metric of the corrupted run with `add` added to one activation, by Hugging Face's own
-    GPT-2 forward (float64 throughout) with module hooks at the same points."""
-    hf = exp.model.hf_model
-    block = hf.transformer.h[layer]
-    d = hf.config.n_embd
-    flat = add.reshape(*add.shape[:2], -1) if add.dim() > 2 else add
-
-    def add_input(module, args):
-        return (args[0] + flat, *args[1:])
-
-    def add_output(module, args, out):
-        if isinstance(out, tuple):
-            return (out[0] + flat, *out[1:])
-        return out + flat
-
-    def add_qkv(module, args, out):
-        which = {"q": 0, "k": 1, "v": 2}[hook_name]
-        out = out.clone()
-        out[..., which * d : (which + 1) * d] += flat
-        return out
-
-    if hook_name == "resid_pre":
-        handle = block.register_forward_pre_hook(add_input)
-    elif hook_name in ("attn_out", "resid_mid"):  # resid_mid = resid_pre + attn_out
-        handle = block.attn.register_forward_hook(add_output)
-    elif hook_name == "mlp_out":
-        handle = block.mlp.register_forward_hook(add_output)
-    elif hook_name == "z":  # the heads' outputs, concatenated, are c_proj's input
-        handle = block.attn.c_proj.register_forward_pre_hook(add_input)
-    else:
-        handle = block.attn.c_attn.register_forward_hook(add_qkv)
-    try:
-        with torch.no_grad():
-            logits = hf(exp.corrupt_tokens).logits[:, -1]
-    finally:
-        handle.remove()
-    rows = torch.arange(logits.shape[0])
-    if metric == "logit_diff":
-        return float((logits[rows, exp.target_ids] - logits[rows, exp.wrong_ids]).mean())
-    return float(logits.log_softmax(-1)[0, exp.target_ids[0]])
 
 
 def _cell_delta(exp, component: str, cell: tuple[int, ...]) -> torch.Tensor:
@@ -222,72 +174,9 @@ def test_estimate_is_the_directional_derivative(exp64, component, metric):
         assert float(result.estimate[cell]) == pytest.approx(derivative, rel=1e-5, abs=1e-8)
 
 
-def test_gradient_run_gives_every_hook_and_its_gradient(exp64):
-    grad = gradient_run(exp64, "corrupt", "logit_diff")
-    start = grad.start
-    assert start == exp64.first_diff
-    for (name, layer), act in grad.activations.items():
-        assert grad.gradients[(name, layer)].shape == act.shape
-    # the gradient at resid_pre of layer 1, position `start`, against a finite difference
-    key = ("resid_pre", 1)
-    direction = grad.gradients[key][:, :1] / grad.gradients[key][:, :1].norm()  # steepest
-    add = torch.zeros_like(exp64.run("corrupt").cache[key])
-    add[:, start : start + 1] = direction
-
-    def central(eps: float) -> float:
-        up = _metric_with(exp64, "resid_pre", 1, eps * add, "logit_diff")
-        down = _metric_with(exp64, "resid_pre", 1, -eps * add, "logit_diff")
-        return (up - down) / (2 * eps)
-
-    analytic = float((grad.gradients[key][:, :1] * direction).sum())
-    assert analytic == pytest.approx(central(1e-5), rel=1e-5)
-    assert float(grad.values[0]) == pytest.approx(
-        _metric_with(exp64, "resid_pre", 0, torch.zeros(()), "logit_diff"), rel=1e-6
-    )
-
-
-def _fresh(model):
-    answers = _pick_answers(model, IOI_CLEAN, IOI_CORRUPT)
-    return actpatch.Experiment(model, IOI_CLEAN, IOI_CORRUPT, *answers)
-
-
-@pytest.mark.parametrize("which", ["corrupt", "clean"])
-def test_the_gradient_pass_caches_what_a_plain_forward_caches(tiny_model, which, monkeypatch):
-    # A cold experiment's gradient pass is also its cached forward of both runs: the runs it
-    # keeps must be the plain cached runs (Experiment.run's own inference forward), so that
-    # exact sweeps after it are unchanged; and its gradients must be those of the run that
-    # starts from a warm cache at the first differing position.
-    names = ("z", "mlp_out", "resid_pre", "pattern", "q")
-    # share the pass whatever its size (when it pays is SHARED_ROWS's business, not this test's)
-    monkeypatch.setattr(attribution, "SHARED_ROWS", 10**9)
-    cold = _fresh(tiny_model)
-    shared = gradient_run(cold, which, "logit_diff", names, drop_layers=[0])
-    # (the runs came from the gradient pass: Experiment.run's own are inference tensors)
-    assert not cold.run("clean").final.is_inference()
-    plain = _fresh(tiny_model)
-    for run in ("clean", "corrupt"):
-        ours, theirs = cold.run(run), plain.run(run, names)
-        assert torch.equal(ours.tokens, theirs.tokens)
-        assert set(ours.cache) >= set(theirs.cache)
-        torch.testing.assert_close(ours.final, theirs.final, rtol=1e-5, atol=1e-6)
-        for key, value in theirs.cache.items():
-            torch.testing.assert_close(ours.cache[key], value, rtol=1e-5, atol=1e-6)
-    warm = gradient_run(plain, which, "logit_diff", names, drop_layers=[0])
-    assert shared.start == warm.start
-    torch.testing.assert_close(shared.values, warm.values, rtol=1e-5, atol=1e-6)
-    # (the warm run recomputes positions start.. alone: float32 sums in another order)
-    close = {"rtol": 1e-4, "atol": 1e-5}
-    for key, value in warm.activations.items():
-        torch.testing.assert_close(shared.activations[key], value, **close)
-        torch.testing.assert_close(shared.gradients[key], warm.gradients[key], **close)
-        torch.testing.assert_close(shared.dropped[0][key], warm.dropped[0][key], **close)
-    # only activations took gradients: no weight of the model did
-    assert all(p.grad is None for p in tiny_model.hf_model.parameters())
-
-
 def test_a_sweep_after_a_cold_attribution_equals_one_on_a_fresh_experiment(tiny_model):
     attributed = _fresh(tiny_model)
-    attribute_many(attributed, ["z_by_pos", "mlp_out"], "atp")
+    attribute_components(attributed, ["z_by_pos", "mlp_out"], "atp")
     after = actpatch.sweep(attributed, "z_by_pos", "logit_diff")
     fresh = actpatch.sweep(_fresh(tiny_model), "z_by_pos", "logit_diff")
     torch.testing.assert_close(after.raw, fresh.raw, rtol=1e-5, atol=1e-6)
@@ -431,8 +320,8 @@ def test_saturated_attention_hides_the_head_from_atp_and_atp_star_finds_it(satur
     base = exact.corrupt if direction == "denoising" else exact.clean
     assert float(exact.raw[head] - base) == pytest.approx(sign * gap, abs=1e-3)
 
-    atp = attribute_many(exp, ["q", "q_by_pos"], "atp", direction)
-    star = attribute_many(exp, ["q", "q_by_pos"], "atp*", direction)
+    atp = attribute_components(exp, ["q", "q_by_pos"], "atp", direction)
+    star = attribute_components(exp, ["q", "q_by_pos"], "atp*", direction)
     # the softmax is saturated: its gradient is exactly 0, and so is plain AtP
     assert float(atp[0].estimate.abs().max()) == 0.0
     assert float(atp[1].estimate.nan_to_num(0).abs().max()) == 0.0
@@ -472,22 +361,6 @@ def _average_ranks(values: np.ndarray) -> np.ndarray:
     _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
     first = np.concatenate([[0], np.cumsum(counts)[:-1]])
     return (first + (counts - 1) / 2)[inverse]
-
-
-def test_agreement_by_hand():
-    estimate = torch.tensor([[1.0, -2.0], [0.5, 0.0]])
-    exact = torch.tensor([[2.0, -1.0], [-0.5, 0.001]])
-    a = agreement(estimate, exact, top_k=2)
-    assert a["cells"] == 4
-    assert a["pearson"] == pytest.approx(
-        float(np.corrcoef(estimate.flatten(), exact.flatten())[0, 1])
-    )
-    # sign: cells with |exact| >= 1% of 2: three of them; (1, 0) disagrees
-    assert a["sign_cells"] == 3
-    assert a["sign_agreement"] == pytest.approx(2 / 3)
-    # top 2 by |exact|: (0, 0), (0, 1); by |estimate|: (0, 1), (0, 0)
-    assert a["top_k_overlap"] == 1.0
-    assert a["misses"][0]["cell"] in ([0, 0], [0, 1], [1, 0])
 
 
 def test_verify_patches_the_top_cells_exactly(exp):
@@ -577,7 +450,7 @@ def test_every_family_equals_transformer_lens_node_scores(family_model, family):
     exp = actpatch.Experiment(
         model, SHORT_CLEAN, SHORT_CORRUPT, *_pick_answers(model, SHORT_CLEAN, SHORT_CORRUPT)
     )
-    z, mlp = attribute_many(exp, ["z_by_pos", "mlp_out"], "atp")
+    z, mlp = attribute_components(exp, ["z_by_pos", "mlp_out"], "atp")
     ref_z, ref_mlp = _tl_nodes(model.bridge(), exp, "logit_diff", "denoising", len(z.tokens))
     _close(z.estimate, ref_z)
     _close(mlp.estimate, ref_mlp)
@@ -617,7 +490,7 @@ def test_a_padded_experiment_attributes_each_pair_as_alone(tiny_model, shared, m
     # whether the gradient pass is the cached forward or runs after it.
     from actpatch.patching.experiment import group_by_length, padded
 
-    monkeypatch.setattr(attribution, "SHARED_ROWS", 10**9 if shared else 0)
+    monkeypatch.setattr(gradients, "SHARED_ROWS", 10**9 if shared else 0)
 
     pairs = [(IOI_CLEAN, IOI_CORRUPT), (SHORT_CLEAN, SHORT_CORRUPT)]
     answers = [_pick_answers(tiny_model, c, k) for c, k in pairs]
@@ -640,23 +513,3 @@ def test_a_padded_experiment_attributes_each_pair_as_alone(tiny_model, shared, m
     ours = attribute(padded(groups), "z", "atp", metric="logit_diff").estimate
     mean = sum(attribute(e, "z", "atp", metric="logit_diff").estimate for e in alone) / 2
     torch.testing.assert_close(ours, mean, rtol=1e-4, atol=1e-5)
-
-
-def test_a_runner_first_used_by_a_cached_run_serves_gradients(tmp_path):
-    """A cached run (inference mode) is often the first to use a model: what the runner builds
-    then (rotary tables) must still serve the gradient pass. The attribution of an experiment
-    whose runs were cached first equals that of a fresh experiment on a fresh load."""
-    from tests.tiny_families import save_family
-
-    folder = save_family("llama", tmp_path / "llama", None)
-    scores = []
-    for cached_first in (True, False):  # two loads of the same weights: two runners
-        model = actpatch.load_model(str(folder))
-        exp = actpatch.Experiment(
-            model, SHORT_CLEAN, SHORT_CORRUPT, *_pick_answers(model, SHORT_CLEAN, SHORT_CORRUPT)
-        )
-        if cached_first:
-            exp.run("clean")
-            exp.run("corrupt")
-        scores.append(attribute(exp, "k_by_pos", "atp*").estimate)
-    assert torch.allclose(scores[0], scores[1], atol=1e-5)

@@ -13,15 +13,9 @@ import torch
 from transformer_lens.tools.analysis import attribution_patching as tla
 
 import actpatch
-from actpatch.patching.circuit import (
-    Graph,
-    default_sizes,
-    evaluate,
-    graph_for,
-    graph_of,
-    verify_edges,
-)
+from actpatch.patching.circuit import default_sizes, evaluate, verify_edges
 from actpatch.patching.graph import GraphShape, Node, edge_name
+from actpatch.patching.graph_tables import Graph, graph_for, graph_of
 from actpatch.patching.metrics import from_logits
 from tests.conftest import IOI_CLEAN, IOI_CORRUPT
 from tests.patching.test_engine import _pick_answers

@@ -24,9 +24,10 @@ import torch
 from transformer_lens.tools.analysis import attribution_patching as tla
 
 import actpatch
-from actpatch.patching.circuit import evaluate, graph_for, verify_edges
+from actpatch.patching.circuit import evaluate, verify_edges
 from actpatch.patching.edges import edge_attribution
 from actpatch.patching.graph import Node, edge_name, parse_receivers, parse_senders
+from actpatch.patching.graph_tables import graph_for
 from actpatch.patching.paths import path_patch
 from actpatch.patching.split import parts_of
 from tests.conftest import IOI_CLEAN, IOI_CORRUPT

@@ -1,5 +1,6 @@
 """Per-pair values and bootstrap intervals against TransformerLens's own `reduce="none"` and
-`PatchingResult.bootstrap_ci`, and against a bootstrap written here as a plain loop."""
+`PatchingResult.bootstrap_ci`, and against a bootstrap written here as a plain loop; agreement
+(correlations, sign, top cells) worked out by hand."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from transformer_lens import patching as tlp
 from transformer_lens.utilities.statistics import bootstrap_ci, derive_generator
 
 import actpatch
-from actpatch.patching.statistics import Bootstrap, bootstrap_interval, spans_zero
+from actpatch.patching.statistics import Bootstrap, agreement, bootstrap_interval, spans_zero
 from tests.conftest import IOI_CLEAN
 
 
@@ -122,3 +123,19 @@ def test_bad_options_teach():
         Bootstrap(level=95)
     with pytest.raises(actpatch.InputError, match="at least 1"):
         Bootstrap(n_boot=0)
+
+
+def test_agreement_by_hand():
+    estimate = torch.tensor([[1.0, -2.0], [0.5, 0.0]])
+    exact = torch.tensor([[2.0, -1.0], [-0.5, 0.001]])
+    a = agreement(estimate, exact, top_k=2)
+    assert a["cells"] == 4
+    assert a["pearson"] == pytest.approx(
+        float(np.corrcoef(estimate.flatten(), exact.flatten())[0, 1])
+    )
+    # sign: cells with |exact| >= 1% of 2: three of them; (1, 0) disagrees
+    assert a["sign_cells"] == 3
+    assert a["sign_agreement"] == pytest.approx(2 / 3)
+    # top 2 by |exact|: (0, 0), (0, 1); by |estimate|: (0, 1), (0, 0)
+    assert a["top_k_overlap"] == 1.0
+    assert a["misses"][0]["cell"] in ([0, 0], [0, 1], [1, 0])

@@ -12,18 +12,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from actpatch.patching.ablation import ABLATIONS, ablate, ablate_many
     from actpatch.patching.alignment import Alignment, align
-    from actpatch.patching.attribution import (
-        ATTRIBUTION_METHODS,
-        GradientRun,
-        attribute,
-        attribute_many,
-        gradient_run,
-    )
+    from actpatch.patching.attribution import ATTRIBUTION_METHODS, attribute, attribute_components
     from actpatch.patching.circuit import evaluate_many, verify_edges
     from actpatch.patching.components import COMPONENTS, Component, get_component
     from actpatch.patching.edges import edge_attribution, edge_attribution_many
     from actpatch.patching.engine import patch, sweep, sweep_many
     from actpatch.patching.experiment import Experiment, group_by_length
+    from actpatch.patching.gradients import GradientRun, gradient_run
     from actpatch.patching.options import DIRECTIONS, METRICS
     from actpatch.patching.paths import path_patch, path_patch_many
     from actpatch.patching.results import (
@@ -39,10 +34,10 @@ _WHERE = {
     "ablate": "ablation",
     "ablate_many": "ablation",
     "ATTRIBUTION_METHODS": "attribution",
-    "GradientRun": "attribution",
+    "GradientRun": "gradients",
     "attribute": "attribution",
-    "attribute_many": "attribution",
-    "gradient_run": "attribution",
+    "attribute_components": "attribution",
+    "gradient_run": "gradients",
     "Alignment": "alignment",
     "align": "alignment",
     "COMPONENTS": "components",
@@ -87,7 +82,7 @@ __all__ = [
     "ablate_many",
     "align",
     "attribute",
-    "attribute_many",
+    "attribute_components",
     "edge_attribution",
     "edge_attribution_many",
     "evaluate_many",
@@ -103,7 +98,12 @@ __all__ = [
 ]
 
 
+# Old names that still resolve: `attribute_many` attributed many components of one experiment.
+_RENAMED = {"attribute_many": "attribute_components"}
+
+
 def __getattr__(name: str) -> Any:
+    name = _RENAMED.get(name, name)
     if name not in _WHERE:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(importlib.import_module(f"actpatch.patching.{_WHERE[name]}"), name)

@@ -8,7 +8,7 @@ in differs. Definitions (what each cell's entries are set to):
 - `zero`: 0.
 - `mean`: the activation's mean over the experiment's prompts, position by position: every
   clean prompt and, when they have the clean prompts' token length, every corrupted prompt
-  (with a dataset, `--dataset ioi:50`, that is all its prompts of the clean prompts' length).
+  (with a dataset such as ioi:50, that is all its prompts of the clean prompts' length).
   Positions are not averaged together: position p takes the mean of position p.
 - `resample`: the activation of another pair's clean prompt at the same position: pair i takes
   pair `resample_from[i]`'s, a seeded random permutation with no fixed point (so no pair keeps
@@ -27,15 +27,13 @@ mean or resampling and the raw values are averaged over pairs, as `sweep_many` d
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 
 import torch
-from torch import Tensor
 
 from actpatch.errors import InputError
-from actpatch.patching import guardrails
+from actpatch.patching import groups, guardrails, metrics
 from actpatch.patching.cells import (
     Setup,
     all_cells,
@@ -46,12 +44,12 @@ from actpatch.patching.cells import (
     run_cells,
 )
 from actpatch.patching.components import get_component
-from actpatch.patching.engine import _normalized
 from actpatch.patching.experiment import Experiment, Run
+from actpatch.patching.groups import Progress
 from actpatch.patching.options import ABLATIONS, check_metric
-from actpatch.patching.results import AblationResult, ResultWarning
+from actpatch.patching.results.sweeps import AblationResult
+from actpatch.patching.results.warning import ResultWarning
 
-Progress = Callable[[int, int], None]
 SMALL_REFERENCE = 10  # fewer prompts than this make a mean close to each prompt's own value
 
 
@@ -100,7 +98,7 @@ def _values(exp: Experiment, hook: str, method: str, seed: int) -> tuple[dict, s
     if exp.n_pairs < 2:
         raise InputError(
             "Resample ablation takes each pair's activation from another pair's prompt, and this "
-            "experiment has one pair. Give several pairs of one token length (e.g. --dataset "
+            "experiment has one pair. Give several pairs of one token length (a dataset such as "
             "ioi:20), or use zero or mean ablation.",
             field="ablate",
         )
@@ -176,7 +174,7 @@ def ablate(
             done += len(part)
             if progress is not None:
                 progress(done, total)
-    normalized, note = _normalized(raw, clean_value, corrupt_value, metric)
+    normalized, note = metrics.normalized(raw, clean_value, corrupt_value, metric)
     warnings = guardrails.check(exp, metric, clean_value, corrupt_value)
     n_reference = _n_reference(exp)
     if method == "mean" and n_reference < SMALL_REFERENCE:
@@ -184,8 +182,8 @@ def ablate(
             ResultWarning(
                 "small_reference",
                 f"The mean is taken over only {n_reference} prompts: with so few it is close to "
-                "this prompt's own activation and ablates little. Average over a dataset (e.g. "
-                "--dataset ioi:50).",
+                "this prompt's own activation and ablates little. Average over a dataset (one "
+                "such as ioi:50).",
                 "ablate",
             )
         )
@@ -257,36 +255,27 @@ def ablate_many(
             field="component",
         )
     t0 = time.perf_counter()
-    results = []
-    for i, exp in enumerate(experiments):
-
-        def report(done: int, total: int, offset: int = i) -> None:
-            if progress is not None:
-                progress(offset * total + done, len(experiments) * total)
-
-        results.append(
-            ablate(
-                exp,
-                component,
-                method,
-                metric,
-                seed=seed + i,
-                progress=report,
-                should_stop=should_stop,
-                max_memory=max_memory,
-            )
+    results = [
+        ablate(
+            exp,
+            component,
+            method,
+            metric,
+            seed=seed + i,
+            progress=report,
+            should_stop=should_stop,
+            max_memory=max_memory,
         )
-    weights = torch.tensor([float(e.n_pairs) for e in experiments])
-    weights = weights / weights.sum()
-    raw = sum(w * r.raw for w, r in zip(weights, results, strict=True))
-    clean = float(sum(w * r.clean for w, r in zip(weights, results, strict=True)))
-    corrupt = float(sum(w * r.corrupt for w, r in zip(weights, results, strict=True)))
-    assert isinstance(raw, Tensor)
+        for i, exp, report in groups.each_group(experiments, progress)
+    ]
     first = results[0]
-    normalized, note = _normalized(raw, clean, corrupt, first.metric)
-    warnings = list(
-        dict.fromkeys(w for r in results for w in r.warnings if w.code != "small_reference")
-    )
+    weights = groups.pair_weights(experiments)
+    raw = groups.pool([r.raw for r in results], weights)
+    # the baselines pooled in float32, as the raw values are (as ablate_many always has)
+    clean = float(groups.pool([torch.tensor(r.clean) for r in results], weights))
+    corrupt = float(groups.pool([torch.tensor(r.corrupt) for r in results], weights))
+    normalized, note = metrics.normalized(raw, clean, corrupt, first.metric)
+    warnings = [w for w in groups.merged_warnings(results) if w.code != "small_reference"]
     sizes = [_n_reference(e) for e in experiments]
     small = sorted(n for n in sizes if n < SMALL_REFERENCE)
     if method == "mean" and small:
@@ -309,26 +298,20 @@ def ablate_many(
         reference = f"another pair's clean prompt of the same length group (seeds {seed}..)"
     else:
         reference = first.reference
-    return dataclasses.replace(
+    return groups.pooled(
         first,
-        raw=raw,
-        normalized=normalized,
+        experiments,
+        results,
         clean=clean,
         corrupt=corrupt,
+        raw=raw,
+        normalized=normalized,
         note=note,
-        n_pairs=sum(e.n_pairs for e in experiments),
         seconds=time.perf_counter() - t0,
         warnings=warnings,
         reference=reference,
         resample_from=[],
-        length_groups=[
-            {
-                "clean_len": int(e.clean_tokens.shape[1]),
-                "corrupt_len": int(e.corrupt_tokens.shape[1]),
-                "n_pairs": e.n_pairs,
-            }
-            for e in experiments
-        ],
+        length_groups=groups.length_groups(experiments),
     )
 
 

@@ -14,6 +14,12 @@ position-resolved component can be swept with one column per role instead of per
 mask then has a pair axis (each pair's role sits at its own positions) and each pair's source
 values are gathered from the source prompt's positions of the same role.
 
+Alignment of sources: prompts of unequal length align their tokens
+(`actpatch.patching.alignment`), and `prepare` turns that into `Setup.base_to_source`.
+`aligned` gives either run's activation indexed by the base run's positions: the one way every
+method (a sweep's cells, attribution's deltas, path patching's senders, edge attribution's
+writers, a circuit's replaced writers) reads the source run against the base run.
+
 The generic path (TransformerLens's bridge) runs one batched hook run per layer instead.
 """
 
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -29,8 +36,11 @@ from actpatch.errors import CancelledError, InputError
 from actpatch.patching.bridge import BridgeRunner
 from actpatch.patching.components import Component, get_component
 from actpatch.patching.experiment import Experiment, Run
-from actpatch.patching.metrics import from_logits
+from actpatch.patching.metrics import from_final
 from actpatch.patching.options import POSITIONS, check_direction, check_metric
+
+if TYPE_CHECKING:  # shapes for readers and type checkers; nothing is checked at run time
+    from jaxtyping import Float
 
 # How many bytes of activations one batched run may hold by default (`sweep(max_memory=)`).
 DEFAULT_MAX_MEMORY = 1 << 30
@@ -169,26 +179,18 @@ def prepare(
     )
 
 
-def metric_values(setup: Setup, final: Tensor) -> Tensor:
+def metric_values(setup: Setup, final: Float[Tensor, "rows d_model"]) -> Float[Tensor, " cells"]:
     """The metric of each final residual (cells * pairs, d_model), averaged over pairs. (cells,)"""
     return metric_values_per_pair(setup, final).mean(dim=1)
 
 
-def metric_values_per_pair(setup: Setup, final: Tensor) -> Tensor:
+def metric_values_per_pair(
+    setup: Setup, final: Float[Tensor, "rows d_model"]
+) -> Float[Tensor, "cells pairs"]:
     """The metric of each final residual (cells * pairs, d_model), per pair. (cells, pairs)"""
-    metric = setup.metric
-    exp, runner = setup.exp, setup.exp.runner
-    n_pairs = exp.n_pairs
-    reps = final.shape[0] // n_pairs
-    target = exp.target_ids.repeat(reps)
-    if metric == "logit_diff":
-        assert exp.wrong_ids is not None
-        wrong = exp.wrong_ids.repeat(reps)
-        logits = runner.unembed(final, torch.stack([target, wrong], dim=1))
-        values = logits[:, 0] - logits[:, 1]
-    else:
-        values = from_logits(metric, runner.unembed(final), target, None)
-    return values.reshape(reps, n_pairs)
+    exp = setup.exp
+    values = from_final(setup.metric, exp.runner.unembed, final, exp.target_ids, exp.wrong_ids)
+    return values.reshape(-1, exp.n_pairs)
 
 
 class CellPatch:
@@ -249,19 +251,31 @@ class CellPatch:
         return torch.cat([act[: first * self.n_pairs], patched]) if first else patched
 
 
-def aligned_source(setup: Setup, layer: int) -> Tensor:
-    """The source run's activation at the component's hook, indexed by the base run's positions."""
-    src = setup.source.cache[(setup.component.hook, layer)]
-    if setup.source_index is not None:  # by role: each pair's own source positions
-        index = setup.source_index.reshape(*setup.source_index.shape, *([1] * (src.dim() - 2)))
-        return src.gather(1, index.expand(-1, -1, *src.shape[2:]))
+def aligned(setup: Setup, which: str, name: str, layer: int) -> Float[Tensor, "pairs pos *rest"]:
+    """The base or source run's activation `name` at `layer`, indexed by the base run's
+    positions; a base position with no counterpart in the source run keeps the base run's value
+    (unpatched). (pairs, pos, ...)"""
+    base = setup.base.cache[(name, layer)]
+    if which == "base":
+        return base
+    src = setup.source.cache[(name, layer)]
     if setup.exp.alignment.identity:
         return src
-    base = setup.base.cache[(setup.component.hook, layer)]
-    out = torch.zeros_like(base)
+    out = base.clone()
     for b, s in setup.base_to_source.items():
         out[:, b] = src[:, s]
     return out
+
+
+def aligned_source(setup: Setup, layer: int) -> Tensor:
+    """The source run's activation at the component's hook, indexed by the base run's positions
+    (by role: each pair's own source positions)."""
+    hook = setup.component.hook
+    if setup.source_index is None:
+        return aligned(setup, "source", hook, layer)
+    src = setup.source.cache[(hook, layer)]
+    index = setup.source_index.reshape(*setup.source_index.shape, *([1] * (src.dim() - 2)))
+    return src.gather(1, index.expand(-1, -1, *src.shape[2:]))
 
 
 def head_count(exp: Experiment, hook: str) -> int:

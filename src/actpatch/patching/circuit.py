@@ -30,127 +30,30 @@ ablation or patch changes them (with mean ablation they are recomputed from posi
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from actpatch.errors import CancelledError, InputError
-from actpatch.patching import guardrails
-from actpatch.patching.cells import Setup, metric_values, prepare
+from actpatch.patching import groups, guardrails, metrics
+from actpatch.patching.cells import Setup, aligned, metric_values, prepare
 from actpatch.patching.experiment import Experiment
-from actpatch.patching.graph import (
-    GraphShape,
-    Node,
-    edge_name,
-    feeds,
-    n_edges,
-    parse_edge,
-    parse_node,
-    shape_readers,
-    writers,
-)
+from actpatch.patching.graph import Node, edge_name
+from actpatch.patching.graph_tables import Graph, graph_for, shape_of
 from actpatch.patching.options import CIRCUIT_ABLATIONS
-from actpatch.patching.paths import aligned
-from actpatch.patching.results import CircuitPoint, CircuitResult, EdgeCheck, VerifyResult
+from actpatch.patching.results.circuits import (
+    CircuitPoint,
+    CircuitResult,
+    EdgeCheck,
+    VerifyResult,
+)
 from actpatch.patching.split import Parts, parts_of
 
-Edge = tuple[Node, Node]
-
-
-class Graph:
-    """Index tables of a model's writers and readers, and masks over (reader, writer).
-
-    `edge_names` lists every edge writer-major (the order of `valid.T`'s True entries), so a
-    (writers, readers) score matrix `m` gives the edges' scores as `m[valid.T]`.
-    """
-
-    def __init__(self, shape: GraphShape) -> None:
-        self.shape = shape
-        self.n_layers, self.n_heads = shape.n_layers, shape.n_heads
-        self._n_kv = shape.n_kv_heads if shape.grouped else None
-        self.writers = writers(shape.n_layers, shape.n_heads)
-        self.readers = shape_readers(shape)
-        self.writer_index = {w: i for i, w in enumerate(self.writers)}
-        self.reader_index = {r: i for i, r in enumerate(self.readers)}
-        table = [[feeds(w, r, shape.parallel) for w in self.writers] for r in self.readers]
-        self.valid = torch.tensor(table)  # (readers, writers): which pairs are edges
-        self.edge_names = [
-            edge_name(w, r)
-            for wi, w in enumerate(self.writers)
-            for ri, r in enumerate(self.readers)
-            if table[ri][wi]
-        ]
-        self.n_edges = n_edges(shape.n_layers, shape.n_heads, self._n_kv, shape.parallel)
-        # the first reader of each layer (its first head's <q>), for the hook's slices
-        self.layer_start = [
-            self.reader_index[Node("head", layer, 0, "q")] for layer in range(shape.n_layers)
-        ]
-
-    @property
-    def cfg(self) -> dict[str, Any]:
-        """The graph's shape as a plain dict (n_layers, n_heads, n_kv_heads, kv, parallel)."""
-        return dataclasses.asdict(self.shape)
-
-    def mask(self, edges: Iterable[Edge]) -> Tensor:
-        """A (readers, writers) mask with True on `edges`."""
-        out = torch.zeros(len(self.readers), len(self.writers), dtype=torch.bool)
-        for w, r in edges:
-            out[self.reader_index[r], self.writer_index[w]] = True
-        return out
-
-    def induced(self, nodes: Iterable[Node]) -> Tensor:
-        """The edges among `nodes` (heads and MLPs; the input and the logits always count). A
-        key/value head's reader (grouped convention) counts when any of its query heads does."""
-        keep = {n.writer for n in nodes} | {Node("input"), Node("logits", self.n_layers)}
-        group = self.shape.group
-        w_in = torch.tensor([w in keep for w in self.writers])
-
-        def reader_in(r: Node) -> bool:
-            if r.kind == "kv":
-                heads = range(r.head * group, (r.head + 1) * group)
-                return any(Node("head", r.layer, h) in keep for h in heads)
-            return r.writer in keep
-
-        r_in = torch.tensor([reader_in(r) for r in self.readers])
-        return self.valid & r_in[:, None] & w_in[None, :]
-
-    def parse(self, names: Iterable[str], field: str = "circuit") -> list[Edge]:
-        shape = self.shape
-        return [
-            parse_edge(n, shape.n_layers, shape.n_heads, field, self._n_kv, shape.parallel)
-            for n in names
-        ]
-
-    def parse_node(self, name: str, field: str = "nodes") -> Node:
-        return parse_node(name, self.n_layers, self.n_heads, field, self._n_kv)
-
-
-@functools.lru_cache(maxsize=8)
-def graph_of(shape: GraphShape) -> Graph:
-    """The graph of a model shape, built once (its tables are read-only)."""
-    return Graph(shape)
-
-
-def shape_of(exp: Experiment, kv: str = "ungrouped") -> GraphShape:
-    """The graph shape of the experiment's model, in key/value convention `kv`."""
-    spec = getattr(exp.runner, "spec", None)
-    model = exp.model
-    return GraphShape(
-        model.n_layers,
-        model.n_heads,
-        n_kv_heads=getattr(spec, "n_kv_heads", 0) or model.n_heads,
-        kv=kv,
-        parallel=bool(getattr(spec, "parallel", False)),
-    )
-
-
-def graph_for(exp: Experiment, kv: str = "ungrouped") -> Graph:
-    """The graph of the experiment's model (`kv`: its key/value convention)."""
-    return graph_of(shape_of(exp, kv))
+if TYPE_CHECKING:  # shapes for readers and type checkers; nothing is checked at run time
+    from jaxtyping import Bool
 
 
 class _EdgeRun:
@@ -369,7 +272,7 @@ def _prepare(exp: Experiment, metric: str | None, direction: str) -> Setup:
 
 def circuit_metrics(
     exp: Experiment,
-    kept: Sequence[Tensor],
+    kept: Sequence[Bool[Tensor, "readers writers"]],
     *,
     metric: str | None = None,
     ablation: str = "corrupt",
@@ -397,12 +300,6 @@ def circuit_metrics(
             final = _run(setup, graph, excluded, _Tiled(replacement, len(part)), start, should_stop)
             values += metric_values(setup, final).tolist()
     return values, clean, corrupt, setup
-
-
-def _faithfulness(value: float, clean: float, corrupt: float) -> float:
-    from actpatch.patching.metrics import normalize
-
-    return normalize(value, clean, corrupt)
 
 
 def circuit_from(
@@ -464,7 +361,7 @@ def evaluate(
         exp, kept, metric=metric, ablation=ablation, kv=kv, should_stop=should_stop
     )
     points = [
-        CircuitPoint(n, v, _faithfulness(v, clean, corrupt))
+        CircuitPoint(n, v, metrics.normalize(v, clean, corrupt))
         for n, v in zip(counts, values, strict=True)
     ]
     return CircuitResult(
@@ -487,26 +384,20 @@ def evaluate(
 def evaluate_many(experiments: list[Experiment], **options: Any) -> CircuitResult:
     """`evaluate` over several experiments (a dataset's length groups): each circuit's metric
     and the clean and corrupted baselines averaged over all pairs (each group weighted by its
-    pairs), faithfulness computed from those averages. `options` are `evaluate`'s."""
+    pairs; `actpatch.patching.groups`), faithfulness computed from those averages. `options`
+    are `evaluate`'s."""
     results = [evaluate(exp, **options) for exp in experiments]
     if len(results) == 1:
         return results[0]
-    total = sum(e.n_pairs for e in experiments)
-    weights = [e.n_pairs / total for e in experiments]
-    clean = sum(w * r.clean for w, r in zip(weights, results, strict=True))
-    corrupt = sum(w * r.corrupt for w, r in zip(weights, results, strict=True))
+    weights = groups.pair_weights(experiments)
+    clean = groups.pool([r.clean for r in results], weights)
+    corrupt = groups.pool([r.corrupt for r in results], weights)
     points = []
     for i, point in enumerate(results[0].points):
-        value = sum(w * r.points[i].metric for w, r in zip(weights, results, strict=True))
-        points.append(CircuitPoint(point.n_edges, value, _faithfulness(value, clean, corrupt)))
-    return dataclasses.replace(
-        results[0],
-        clean=clean,
-        corrupt=corrupt,
-        points=points,
-        n_pairs=total,
-        seconds=sum(r.seconds for r in results),
-        warnings=guardrails.check_many(experiments, results[0].metric, clean, corrupt),
+        value = groups.pool([r.points[i].metric for r in results], weights)
+        points.append(CircuitPoint(point.n_edges, value, metrics.normalize(value, clean, corrupt)))
+    return groups.pooled(
+        results[0], experiments, results, clean=clean, corrupt=corrupt, points=points
     )
 
 
@@ -550,7 +441,8 @@ def evaluate_mib(
     empty = curves["absolute"].points[0].metric
     clean = curves["absolute"].clean
     faith = {
-        k: [_faithfulness(p.metric, clean, empty) for p in r.points[1:]] for k, r in curves.items()
+        k: [metrics.normalize(p.metric, clean, empty) for p in r.points[1:]]
+        for k, r in curves.items()
     }
     summary = {
         "fractions": list(mib.MIB_FRACTIONS),
@@ -618,8 +510,7 @@ def verify_edges(
             )
             for (w, r), value in zip(part, metric_values(setup, final).tolist(), strict=True):
                 effect = value - base
-                scale = clean - corrupt
-                normalized = effect / scale if abs(scale) > 1e-12 else float("nan")
+                normalized = metrics.normalized_effect(effect, clean, corrupt)
                 checks.append(EdgeCheck(edge_name(w, r), value, effect, normalized))
     return VerifyResult(
         model=exp.model.name,
@@ -635,15 +526,12 @@ def verify_edges(
 
 
 __all__ = [
-    "Graph",
     "circuit_from",
     "circuit_metrics",
     "default_sizes",
     "evaluate",
     "evaluate_many",
     "evaluate_mib",
-    "graph_for",
-    "graph_of",
-    "shape_of",
+    "shape_of",  # graph_tables's, named here for the CLI until it imports it from there
     "verify_edges",
 ]

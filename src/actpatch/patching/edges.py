@@ -12,7 +12,7 @@ does: a positive score says patching that edge from the corrupted run toward the
 moves the metric up. The writer's difference is its output in the residual stream (a head's
 z @ W_O; an MLP's output; the embeddings for `input`); the reader's input gradient is taken
 per head for q, k and v (`actpatch.patching.split`), before the layer norm, as EAP-IG's graph
-defines it. Cost: one forward and one backward pass (`attribution.gradient_run`, the project's
+defines it. Cost: one forward and one backward pass (`gradients.gradient_run`, the project's
 one gradient pass: on a cold experiment and one pair, the same forward also computes the two
 cached runs the writers' differences come from).
 
@@ -40,28 +40,30 @@ in for them.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from actpatch.errors import CancelledError, InputError
-from actpatch.patching import guardrails
-from actpatch.patching.attribution import GradientRun, gradient_run
-from actpatch.patching.cells import Setup, metric_values, parse_memory, prepare
-from actpatch.patching.circuit import Graph, graph_for, verify_edges
+from actpatch.patching import groups, guardrails, metrics
+from actpatch.patching.cells import Setup, aligned, metric_values, parse_memory, prepare
+from actpatch.patching.circuit import verify_edges
 from actpatch.patching.experiment import Experiment
+from actpatch.patching.gradients import GradientRun, gradient_run
+from actpatch.patching.graph_tables import Graph, graph_for
+from actpatch.patching.groups import Progress
 from actpatch.patching.options import EDGE_METHODS, check_direction
-from actpatch.patching.paths import aligned
-from actpatch.patching.results import EdgeCheck, EdgeResult
+from actpatch.patching.results.circuits import EdgeCheck, EdgeResult
 from actpatch.patching.split import Parts, parts_of
 
-Progress = Callable[[int, int], None]
+if TYPE_CHECKING:  # shapes for readers and type checkers; nothing is checked at run time
+    from jaxtyping import Float
 
 
-def writer_deltas(setup: Setup, parts: Parts) -> Tensor:
+def writer_deltas(setup: Setup, parts: Parts) -> Float[Tensor, "writers pairs pos d_model"]:
     """Every writer's output difference, source - base, in forward order, from the first
     differing position on. (writers, pairs, pos, d_model)
 
@@ -421,8 +423,9 @@ def edge_attribution_many(
     should_stop: Callable[[], bool] | None = None,
 ) -> EdgeResult:
     """Edge attribution over several experiments (a dataset's length groups): each edge's score
-    and each verified effect averaged over all pairs (each group weighted by its pairs). Scores
-    by position need one group (a position means different things in each)."""
+    and each verified effect averaged over all pairs (each group weighted by its pairs;
+    `actpatch.patching.groups`). Scores by position need one group (a position means different
+    things in each)."""
     if len(experiments) == 1:
         return edge_attribution(
             experiments[0],
@@ -436,7 +439,6 @@ def edge_attribution_many(
             progress=progress,
             should_stop=should_stop,
         )
-    total = sum(e.n_pairs for e in experiments)
     results = [
         edge_attribution(
             exp,
@@ -446,18 +448,19 @@ def edge_attribution_many(
             direction=direction,
             kv=kv,
             max_memory=max_memory,
+            progress=report,
             should_stop=should_stop,
         )
-        for exp in experiments
+        for _, exp, report in groups.each_group(experiments, progress)
     ]
-    weights = [e.n_pairs / total for e in experiments]
+    weights = groups.pair_weights(experiments)
     scores: dict[str, float] = {}
     for w, r in zip(weights, results, strict=True):
         for name, score in zip(r.names, r.scores, strict=True):
             scores[name] = scores.get(name, 0.0) + w * score
     ranked = sorted(scores.items(), key=lambda item: -abs(item[1]))
-    clean = sum(w * r.clean for w, r in zip(weights, results, strict=True))
-    corrupt = sum(w * r.corrupt for w, r in zip(weights, results, strict=True))
+    clean = groups.pool([r.clean for r in results], weights)
+    corrupt = groups.pool([r.corrupt for r in results], weights)
     checks = []
     if verify:
         names = [name for name, _ in ranked[:verify]]
@@ -465,22 +468,20 @@ def edge_attribution_many(
             verify_edges(exp, names, metric=results[0].metric, direction=direction, kv=kv).edges
             for exp in experiments
         ]
-        gap = clean - corrupt
         for i, name in enumerate(names):
-            value = sum(w * g[i].metric for w, g in zip(weights, per_group, strict=True))
-            effect = sum(w * g[i].effect for w, g in zip(weights, per_group, strict=True))
-            normalized = effect / gap if abs(gap) > 1e-12 else float("nan")
+            value = groups.pool([g[i].metric for g in per_group], weights)
+            effect = groups.pool([g[i].effect for g in per_group], weights)
+            normalized = metrics.normalized_effect(effect, clean, corrupt)
             checks.append(EdgeCheck(name, value, effect, normalized))
-    return dataclasses.replace(
+    return groups.pooled(
         results[0],
+        experiments,
+        results,
         clean=clean,
         corrupt=corrupt,
         names=[name for name, _ in ranked],
         scores=[score for _, score in ranked],
-        n_pairs=total,
-        seconds=sum(r.seconds for r in results),
         verified=checks,
-        warnings=guardrails.check_many(experiments, results[0].metric, clean, corrupt),
     )
 
 

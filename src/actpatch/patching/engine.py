@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from actpatch.errors import InputError
-from actpatch.patching import guardrails
+from actpatch.patching import groups, guardrails, metrics
 from actpatch.patching.cells import (
     Setup,
     all_cells,
@@ -41,12 +41,11 @@ from actpatch.patching.cells import (
 )
 from actpatch.patching.components import get_component
 from actpatch.patching.experiment import Experiment, can_pad, padded
-from actpatch.patching.metrics import from_logits, is_normalizable, normalize
+from actpatch.patching.groups import Progress
 from actpatch.patching.options import BATCHINGS
-from actpatch.patching.results import PatchResult, SweepResult, TopToken
+from actpatch.patching.results.sweeps import PatchResult, SweepResult, TopToken
 from actpatch.patching.statistics import Bootstrap, bootstrap_interval
 
-Progress = Callable[[int, int], None]
 # Called with a snapshot of the sweep after each batch of cells: unfinished cells are NaN and
 # `complete` is False (streaming: a page can draw the heatmap as it fills in).
 OnPartial = Callable[[SweepResult], None]
@@ -173,7 +172,7 @@ def _sweep_result(
     exp, comp = setup.exp, setup.component
     clean_value, corrupt_value = float(clean_pairs.mean()), float(corrupt_pairs.mean())
     raw = per_pair.mean(dim=0)
-    normalized, note = _normalized(raw, clean_value, corrupt_value, setup.metric)
+    normalized, note = metrics.normalized(raw, clean_value, corrupt_value, setup.metric)
     by_role = setup.convention == "role" and comp.by_pos
     n_pos = setup.n_tokens
     patched = [p for p in range(n_pos) if setup.aligned(p)]
@@ -216,30 +215,12 @@ def _sweep_result(
     )
 
 
-def _normalized(
-    raw: Tensor, clean: float, corrupt: float, metric: str
-) -> tuple[Tensor, str | None]:
-    """(raw - corrupt) / (clean - corrupt), or all NaN with a note saying why it is undefined."""
-    if is_normalizable(clean, corrupt):
-        return (raw - corrupt) / (clean - corrupt), None
-    return torch.full_like(raw, float("nan")), (
-        f"The clean and corrupted runs give the same {metric} ({clean:.6g}), so the normalized "
-        "metric (clean = 1, corrupted = 0) is undefined; only raw values are shown. Choose "
-        "prompts or answers that the model tells apart."
-    )
-
-
 def _top_tokens(exp: Experiment, probs: Tensor, k: int) -> list[TopToken]:
     values, ids = probs.topk(k)
     return [
         TopToken(exp.model.tokenizer.decode([int(i)]), float(v))
         for v, i in zip(values.tolist(), ids.tolist(), strict=True)
     ]
-
-
-def _rank(logits: Tensor, target: Tensor) -> Tensor:
-    rows = torch.arange(logits.shape[0], device=logits.device)
-    return 1 + (logits > logits[rows, target][:, None]).sum(-1)
 
 
 def patch(
@@ -301,9 +282,11 @@ def patch(
         probs = {k: v.softmax(-1) for k, v in logits.items()}
         rows = torch.arange(exp.n_pairs, device=target.device)
         prob = {k: float(v[rows, target].mean()) for k, v in probs.items()}
-        rank = {k: float(_rank(v, target).float().mean()) for k, v in logits.items()}
+        rank = {
+            k: float(metrics.from_logits("rank", v, target, None).mean()) for k, v in logits.items()
+        }
         values = {
-            k: float(from_logits(setup.metric, v, target, exp.wrong_ids).mean())
+            k: float(metrics.from_logits(setup.metric, v, target, exp.wrong_ids).mean())
             for k, v in logits.items()
         }
 
@@ -315,7 +298,7 @@ def patch(
         clean_prob=prob["clean"],
         corrupt_prob=prob["corrupt"],
         patched_prob=prob["patched"],
-        recovery_pct=100 * normalize(prob["patched"], prob["clean"], prob["corrupt"]),
+        recovery_pct=100 * metrics.normalize(prob["patched"], prob["clean"], prob["corrupt"]),
         clean_rank=round(rank["clean"]),
         corrupt_rank=round(rank["corrupt"]),
         patched_rank=round(rank["patched"]),
@@ -326,7 +309,7 @@ def patch(
         metric_clean=values["clean"],
         metric_corrupt=values["corrupt"],
         metric_patched=values["patched"],
-        metric_normalized=normalize(values["patched"], values["clean"], values["corrupt"]),
+        metric_normalized=metrics.normalize(values["patched"], values["clean"], values["corrupt"]),
         patched_positions=[p for p in range(setup.n_tokens) if setup.aligned(p)],
         tokens=model.to_str_tokens(setup.base.tokens[0]),
         backend=exp.backend,
@@ -462,7 +445,7 @@ def sweep_many(
         raw = per_pair[have].nanmean(dim=0) if not complete else per_pair.mean(dim=0)
         clean_value = float(clean[have].mean())
         corrupt_value = float(corrupt[have].mean())
-        normalized, note = _normalized(raw, clean_value, corrupt_value, first.metric)
+        normalized, note = metrics.normalized(raw, clean_value, corrupt_value, first.metric)
         ci = None
         if complete:
             ci = bootstrap_interval(per_pair, clean, corrupt, bootstrap or Bootstrap())
@@ -471,20 +454,21 @@ def sweep_many(
         if complete:
             warnings = guardrails.check_many(batches, first.metric, clean_value, corrupt_value)
         else:
-            warnings = list(dict.fromkeys(w for r in parts for w in r.warnings))
+            warnings = groups.merged_warnings(parts)
         if how == "padded":  # positions are described by the first group, never padded ones
             first = _as_first_group(first, experiments[0])
-        return dataclasses.replace(
+        return groups.pooled(
             first,
-            raw=raw,
-            normalized=normalized,
+            experiments,
+            parts,
             clean=clean_value,
             corrupt=corrupt_value,
+            raw=raw,
+            normalized=normalized,
             note=note,
-            n_pairs=n_total,
             seconds=time.perf_counter() - t0,
             warnings=warnings,
-            length_groups=_length_groups(experiments),
+            length_groups=groups.length_groups(experiments),
             batching=how,
             batching_note=note_on_batching,
             per_pair=per_pair,
@@ -496,11 +480,7 @@ def sweep_many(
             values_total=None if complete else per_pair.numel(),
         )
 
-    for i, exp in enumerate(batches):
-
-        def report(done: int, total: int, offset: int = i) -> None:
-            if progress is not None:
-                progress(offset * total + done, len(batches) * total)
+    for i, exp, report in groups.each_group(batches, progress):
 
         def partial(snapshot: SweepResult) -> None:
             if on_partial is not None:
@@ -523,17 +503,6 @@ def sweep_many(
         if on_partial is not None and i < len(batches) - 1:
             on_partial(combined(results, complete=False))
     return combined(results, complete=True)
-
-
-def _length_groups(experiments: list[Experiment]) -> list[dict[str, int]]:
-    return [
-        {
-            "clean_len": int(e.clean_tokens.shape[1]),
-            "corrupt_len": int(e.corrupt_tokens.shape[1]),
-            "n_pairs": e.n_pairs,
-        }
-        for e in experiments
-    ]
 
 
 def recomputed(exp: Experiment) -> int:

@@ -232,8 +232,8 @@ def parse_node(
             raise InputError(
                 f"{name!r} names a key/value head's input (the grouped convention), but the "
                 "graph here is ungrouped: every query head has its own <k> and <v> readers, "
-                "e.g. 'a3.h2<k>'. Ask for the grouped graph (kv='grouped', --kv grouped) on a "
-                "model whose heads share keys and values.",
+                "e.g. 'a3.h2<k>'. Ask for the grouped graph (kv 'grouped') on a model whose "
+                "heads share keys and values.",
                 field=field,
             )
         if not 0 <= node.head < n_kv:

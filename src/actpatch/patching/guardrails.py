@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from actpatch.patching.experiment import Experiment
-from actpatch.patching.results import ResultWarning
+from actpatch.patching.results.warning import ResultWarning
 
 # How far apart the clean and corrupted metric must be before a recovery means something.
 BARELY_DIFFERENT = {"logit_diff": 1.0, "logprob": 1.0, "prob": 0.05, "rank": 2.0}

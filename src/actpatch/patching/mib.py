@@ -554,11 +554,9 @@ def from_mib(
                 field=_FIELD,
             )
         score = fields.get("score")
+        if score is not None and (isinstance(score, bool) or not isinstance(score, int | float)):
+            raise InputError(f"Edge {name!r}: its score {score!r} is not a number.", field=_FIELD)
         if score is not None:
-            if isinstance(score, bool) or not isinstance(score, int | float):
-                raise InputError(
-                    f"Edge {name!r}: its score {score!r} is not a number.", field=_FIELD
-                )
             with_score += 1
         names.append(name)
         scores.append(float(score) if score is not None else 0.0)

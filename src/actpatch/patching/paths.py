@@ -38,7 +38,6 @@ after them) gets the base run's value without a run.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 
@@ -47,30 +46,13 @@ from torch import Tensor
 
 from actpatch.arch.forward import per_query_head
 from actpatch.errors import CancelledError, InputError
-from actpatch.patching import guardrails
-from actpatch.patching.cells import Setup, chunk_size, metric_values, prepare
-from actpatch.patching.engine import _normalized
+from actpatch.patching import groups, guardrails, metrics
+from actpatch.patching.cells import Setup, aligned, chunk_size, metric_values, prepare
 from actpatch.patching.experiment import Experiment
 from actpatch.patching.graph import Node, feeds, parse_receivers, parse_senders
-from actpatch.patching.results import PathPatchResult
+from actpatch.patching.groups import Progress
+from actpatch.patching.results.circuits import PathPatchResult
 from actpatch.patching.split import parts_of
-
-Progress = Callable[[int, int], None]
-
-
-def aligned(setup: Setup, which: str, name: str, layer: int) -> Tensor:
-    """The base or source run's activation `name` at `layer`, indexed by the base run's
-    positions; a source position with no counterpart takes the base run's value (unpatched)."""
-    base = setup.base.cache[(name, layer)]
-    if which == "base":
-        return base
-    src = setup.source.cache[(name, layer)]
-    if setup.exp.alignment.identity:
-        return src
-    out = base.clone()
-    for b, s in setup.base_to_source.items():
-        out[:, b] = src[:, s]
-    return out
 
 
 class _FrozenRun:
@@ -334,7 +316,7 @@ def path_patch(
                 progress(done, total)
     if all_heads:
         raw = raw.reshape(model.n_layers, model.n_heads)
-    normalized, note = _normalized(raw, clean, corrupt, setup.metric)
+    normalized, note = metrics.normalized(raw, clean, corrupt, setup.metric)
     return PathPatchResult(
         model=model.name,
         senders=[s.name for s in sender_nodes],
@@ -368,45 +350,37 @@ def path_patch_many(
 ) -> PathPatchResult:
     """Path patching over several experiments (a dataset's length groups), averaged per pair:
     raw values and the clean and corrupted baselines weighted by each group's pairs, the
-    normalized value computed from those averages (as `sweep_many` does)."""
-    results = []
-    for i, exp in enumerate(experiments):
-
-        def report(done: int, total: int, offset: int = i) -> None:
-            if progress is not None:
-                progress(offset * total + done, len(experiments) * total)
-
-        results.append(
-            path_patch(
-                exp,
-                senders,
-                receivers,
-                freeze_mlps=freeze_mlps,
-                metric=metric,
-                direction=direction,
-                progress=report,
-                should_stop=should_stop,
-            )
+    normalized value computed from those averages (as `sweep_many` does; `patching.groups`)."""
+    results = [
+        path_patch(
+            exp,
+            senders,
+            receivers,
+            freeze_mlps=freeze_mlps,
+            metric=metric,
+            direction=direction,
+            progress=report,
+            should_stop=should_stop,
         )
+        for _, exp, report in groups.each_group(experiments, progress)
+    ]
     if len(results) == 1:
         return results[0]
-    weights = [e.n_pairs / sum(x.n_pairs for x in experiments) for e in experiments]
-    raw = sum(w * r.raw for w, r in zip(weights, results, strict=True))
-    clean = sum(w * r.clean for w, r in zip(weights, results, strict=True))
-    corrupt = sum(w * r.corrupt for w, r in zip(weights, results, strict=True))
-    assert isinstance(raw, Tensor)
-    normalized, note = _normalized(raw, clean, corrupt, results[0].metric)
-    return dataclasses.replace(
+    weights = groups.pair_weights(experiments)
+    raw = groups.pool([r.raw for r in results], weights)
+    clean = groups.pool([r.clean for r in results], weights)
+    corrupt = groups.pool([r.corrupt for r in results], weights)
+    normalized, note = metrics.normalized(raw, clean, corrupt, results[0].metric)
+    return groups.pooled(
         results[0],
-        raw=raw,
-        normalized=normalized,
+        experiments,
+        results,
         clean=clean,
         corrupt=corrupt,
-        n_pairs=sum(e.n_pairs for e in experiments),
-        seconds=sum(r.seconds for r in results),
+        raw=raw,
+        normalized=normalized,
         note=note,
-        warnings=guardrails.check_many(experiments, results[0].metric, clean, corrupt),
     )
 
 
-__all__ = ["aligned", "path_patch", "path_patch_many"]
+__all__ = ["path_patch", "path_patch_many"]

@@ -1,6 +1,6 @@
 """Tensors as JSON and back: nested lists, with NaN written as null (JSON has no NaN).
 
-Results (`results.py`) and their statistics (`statistics.py`) both write and read their tensors
+Results (`results/`) and their statistics (`statistics.py`) both write and read their tensors
 this way, so it lives below both.
 """
 

@@ -1,4 +1,5 @@
-"""Statistics over a dataset's pairs: a bootstrap confidence interval for each cell of a sweep.
+"""Statistics: a bootstrap confidence interval for each cell of a sweep, and how far an estimate
+is from the exact effects (`agreement`, with Pearson's and Spearman's correlations).
 
 Vocabulary. A dataset sweep patches every cell for every prompt pair; `per_pair[p, ...]` is the
 raw metric of pair p after the cell's patch, and `clean[p]`, `corrupt[p]` are pair p's
@@ -23,18 +24,27 @@ draws. It has no normalized interval to compare with (its `normalized()` is per 
 Cost. Each resample is a weighted mean: a (n_boot, pairs) matrix of draw counts times the
 (pairs, cells) values, computed a block of cells at a time, so memory stays at n_boot x block
 whatever the sweep's size. With one pair there is nothing to resample: no interval.
+
+Agreement. An estimate of every cell's effect (attribution patching's) against the exact
+effects of the same cells: Pearson's correlation, Spearman's (Pearson's of the ranks, ties
+averaged), the sign agreement of the cells that matter, the overlap of the top cells, and the
+cells missed most (`agreement`).
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
+from actpatch.patching.metrics import is_normalizable
 from actpatch.patching.serial import nested, tensor_of
+
+if TYPE_CHECKING:  # shapes for readers and type checkers; nothing is checked at run time
+    from jaxtyping import Float
 
 # TransformerLens draws its bootstrap resamples in chunks of this many (same stream, same draws).
 DRAW_CHUNK = 256
@@ -118,7 +128,7 @@ def derive_generator(seed: int, *labels: object) -> torch.Generator:
     return torch.Generator(device="cpu").manual_seed(derived)
 
 
-def resample_weights(n_pairs: int, n_boot: int, seed: int) -> Tensor:
+def resample_weights(n_pairs: int, n_boot: int, seed: int) -> Float[Tensor, "n_boot pairs"]:
     """How often each pair is drawn in each resample, divided by n. (n_boot, n_pairs), float64.
 
     Row b times a (pairs, ...) tensor is resample b's mean.
@@ -135,15 +145,16 @@ def resample_weights(n_pairs: int, n_boot: int, seed: int) -> Tensor:
 
 
 def bootstrap_interval(
-    per_pair: Tensor, clean: Tensor, corrupt: Tensor, options: Bootstrap | None = None
+    per_pair: Float[Tensor, " pairs *cells"],
+    clean: Float[Tensor, " pairs"],
+    corrupt: Float[Tensor, " pairs"],
+    options: Bootstrap | None = None,
 ) -> Interval | None:
     """The percentile bootstrap interval of each cell's normalized (and raw) mean over pairs.
 
     `per_pair`: (pairs, *cells) raw metric after each cell's patch; `clean`, `corrupt`: (pairs,)
     unpatched metrics. None with fewer than two pairs (one pair has nothing to resample).
     """
-    from actpatch.patching.metrics import is_normalizable
-
     options = options or Bootstrap()
     n_pairs = int(per_pair.shape[0])
     if n_pairs < 2:
@@ -184,3 +195,77 @@ def bootstrap_interval(
 def spans_zero(interval: Interval, unpatched: float = 0.0) -> Tensor:
     """Which cells' normalized interval contains `unpatched` (0 denoising, 1 noising)."""
     return (interval.low <= unpatched) & (interval.high >= unpatched)
+
+
+# -- agreement: an estimate against the exact effects ----------------------------------------
+
+
+def ranks(values: Tensor) -> Tensor:
+    """Ranks (0-based, ties averaged) of a 1-D tensor, for Spearman's correlation."""
+    order = values.argsort()
+    ranks = torch.empty_like(values)
+    ranks[order] = torch.arange(len(values), dtype=values.dtype)
+    for v in values.unique():
+        same = values == v
+        if int(same.sum()) > 1:
+            ranks[same] = ranks[same].mean()
+    return ranks
+
+
+def pearson(a: Tensor, b: Tensor) -> float | None:
+    """Pearson's correlation of two 1-D tensors (in float64); None when either is constant."""
+    a, b = a.double() - a.double().mean(), b.double() - b.double().mean()
+    denom = float(a.norm() * b.norm())
+    return float((a * b).sum()) / denom if denom > 0 else None
+
+
+def _cells(t: Tensor) -> list[tuple[int, ...]]:
+    return [
+        tuple(int(i) for i in idx) for idx in torch.nonzero(torch.ones_like(t, dtype=torch.bool))
+    ]
+
+
+def agreement(
+    estimate: Float[Tensor, "*cells"],
+    exact: Float[Tensor, "*cells"],
+    score: Float[Tensor, "*cells"] | None = None,
+    top_k: int = 10,
+) -> dict[str, Any]:
+    """How far an estimate is from the exact effects, cell by cell.
+
+    Over the cells both define (not NaN): Pearson and Spearman correlation; sign agreement
+    over the cells whose exact effect is at least 1% of the largest; the overlap of the top
+    `top_k` cells by |exact| and by the estimate's ranking score (|estimate| unless `score` is
+    given); and the cells the estimate misses most (largest |exact - estimate|).
+    """
+    score = estimate.abs() if score is None else score
+    valid = ~(estimate.isnan() | exact.isnan())
+    cells = [c for c in _cells(estimate) if bool(valid[c])]
+    est = torch.tensor([float(estimate[c]) for c in cells], dtype=torch.float64)
+    ex = torch.tensor([float(exact[c]) for c in cells], dtype=torch.float64)
+    sc = torch.tensor([float(score[c]) for c in cells], dtype=torch.float64)
+    out: dict[str, Any] = {"cells": len(cells)}
+    if not cells:
+        return {**out, "pearson": None, "spearman": None, "sign_agreement": None}
+    out["pearson"] = pearson(est, ex)
+    out["spearman"] = pearson(ranks(est), ranks(ex))
+    big = ex.abs() >= 0.01 * float(ex.abs().max()) if float(ex.abs().max()) > 0 else ex != ex
+    n_big = int(big.sum())
+    out["sign_cells"] = n_big
+    out["sign_agreement"] = (
+        float((torch.sign(est[big]) == torch.sign(ex[big])).double().mean()) if n_big else None
+    )
+    k = min(top_k, len(cells))
+    top_exact = set(ex.abs().argsort(descending=True)[:k].tolist())
+    top_est = set(sc.argsort(descending=True)[:k].tolist())
+    out["top_k"] = k
+    out["top_k_overlap"] = len(top_exact & top_est) / k if k else None
+    out["top_exact"] = [list(cells[i]) for i in ex.abs().argsort(descending=True)[:k].tolist()]
+    out["top_estimate"] = [list(cells[i]) for i in sc.argsort(descending=True)[:k].tolist()]
+    error = (ex - est).abs()
+    out["misses"] = [
+        {"cell": list(cells[i]), "estimate": float(est[i]), "exact": float(ex[i])}
+        for i in error.argsort(descending=True)[:k].tolist()
+        if float(error[i]) > 0
+    ]
+    return out

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from actpatch.patching.results import SweepResult
+from actpatch.patching.results.sweeps import SweepResult
 
 
 def _result(normalized: torch.Tensor, direction: str) -> SweepResult:

@@ -1,0 +1,352 @@
+"""The gradient pass: one run of a model with gradients, the project's only one.
+
+Attribution patching (`actpatch.patching.attribution`) and edge attribution
+(`actpatch.patching.edges`) both estimate patches from the gradient of the metric with respect
+to activations. `gradient_run(exp, which, metric, names)` runs the clean or corrupted run with
+gradients and returns a `GradientRun`: for each hooked activation `(name, layer)` its value and
+the gradient of the metric (mean over pairs) with respect to it, over positions `start..` (the
+query axis, for patterns; the key axis is whole). `drop_layers` adds GradDrop's gradients (the
+backward pass repeated with one layer's residual contribution cut); `inputs` replaces the
+layer-0 residual stream (EAP-IG's interpolated embeddings); `keep` names what the cached runs
+must hold afterwards.
+
+Cost. On a cold experiment (its runs not yet cached) and a small batch, the experiment's cached
+forward of both runs *is* the gradient pass: autograd records it, its activations are kept as
+the experiment's cached runs (shared with every later sweep), and the backward runs from the
+metric of the base rows. On a warm experiment, or a batch large enough that a backward over both
+runs' every row costs more than a second pass over the weights (`SHARED_ROWS`), the base run is
+run once more with gradients from the first position where the prompts differ (earlier positions
+are identical in both runs, so no patch there changes anything), its past keys and values from
+the cache. All prompt pairs are one batch. Only activations take gradients: the fast path's
+weights are detached views that autograd never differentiates. Only the fast path (actpatch's
+own forward) computes gradients; the bridge backend is refused with a message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from actpatch.arch.forward import per_query_head
+from actpatch.errors import InputError
+from actpatch.patching.experiment import Experiment
+from actpatch.patching.metrics import from_final
+from actpatch.patching.options import GRADIENT_METRICS, check_metric
+
+if TYPE_CHECKING:  # shapes for readers and type checkers; nothing is checked at run time
+    from jaxtyping import Float
+
+# The hook points whose gradient GradDrop zeroes: a layer's contribution to the residual stream.
+RESIDUAL_WRITES = ("attn_out", "mlp_out")
+# The gradient pass on a cold experiment can also be its cached forward of both runs (one pass
+# over the weights instead of two), but its backward then runs over every row of both runs:
+# pairs * (positions + start) more rows than the backward from `start` of the base run alone,
+# in each backward pass (GradDrop adds one per layer). It pays while those rows cost less than
+# reading the weights once: on CPU (GPT-2 small, 1 or 2 threads; benchmarks/README.md) about 32
+# rows -- one pair of an IOI prompt, not two, and not with GradDrop's passes.
+SHARED_ROWS = 32
+
+
+def check_gradient_metric(metric: str | None, has_wrong: bool) -> str:
+    """The metric, checked, and refused if it has no gradient (rank)."""
+    metric = check_metric(metric, has_wrong)
+    if metric not in GRADIENT_METRICS:
+        raise InputError(
+            f"The {metric} metric has no gradient (a rank changes in steps), so attribution "
+            "patching cannot estimate it. Use logit_diff (with a wrong answer) or logprob, "
+            "which rank cells alike; or run an exact sweep with the rank metric.",
+            field="metric",
+        )
+    return metric
+
+
+def check_backend(exp: Experiment) -> None:
+    """Refuse an experiment on the bridge backend, whose forward actpatch does not differentiate."""
+    if exp.backend != "fast":
+        raise InputError(
+            f"Attribution patching needs gradients through actpatch's own forward pass, and "
+            f"{exp.model.name} runs on TransformerLens's bridge backend, which actpatch does not "
+            "differentiate. Run an exact sweep instead (it covers every model the bridge "
+            "wraps).",
+            field="backend",
+        )
+
+
+class _DropState:
+    """Which layer's residual contribution the current backward pass drops (None: none)."""
+
+    def __init__(self) -> None:
+        self.layer: int | None = None
+
+
+class _GradGate(torch.autograd.Function):
+    """The identity forward; backward passes the gradient on, or zero for the dropped layer."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, state: _DropState, layer: int) -> Tensor:
+        ctx.state, ctx.layer = state, layer
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Tensor) -> tuple[Tensor | None, None, None]:
+        (grad,) = grads
+        if ctx.state.layer == ctx.layer:
+            return torch.zeros_like(grad), None, None
+        return grad, None, None
+
+
+@dataclass
+class GradientRun:
+    """One base run's activations and the metric's gradient with respect to each of them.
+
+    `activations[(name, layer)]` and `gradients[(name, layer)]` cover positions `start..` of the
+    run (for `pattern`, the query axis; its key axis is whole): earlier positions are identical
+    in the clean and corrupted runs, so no patch there can change anything. The gradient is of
+    the metric averaged over pairs, so `sum over pairs of delta . gradient` is the mean effect.
+    `dropped[l]` holds GradDrop's gradients with layer l's residual contribution (attn_out and
+    mlp_out) cut from the backward pass; empty unless asked for. `values` is the metric of each
+    pair on this run.
+    """
+
+    which: str
+    metric: str
+    start: int
+    tokens: Tensor
+    values: Tensor
+    activations: dict[tuple[str, int], Tensor]
+    gradients: dict[tuple[str, int], Tensor]
+    dropped: dict[int, dict[tuple[str, int], Tensor]] = field(default_factory=dict)
+
+
+def plain_past(
+    runner: Any, cache: dict[tuple[str, int], Tensor], start: int
+) -> list[tuple[Tensor, Tensor]]:
+    """Each layer's keys and values of positions before `start`, as plain (non-inference)
+    tensors that autograd may save."""
+    if hasattr(runner, "past_kv"):
+        past = runner.past_kv(cache, start)
+    else:
+        past = [
+            (cache[("k", i)][:, :start], cache[("v", i)][:, :start]) for i in range(runner.n_layers)
+        ]
+    return [(k.clone(), v.clone()) for k, v in past]
+
+
+def _normal(value: Any, depth: int = 0) -> Any:
+    """`value` with every inference tensor in it (however nested in dataclasses, dicts, lists
+    and tuples) replaced by a normal copy; the same object, changed in place, where it can be."""
+    if isinstance(value, Tensor):
+        return value.clone() if value.is_inference() else value
+    if depth > 4:
+        return value
+    if isinstance(value, dict):
+        for key, item in list(value.items()):
+            new = _normal(item, depth + 1)
+            if new is not item:
+                value[key] = new
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            new = _normal(item, depth + 1)
+            if new is not item:
+                value[i] = new
+    elif isinstance(value, tuple):
+        items = tuple(_normal(item, depth + 1) for item in value)
+        if any(new is not old for new, old in zip(items, value, strict=True)):
+            return items
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            old = getattr(value, f.name)
+            new = _normal(old, depth + 1)
+            if new is not old:
+                object.__setattr__(value, f.name, new)  # (frozen dataclasses too)
+    return value
+
+
+def _differentiable(runner: Any) -> None:
+    """Make the runner usable under autograd: tensors it computed inside inference mode (the
+    engine's cached runs are) -- rotary tables, norm scales -- cannot be saved for backward,
+    so each is replaced once by a normal copy (they are small; weights are views, untouched)."""
+    for name, value in list(vars(runner).items()):
+        new = _normal(value)
+        if new is not value:
+            setattr(runner, name, new)
+
+
+def hook_names(exp: Experiment) -> tuple[str, ...]:
+    """The hook points this experiment's runner has (a parallel-residual model has no
+    resid_mid)."""
+    return tuple(exp.runner.hook_names)
+
+
+def _cut(name: str, act: Tensor, rows: slice, start: int) -> Tensor:
+    """Rows `rows` of an activation from position `start` on (for a pattern, its query axis)."""
+    return act[rows, :, start:] if name == "pattern" else act[rows, start:]
+
+
+def _shared_forward(
+    exp: Experiment, names: Iterable[str], hook: Any, start: int, passes: int
+) -> Tensor | None:
+    """When the experiment has not yet cached its runs: both runs in one batched forward with
+    gradients, kept (detached) as the experiment's cached runs; return the final residuals
+    (2 * pairs, d_model), clean rows first, still in the graph. None when the runs are cached
+    already, when the prompts differ in length (the experiment runs them apart), or when the
+    batch is too large for sharing to pay over `passes` backward passes (`SHARED_ROWS`).
+
+    This is the very forward `Experiment.run` computes, with autograd recording it: one pass
+    over the weights gives the cached runs every later sweep reuses and the base run's graph.
+    """
+    runner = exp.runner
+    if passes * exp.n_pairs * (int(exp.clean_tokens.shape[1]) + start) > SHARED_ROWS:
+        return None
+
+    def forward(
+        both: Tensor, wanted: set[str], **padding: Any
+    ) -> tuple[Tensor, dict[tuple[str, int], Tensor]]:
+        cache: dict[tuple[str, int], Tensor] = {}
+
+        def keep(name: str, layer: int, act: Tensor, pos0: int) -> Tensor:
+            if name in wanted:
+                kept = act
+                if name == "rot_k" and act.shape[2] != runner.n_kv_heads:
+                    # keys the gradient run made per query head: the cache keeps the model's
+                    # own key/value heads (the copies of a group are equal)
+                    kept = act[:, :, :: act.shape[2] // runner.n_kv_heads]
+                cache[(name, layer)] = kept.detach()
+            return hook(name, layer, act, pos0)
+
+        x = runner.embed(both, **padding).requires_grad_(True)
+        return runner.run(x, hook=keep, last_only=False, **padding), cache
+
+    return exp.run_both_with(names, forward)
+
+
+def gradient_run(
+    exp: Experiment,
+    which: str,
+    metric: str | None = None,
+    names: Iterable[str] | None = None,
+    *,
+    start: int | None = None,
+    drop_layers: Iterable[int] = (),
+    inputs: Float[Tensor, "rows positions d_model"] | None = None,
+    keep: Iterable[str] = (),
+    last_only: bool = False,
+    kv_per_query_head: bool = False,
+    intervene: Any = None,
+) -> GradientRun:
+    """Run the clean or corrupted run with gradients; return every hooked activation in `names`
+    (default: all) and the gradient of the metric (mean over pairs) with respect to it.
+
+    The run covers positions from `start` (default: the first position where the prompts
+    differ). If the experiment has not cached its runs yet, both are computed in one batched
+    forward that autograd records, and kept as the experiment's cached runs: the base run's
+    graph and every later sweep's cache from one pass over the weights. Otherwise the run
+    starts at `start` from the cached run's residual stream, keys and values. `inputs`
+    (rows, positions start.., d_model) replaces layer 0's residual stream there, e.g. EAP-IG's
+    interpolated embeddings; rows are any number of copies of the pairs (row r is pair
+    r % pairs), and the gradient is of the metric's mean over every row. `drop_layers` adds
+    GradDrop's backward passes, one per layer, on the same forward graph. `keep` names the
+    hook points the experiment's cached runs must hold afterwards (for the caller's own use of
+    them; a shared pass also keeps `names`). With
+    `last_only`, a run from the cache computes the last layer at the final position alone (the
+    one the metric reads): that layer's activations from the attention pattern on (its query
+    axis), z, attn_out, resid_mid, mlp_out and resid_post, then cover only that position.
+    With `kv_per_query_head` (grouped-query attention), k and v are repeated for each query
+    head of their group before attention reads them (`actpatch.arch.forward`), so their
+    gradients are per query head: the ungrouped convention of edge methods. `mlp_in` gets its
+    own gradient (the MLP's input alone), not the residual stream's it aliases. `intervene`, a
+    hook (`actpatch.arch.Hook`) run on every hook point before anything is captured there,
+    changes the run itself (EAP-IG over activations sets writers' outputs with it); it needs
+    `inputs`.
+    """
+    check_backend(exp)
+    metric = check_gradient_metric(metric, exp.wrong_ids is not None)
+    if which not in ("clean", "corrupt"):
+        raise InputError(f"Unknown run {which!r}: choose 'clean' or 'corrupt'.", field="run")
+    wanted = tuple(dict.fromkeys(names if names is not None else hook_names(exp)))
+    drop_layers = tuple(drop_layers)
+    runner = exp.runner
+    _differentiable(runner)
+    tokens = exp.clean_tokens if which == "clean" else exp.corrupt_tokens
+    n_pos = int(tokens.shape[1])
+    if start is None:
+        start = min(exp.first_diff, n_pos - 1)
+    state = _DropState()
+    captured: dict[tuple[str, int], Tensor] = {}
+
+    def capture(name: str, layer: int, act: Tensor, pos0: int) -> Tensor:
+        if intervene is not None:
+            act = intervene(name, layer, act, pos0)
+        if kv_per_query_head and name in ("k", "v"):
+            act = per_query_head(act, runner.n_heads)
+        if name == "mlp_in" and name in wanted:
+            act = act.view_as(act)  # a node of its own: only the MLP reads it
+        if name in wanted:
+            captured[(name, layer)] = act
+        if drop_layers and name in RESIDUAL_WRITES:
+            return _GradGate.apply(act, state, layer)
+        return act
+
+    with torch.enable_grad():
+        # rows of `which` in the captured activations, and the position they start at
+        rows, first = slice(None), 0
+        final = None
+        if intervene is not None and inputs is None:
+            raise ValueError("gradient_run: intervene needs inputs (the rows it acts on)")
+        if inputs is None:
+            final = _shared_forward(exp, (*wanted, *keep), capture, start, 1 + len(drop_layers))
+        if final is not None:
+            n = exp.n_pairs
+            rows = slice(0, n) if which == "clean" else slice(n, 2 * n)
+            final, first = final[rows], start
+        else:
+            cached = exp.run(which, keep)
+            past = plain_past(runner, cached.cache, start)
+            x = cached.cache[("resid_pre", 0)][:, start:] if inputs is None else inputs
+            x = x.clone().requires_grad_(True)
+            final = runner.run(x, 0, start, past, hook=capture, last_only=last_only, **exp.padding)
+        # the metric of each row (row r is pair r % pairs), differentiably
+        values = from_final(metric, runner.unembed, final, exp.target_ids, exp.wrong_ids)
+        total = values.mean()
+        keys = list(captured)
+        inputs_ = [captured[k] for k in keys]
+        passes: list[int | None] = [None, *drop_layers]
+        grads: list[dict[tuple[str, int], Tensor]] = []
+        for i, layer in enumerate(passes):
+            state.layer = layer
+            got = torch.autograd.grad(
+                total, inputs_, retain_graph=i < len(passes) - 1, allow_unused=True
+            )
+            grads.append(
+                {
+                    k: _cut(k[0], g if g is not None else torch.zeros_like(a), rows, first).detach()
+                    for k, a, g in zip(keys, inputs_, got, strict=True)
+                }
+            )
+    return GradientRun(
+        which=which,
+        metric=metric,
+        start=start,
+        tokens=tokens,
+        values=values.detach(),
+        activations={k: _cut(k[0], a, rows, first).detach() for k, a in captured.items()},
+        gradients=grads[0],
+        dropped=dict(zip(drop_layers, grads[1:], strict=True)),
+    )
+
+
+__all__ = [
+    "RESIDUAL_WRITES",
+    "SHARED_ROWS",
+    "GradientRun",
+    "check_backend",
+    "check_gradient_metric",
+    "gradient_run",
+    "hook_names",
+    "plain_past",
+]
