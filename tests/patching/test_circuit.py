@@ -304,3 +304,24 @@ def test_mib_evaluation_normalizes_by_the_empty_circuit_as_mib_does(exp, ablatio
     assert summary["faithfulness"]["absolute"][-1] == pytest.approx(1.0, abs=TOL)
     assert summary["cpr"] == pytest.approx(mib.cpr(summary["faithfulness"]["signed"]))
     assert summary["cmd"] == pytest.approx(mib.cmd(summary["faithfulness"]["absolute"]))
+
+
+def test_mib_evaluation_refuses_grouped_readers_and_missing_scores(tiny_model):
+    """The rules of MIB's evaluation live in the core, so every shell says the same."""
+    import actpatch
+    from actpatch.errors import InputError
+    from actpatch.patching.circuit import evaluate_mib
+    from actpatch.patching.graph_tables import graph_for
+
+    exp = actpatch.Experiment(
+        tiny_model, "Paris is the capital of", "Berlin is the capital of", " France"
+    )
+    names = graph_for(exp).edge_names
+    for kwargs, field in (
+        ({"scores": [1.0] * len(names), "kv": "grouped"}, "kv"),
+        ({"scores": None}, "scores"),
+        ({"scores": [1.0]}, "scores"),
+    ):
+        with pytest.raises(InputError) as caught:
+            evaluate_mib([exp], names, **kwargs)
+        assert caught.value.field == field

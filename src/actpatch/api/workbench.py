@@ -290,7 +290,7 @@ class Workbench:
     def start_attribute(self, request: AttributeRequest) -> Job:
         """Check the request now (bad input answers 422 at once), then attribute in the
         background."""
-        from actpatch.patching.attribution import check_backend, check_gradient_metric
+        from actpatch.patching.gradients import check_backend, check_gradient_metric
 
         exp, _ = self.experiment(request)
         component = get_component(request.component)
@@ -510,16 +510,10 @@ class Workbench:
                 field="edges",
             )
         if request.mib:
-            if request.ranked is None or request.scores is None:
+            if request.ranked is None:
                 raise actpatch.InputError(
                     "mib needs ranked (every edge of the graph) and scores (one per edge).",
-                    field="scores",
-                )
-            if len(request.scores) != len(request.ranked):
-                raise actpatch.InputError(
-                    f"{len(request.ranked)} ranked edges but {len(request.scores)} scores: give "
-                    "one score per edge.",
-                    field="scores",
+                    field="ranked",
                 )
             with self.computing():
                 result = evaluate_mib(
@@ -528,6 +522,7 @@ class Workbench:
                     request.scores,
                     metric=request.metric,
                     ablation=request.ablation,
+                    kv=request.kv,
                 )
             return respond(result.to_dict(), self.registry.name_of(exp.model))
         with self.computing():

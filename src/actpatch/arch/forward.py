@@ -222,7 +222,7 @@ class Transformer:
             x = x + w.W_pos[at]
         return x
 
-    def _norm(self, x: Tensor, norm: Norm) -> Tensor:
+    def norm(self, x: Tensor, norm: Norm) -> Tensor:
         """LayerNorm or RMS norm over the last axis, as the spec says."""
         spec = self.spec
         if spec.norm == "layernorm":
@@ -245,8 +245,8 @@ class Transformer:
                 per_head = norm.w.view(-1, t.shape[-1])
                 repeat = t.shape[-2] // per_head.shape[0]
                 norm = Norm(per_head.repeat_interleave(repeat, dim=0).flatten())
-            return self._norm(flat, norm).view(t.shape)
-        return self._norm(t, norm)
+            return self.norm(flat, norm).view(t.shape)
+        return self.norm(t, norm)
 
     def _rope_table(self, rope: Rope, length: int) -> tuple[Tensor, Tensor]:
         """cos and sin of every position's rotation angles, (length, rope.dim), built once.
@@ -353,13 +353,14 @@ class Transformer:
             z = z + past_z.reshape(z.shape)
         return z.reshape(batch, n_q, H, dh)
 
-    def _mlp(self, x: Tensor, w: LayerWeights) -> Tensor:
+    def mlp(self, x: Tensor, w: LayerWeights) -> Tensor:
+        """The MLP (and its post-norm, Gemma 2/3 and OLMo 2) on its normed input x."""
         if w.W_gate is not None:
             hidden = self.act(_linear(x, w.W_gate, None)) * _linear(x, w.W_in, w.b_in)
         else:
             hidden = self.act(_linear(x, w.W_in, w.b_in))
         out = _linear(hidden, w.W_out, w.b_out)
-        return self._norm(out, w.ln2_post) if w.ln2_post is not None else out
+        return self.norm(out, w.ln2_post) if w.ln2_post is not None else out
 
     def block(
         self,
@@ -387,7 +388,7 @@ class Transformer:
         H, Hkv, dh = self.n_heads, self.n_kv_heads, self.d_head
         if hook is not None:
             x = hook("resid_pre", layer, x, pos0)
-        attn_in = self._norm(x, w.ln1) if w.ln1 is not None else x
+        attn_in = self.norm(x, w.ln1) if w.ln1 is not None else x
         q = _linear(attn_in, w.W_Q, w.b_Q).view(batch, n, H, dh)
         k = _linear(attn_in, w.W_K, w.b_K).view(batch, n, Hkv, dh)
         v = _linear(attn_in, w.W_V, w.b_V).view(batch, n, Hkv, dh)
@@ -409,13 +410,13 @@ class Transformer:
             z = hook("z", layer, z, q_pos0)
         attn_out = _linear(z.reshape(batch, n_q, H * dh), w.W_O, w.b_O)
         if w.ln1_post is not None:
-            attn_out = self._norm(attn_out, w.ln1_post)
+            attn_out = self.norm(attn_out, w.ln1_post)
         if hook is not None:
             attn_out = hook("attn_out", layer, attn_out, q_pos0)
         if self.spec.parallel:
             # Attention and MLP both read the block's input; no resid_mid exists.
             mlp_in = hook("mlp_in", layer, x, q_pos0) if hook is not None else x
-            mlp_out = self._mlp(self._norm(mlp_in, w.ln2) if w.ln2 is not None else mlp_in, w)
+            mlp_out = self.mlp(self.norm(mlp_in, w.ln2) if w.ln2 is not None else mlp_in, w)
             if hook is not None:
                 mlp_out = hook("mlp_out", layer, mlp_out, q_pos0)
             x = mlp_out + attn_out + x  # Hugging Face's order of the sum
@@ -424,7 +425,7 @@ class Transformer:
             if hook is not None:
                 x = hook("resid_mid", layer, x, q_pos0)
             mlp_in = hook("mlp_in", layer, x, q_pos0) if hook is not None else x
-            mlp_out = self._mlp(self._norm(mlp_in, w.ln2) if w.ln2 is not None else mlp_in, w)
+            mlp_out = self.mlp(self.norm(mlp_in, w.ln2) if w.ln2 is not None else mlp_in, w)
             if hook is not None:
                 mlp_out = hook("mlp_out", layer, mlp_out, q_pos0)
             x = x + mlp_out
@@ -487,7 +488,7 @@ class Transformer:
 
     def ln_final(self, resid: Tensor) -> Tensor:
         """The final norm, applied to residual streams. (..., d_model)"""
-        return self._norm(resid, self.weights.ln_final)
+        return self.norm(resid, self.weights.ln_final)
 
     def unembed(self, resid: Tensor, token_ids: Tensor | None = None) -> Tensor:
         """Float32 logits from final residuals (batch, d_model): all, or only `token_ids`' columns.

@@ -73,12 +73,6 @@ def run(args: argparse.Namespace) -> int:
             "--threshold.",
             field="circuit",
         )
-    if args.mib and args.kv == "grouped":
-        raise InputError(
-            "MIB's graph is ungrouped (every query head has its own <k> and <v> readers): "
-            "leave --kv at ungrouped for --mib.",
-            field="kv",
-        )
     if args.nodes:
         result = evaluate_many(pairs, nodes=args.nodes.split(","), **common)
     else:
@@ -102,12 +96,9 @@ def run(args: argparse.Namespace) -> int:
             scores = [e.score for e in ranking.edges]
             method = args.method
         if args.mib:
-            if scores is None:
-                raise InputError(
-                    f"{args.circuit or args.edges} has no scores: MIB ranks edges by score.",
-                    field="circuit",
-                )
-            result = evaluate_mib(pairs, names, scores, metric=args.metric, ablation=args.ablation)
+            result = evaluate_mib(
+                pairs, names, scores, metric=args.metric, ablation=args.ablation, kv=args.kv
+            )
         elif args.threshold is not None:
             if scores is None:
                 raise InputError("--threshold needs edges with scores.", field="circuit")
@@ -151,7 +142,7 @@ def evaluate_ranking(
 def circuit_file(path: Path, experiment: Any, kv: str) -> tuple[list[str], list[float] | None]:
     """Edge names and scores from --circuit: MIB's JSON (read against the served model's
     shape) or actpatch's own edge JSON."""
-    from actpatch.patching.circuit import shape_of
+    from actpatch.patching.graph_tables import shape_of
     from actpatch.patching.mib import from_mib
 
     try:

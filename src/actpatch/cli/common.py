@@ -52,6 +52,10 @@ FLAGS = {
     "circuit": "--edges",
     "nodes": "--nodes",
     "curve": "--curve",
+    "kv": "--kv",
+    "scores": "--circuit",
+    "pair": "--pair",
+    "k": "--k",
 }
 
 

@@ -42,7 +42,7 @@ from actpatch.patching import groups, guardrails, metrics
 from actpatch.patching.cells import Setup, aligned, metric_values, prepare
 from actpatch.patching.experiment import Experiment
 from actpatch.patching.graph import Node, edge_name
-from actpatch.patching.graph_tables import Graph, graph_for, shape_of
+from actpatch.patching.graph_tables import Graph, graph_for
 from actpatch.patching.options import CIRCUIT_ABLATIONS
 from actpatch.patching.results.circuits import (
     CircuitPoint,
@@ -404,10 +404,11 @@ def evaluate_many(experiments: list[Experiment], **options: Any) -> CircuitResul
 def evaluate_mib(
     experiments: list[Experiment],
     names: Sequence[str],
-    scores: Sequence[float],
+    scores: Sequence[float] | None,
     *,
     metric: str | None = None,
     ablation: str = "corrupt",
+    kv: str = "ungrouped",
     should_stop: Callable[[], bool] | None = None,
 ) -> CircuitResult:
     """MIB's evaluation of an edge scoring (`actpatch.patching.mib`): the faithfulness of the
@@ -421,6 +422,19 @@ def evaluate_mib(
     be every edge of the (ungrouped) graph."""
     from actpatch.patching import mib
 
+    if kv != "ungrouped":
+        raise InputError(
+            "MIB's graph is ungrouped (every query head has its own <k> and <v> readers): "
+            "leave kv at ungrouped for MIB's evaluation.",
+            field="kv",
+        )
+    if scores is None:
+        raise InputError("MIB ranks edges by score: give a score for each edge.", field="scores")
+    if len(scores) != len(names):
+        raise InputError(
+            f"{len(names)} ranked edges but {len(scores)} scores: give one score per edge.",
+            field="scores",
+        )
     graph = graph_for(experiments[0])
     if len(set(names)) != graph.n_edges:
         raise InputError(
@@ -532,6 +546,5 @@ __all__ = [
     "evaluate",
     "evaluate_many",
     "evaluate_mib",
-    "shape_of",  # graph_tables's, named here for the CLI until it imports it from there
     "verify_edges",
 ]

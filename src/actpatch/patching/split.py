@@ -119,7 +119,7 @@ class Parts:
 
     def _ln1(self, layer: int, x: Tensor) -> Tensor:
         norm = self.runner.weights.layers[layer].ln1
-        return self.runner._norm(x, norm) if norm is not None else x
+        return self.runner.norm(x, norm) if norm is not None else x
 
     def head_qkv(
         self, layer: int, x_q: Tensor, x_k: Tensor, x_v: Tensor
@@ -148,7 +148,7 @@ class Parts:
         """The MLP's output from its input (the residual stream after attention, or the
         block's input on a parallel-residual model)."""
         r, w = self.runner, self.runner.weights.layers[layer]
-        return r._mlp(r._norm(x, w.ln2) if w.ln2 is not None else x, w)  # type: ignore[no-any-return]
+        return r.mlp(r.norm(x, w.ln2) if w.ln2 is not None else x, w)  # type: ignore[no-any-return]
 
     # -- norms after the heads (Gemma 2/3, OLMo 2) ------------------------------------------
 
@@ -162,7 +162,7 @@ class Parts:
     def post_norm(self, layer: int, pre: Tensor) -> Tensor:
         """The attention output the residual stream receives from its pre-norm sum `pre`."""
         norm = self.runner.weights.layers[layer].ln1_post
-        return self.runner._norm(pre, norm) if norm is not None else pre
+        return self.runner.norm(pre, norm) if norm is not None else pre
 
     def post_norm_jvp(self, layer: int, pre: Tensor, delta: Tensor) -> Tensor:
         """The post-norm's Jacobian at `pre` (..., d_model) applied to `delta` (..., k, d_model)

@@ -104,7 +104,8 @@ def test_edges_and_evaluate_say_their_graph_and_take_the_kv_convention(client: T
 
 
 def test_evaluate_with_mib_equals_the_engine(client: TestClient, exp) -> None:
-    from actpatch.patching.circuit import evaluate_mib, graph_for
+    from actpatch.patching.circuit import evaluate_mib
+    from actpatch.patching.graph_tables import graph_for
 
     scores = {e.name: e.score for e in edge_attribution(exp, "eap").edges}
     names = graph_for(exp).edge_names
