@@ -109,12 +109,10 @@ __all__ = [
 ]
 
 
-# Old names that still resolve: `attribute_many` attributed many components of one experiment.
-_RENAMED = {"attribute_many": "attribute_components"}
-
-
 def __getattr__(name: str) -> Any:
-    where = _RENAMED.get(name, name)
+    from actpatch.patching import RENAMED  # old names that still resolve
+
+    where = RENAMED.get(name, name)
     if where not in _WHERE:
         raise AttributeError(f"module 'actpatch' has no attribute {name!r}")
     value = getattr(importlib.import_module(_WHERE[where]), where)

@@ -98,12 +98,13 @@ __all__ = [
 ]
 
 
-# Old names that still resolve: `attribute_many` attributed many components of one experiment.
-_RENAMED = {"attribute_many": "attribute_components"}
+# Old names that still resolve (here and in `actpatch`): `attribute_many` attributed many
+# components of one experiment.
+RENAMED = {"attribute_many": "attribute_components"}
 
 
 def __getattr__(name: str) -> Any:
-    name = _RENAMED.get(name, name)
+    name = RENAMED.get(name, name)
     if name not in _WHERE:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(importlib.import_module(f"actpatch.patching.{_WHERE[name]}"), name)
