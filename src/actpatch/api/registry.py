@@ -20,6 +20,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from actpatch.errors import ActpatchError, InputError, ModelUnavailableError
 from actpatch.models import LoadedModel, load_model
@@ -53,7 +54,11 @@ class ModelRegistry:
     def load(cls, settings: Settings) -> ModelRegistry:
         """Load the models the settings name, falling back (loudly) to settings.fallback_model."""
         notices: list[str] = []
-        where = {"device": settings.device, "dtype": settings.dtype}
+        where: dict[str, Any] = {
+            "device": settings.device,
+            "dtype": settings.dtype,
+            "device_map": settings.device_map,
+        }
         try:
             primary = load_model(settings.model, **where)
         except ModelUnavailableError as exc:

@@ -44,6 +44,7 @@ def serve(
     device: str | None = None,
     dtype: str | None = None,
     max_memory: str | None = None,
+    device_map: str | None = None,
 ) -> None:
     """Load `model` (default ACTPATCH_MODEL, else GPT-2 small) and serve the page and the API.
 
@@ -62,6 +63,7 @@ def serve(
         "device": device,
         "dtype": dtype,
         "max_memory": max_memory,
+        "device_map": device_map,
     }
     overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     if model is not None or requested_model() is not None:

@@ -67,15 +67,21 @@ class Settings(BaseSettings):
         "(said on the page and in the terminal). None: fail instead.",
     )
     device: str = Field(default="cpu", description="Where the models run: cpu, cuda or cuda:N.")
+    device_map: str | None = Field(
+        default=None,
+        description="Spread each model over several devices instead of `device`: auto, "
+        "balanced, or a JSON file of module -> device (actpatch.models.placement).",
+    )
     dtype: str = Field(
         default="float32",
         description="The models' precision: float32 (exact), bfloat16 or float16 (half the "
         "memory, less precise).",
     )
-    max_memory: str = Field(
-        default="1GiB",
+    max_memory: str | None = Field(
+        default=None,
         description="Activations one batched sweep run may hold (e.g. 4GB); a sweep that "
-        "needs more runs in several batches, slower rather than out of memory.",
+        "needs more runs in several batches, slower rather than out of memory. Default: 1 GiB "
+        "on a CPU, half the GPU's free memory (at least 1 GiB) on a GPU.",
     )
     host: str = Field(default="127.0.0.1", description="The address `actpatch serve` binds.")
     port: int = Field(default=8000, ge=0, le=65535, description="The port it listens on.")

@@ -212,7 +212,7 @@ class Transformer:
         token.
         """
         w = self.weights
-        x = F.embedding(tokens, w.W_E)
+        x = F.embedding(tokens.to(w.W_E.device), w.W_E)
         if w.embed_scale is not None:
             x = x * w.embed_scale
         if w.W_pos is not None:
@@ -273,6 +273,7 @@ class Transformer:
             return t
         n = t.shape[1]
         cos, sin = self._rope_table(rope, pos0 + n)
+        cos, sin = cos.to(t.device), sin.to(t.device)  # a block on another device (device map)
         if pad is None:
             cos, sin = cos[pos0 : pos0 + n, None, :], sin[pos0 : pos0 + n, None, :]  # (pos, 1, dim)
         else:
@@ -384,6 +385,9 @@ class Transformer:
         positions (module docstring), grouped like the past keys and values.
         """
         w = self.weights.layers[layer]
+        if x.device != w.W_Q.device:  # a device map: the residual stream moves at the boundary
+            x = x.to(w.W_Q.device)
+            pad = pad.to(x.device) if pad is not None else None
         batch, n, _ = x.shape
         H, Hkv, dh = self.n_heads, self.n_kv_heads, self.d_head
         if hook is not None:
@@ -498,14 +502,15 @@ class Transformer:
         columns read are the columns of the full logits.
         """
         w = self.weights
-        normed = self.ln_final(resid)
+        normed = self.ln_final(resid.to(w.W_U.device))
         if token_ids is None:
             logits = normed @ w.W_U
             if w.b_U is not None:
                 logits = logits + w.b_U
         else:
-            columns = w.W_U.T[token_ids]  # (batch, k, d_model)
+            columns = w.W_U.T[token_ids.to(w.W_U.device)]  # (batch, k, d_model)
             logits = torch.einsum("bd,bkd->bk", normed, columns)
             if w.b_U is not None:
-                logits = logits + w.b_U[token_ids]
-        return _softcap(logits, self.spec.final_softcap).float()
+                logits = logits + w.b_U[token_ids.to(w.W_U.device)]
+        # on the embedding's device, where the answers are (the two differ under a device map)
+        return _softcap(logits, self.spec.final_softcap).float().to(self.device)

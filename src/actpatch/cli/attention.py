@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from actpatch.cli.common import add_common, add_experiment, load, one_experiment
+from actpatch.cli.common import add_common, add_experiment, load_for, one_experiment
 from actpatch.cli.report import report
 
 
@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from actpatch.views import attention_pattern
     from actpatch.views.plots import attention_heatmap
 
-    model = load(args.model, args.device, args.dtype)
+    model = load_for(args)
     exp = one_experiment(args, model, "An attention pattern")
     result = attention_pattern(exp, args.layer, args.head, pair=args.pair)
     name = f"attention_L{args.layer}H{args.head}"

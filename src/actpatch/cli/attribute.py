@@ -12,7 +12,7 @@ from actpatch.cli.common import (
     add_option,
     direction,
     experiments,
-    load,
+    load_for,
     progress_bar,
 )
 from actpatch.cli.report import report
@@ -53,7 +53,7 @@ def add_parser(sub: Any) -> None:
         "--max-memory",
         default=None,
         help="activations one batched run of --compare's and --verify's exact patches may hold, "
-        "e.g. 4GB (default 1GiB)",
+        "e.g. 4GB (default 1GiB on a CPU, half the free memory on a GPU)",
     )
 
 
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from actpatch.plotting import attribution_heatmap, attribution_scatter
 
     component = get_component(args.component).name
-    model = load(args.model, args.device, args.dtype)
+    model = load_for(args)
     pairs = experiments(args, model)
     if len(pairs) > 1:
         raise InputError(

@@ -12,7 +12,7 @@ from actpatch.cli.common import (
     add_option,
     direction,
     experiments,
-    load,
+    load_for,
     progress_bar,
 )
 from actpatch.cli.report import report
@@ -47,8 +47,9 @@ def add_ranking(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-memory",
         default=None,
-        help="what one batched gradient run may hold, e.g. 4GB (default 1GiB); EAP-IG runs "
-        "its points in more batches rather than run out of memory",
+        help="what one batched gradient run may hold, e.g. 4GB (default 1GiB on a CPU, half "
+        "the free memory on a GPU); EAP-IG runs its points in more batches rather than run out "
+        "of memory",
     )
     add_option(p, "--kv", "kv", what="on a grouped-query model: ")
 
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from actpatch.circuit_plots import circuit_graph
     from actpatch.patching.edges import edge_attribution, edge_attribution_many
 
-    model = load(args.model, args.device)
+    model = load_for(args)
     pairs = experiments(args, model)
     options = {
         "steps": args.steps,

@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from actpatch.cli.circuit_edges import add_ranking
-from actpatch.cli.common import add_common, add_experiment, add_option, direction, experiments, load
+from actpatch.cli.common import (
+    add_common,
+    add_experiment,
+    add_option,
+    direction,
+    experiments,
+    load_for,
+)
 from actpatch.cli.report import report
 from actpatch.cli.tables import fmt
 from actpatch.errors import InputError
@@ -61,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from actpatch.patching.circuit import evaluate_many, evaluate_mib
     from actpatch.patching.edges import edge_attribution_many
 
-    model = load(args.model, args.device)
+    model = load_for(args)
     pairs = experiments(args, model)
     method = None
     result: Any

@@ -40,6 +40,7 @@ FLAGS = {
     "ablate": "--ablate",
     "dtype": "--dtype",
     "device": "--device",
+    "device_map": "--device-map",
     "max_memory": "--max-memory",
     "positions": "--positions",
     "batching": "--batching",
@@ -105,6 +106,14 @@ def add_common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", default="cpu", help="torch device to run on, e.g. cpu or cuda")
     p.add_argument(
+        "--device-map",
+        default=None,
+        metavar="MAP",
+        help="spread the model over several devices instead of --device: auto (fill the GPUs in "
+        "order, then the CPU), balanced (the blocks evenly over the GPUs) or a JSON file of "
+        'module -> device, e.g. {"model.layers.0": "cuda:0", "lm_head": "cpu"}',
+    )
+    p.add_argument(
         "--dtype",
         default=None,
         choices=list(DTYPES),
@@ -161,11 +170,22 @@ def direction(args: argparse.Namespace) -> str:
 # -- running -----------------------------------------------------------------------------------
 
 
-def load(spec: str | None, device: str = "cpu", dtype: str | None = None) -> Any:
-    """The model `--model` names (`actpatch.models.load_model`), on `--device` in `--dtype`."""
+def load(
+    spec: str | None,
+    device: str = "cpu",
+    dtype: str | None = None,
+    device_map: str | None = None,
+) -> Any:
+    """The model `--model` names (`actpatch.models.load_model`), on `--device` in `--dtype` (or
+    spread by `--device-map`)."""
     from actpatch.models import load_model
 
-    return load_model(spec, device=device, dtype=dtype)
+    return load_model(spec, device=device, dtype=dtype, device_map=device_map)
+
+
+def load_for(args: argparse.Namespace) -> Any:
+    """The model a command's --model, --device, --dtype and --device-map ask for."""
+    return load(args.model, args.device, args.dtype, args.device_map)
 
 
 def experiments(args: argparse.Namespace, model: Any) -> list[Any]:

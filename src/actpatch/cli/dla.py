@@ -6,7 +6,7 @@ import argparse
 import textwrap
 from typing import Any
 
-from actpatch.cli.common import add_common, add_experiment, load, one_experiment
+from actpatch.cli.common import add_common, add_experiment, load_for, one_experiment
 from actpatch.cli.report import report
 
 
@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from actpatch.views import direct_logit_attribution
     from actpatch.views.plots import dla_heatmap
 
-    model = load(args.model, args.device, args.dtype)
+    model = load_for(args)
     exp = one_experiment(args, model, "Direct logit attribution")
     result = direct_logit_attribution(exp)
     return report(

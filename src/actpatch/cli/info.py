@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from actpatch.cli.common import add_common, load
+from actpatch.cli.common import add_common, load_for
 from actpatch.cli.report import report
 
 
@@ -20,7 +20,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    model = load(args.model, args.device, args.dtype)
+    model = load_for(args)
     prompt = args.prompt if args.prompt is not None else model.sample_prompt
     ids = torch.tensor([model.to_tokens(prompt)], device=model.device)
     with torch.inference_mode():
@@ -55,6 +55,8 @@ def print_info(d: dict[str, Any], payload: dict[str, Any]) -> None:
         f"d_head {d['d_head']}, context {d['n_ctx']}, vocabulary {d['d_vocab']}"
     )
     print(f"parameters {d['n_params']:,}")
+    if len(d["devices"]) > 1:
+        print(f"devices    {', '.join(d['devices'])} (a device map; the embedding's first)")
     for note in d["notes"]:
         print(f"note       {note}")
     print(f"\nprompt     {payload['prompt']!r}")

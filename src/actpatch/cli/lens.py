@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from actpatch.cli.common import add_common, add_experiment, load, one_experiment
+from actpatch.cli.common import add_common, add_experiment, load_for, one_experiment
 from actpatch.cli.report import report
 
 
@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from actpatch.views import logit_lens
     from actpatch.views.plots import lens_chart
 
-    model = load(args.model, args.device, args.dtype)
+    model = load_for(args)
     exp = one_experiment(args, model, "The logit lens")
     result = logit_lens(exp, args.metric, k=args.k, sublayers=args.sublayers)
     return report(

@@ -10,7 +10,7 @@ from actpatch.cli.common import (
     add_experiment,
     add_keep,
     direction,
-    load,
+    load_for,
     one_experiment,
     request,
 )
@@ -40,7 +40,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from actpatch.patching.engine import patch
 
-    model = load(args.model, args.device, args.dtype)
+    model = load_for(args)
     pairs = [one_experiment(args, model, "A single patch")]
     result = patch(
         pairs[0],

@@ -10,7 +10,7 @@ from actpatch.cli.common import (
     add_experiment,
     direction,
     experiments,
-    load,
+    load_for,
     progress_bar,
 )
 from actpatch.cli.report import report
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from actpatch.circuit_plots import path_heatmap
     from actpatch.patching.paths import path_patch_many
 
-    model = load(args.model, args.device)
+    model = load_for(args)
     result = path_patch_many(
         experiments(args, model),
         args.senders,

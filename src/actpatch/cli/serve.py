@@ -16,6 +16,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
     p.add_argument("--dtype", default=None, choices=list(DTYPES), help="model precision")
     p.add_argument("--max-memory", default=None, help="per-batch activation budget, e.g. 4GB")
+    p.add_argument(
+        "--device-map", default=None, help="auto, balanced or a JSON file of module -> device"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,5 +31,6 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         dtype=args.dtype,
         max_memory=args.max_memory,
+        device_map=args.device_map,
     )
     return 0

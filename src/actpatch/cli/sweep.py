@@ -12,7 +12,7 @@ from actpatch.cli.common import (
     add_option,
     direction,
     experiments,
-    load,
+    load_for,
     progress_bar,
     request,
 )
@@ -36,8 +36,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--max-memory",
         default=None,
-        help="activations one batched run may hold, e.g. 4GB (default 1GiB); a sweep that "
-        "needs more runs in several batches, slower rather than out of memory",
+        help="activations one batched run may hold, e.g. 4GB (default 1GiB on a CPU, half the "
+        "free memory on a GPU); a sweep that needs more runs in several batches, slower rather "
+        "than out of memory",
     )
     add_option(p, "--positions", "positions", what="a position-resolved sweep's columns: ")
     add_option(p, "--batching", "batching", what="a dataset of several token lengths: ")
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
     component = get_component(args.component or args.what).name
     check_ablation_direction(args.ablate, args.direction)
-    model = load(args.model, args.device, args.dtype)
+    model = load_for(args)
     pairs = experiments(args, model)
     result: Any
     if args.ablate:

@@ -150,13 +150,31 @@ def missing_local_folder(spec: str) -> str | None:
 
 
 def load_model(
-    spec: str | None = None, *, device: str = "cpu", dtype: str | torch.dtype | None = None
+    spec: str | None = None,
+    *,
+    device: str = "cpu",
+    dtype: str | torch.dtype | None = None,
+    device_map: str | dict[str, Any] | None = None,
 ) -> LoadedModel:
     """Load a model by hub name, local folder, GGUF file, `demo` or a `PACKAGED` name ("smollm2");
     a teaching error if it cannot be had.
 
     `dtype` is float32 (default), bfloat16 or float16; the device must be able to compute in
-    it (checked first)."""
+    it (checked first). `device_map` ("auto", "balanced", a dict or a JSON file of module ->
+    device; `actpatch.models.placement`) spreads the model over several devices instead of
+    putting it on `device`."""
+    if device_map is None:
+        return _load(spec, device, dtype)
+    from actpatch.models.placement import place, read_map
+
+    wanted = read_map(device_map)  # a bad map is refused before the weights are read
+    model = _load(spec, "cpu", dtype)
+    model.device_map = place(model.hf_model, wanted)
+    return model
+
+
+def _load(spec: str | None, device: str, dtype: str | torch.dtype | None) -> LoadedModel:
+    """`load_model` on one device."""
     from transformers.utils import logging as hf_logging
 
     torch_dtype = check_dtype(dtype)

@@ -33,6 +33,8 @@ class LoadedModel:
     hf_model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     notes: list[str] = field(default_factory=list)
+    # Module -> device, when the model is spread over several devices (`models.placement`).
+    device_map: dict[str, Any] | None = None
     _bridge: Any = field(default=None, repr=False)
     _bridge_lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
@@ -42,7 +44,19 @@ class LoadedModel:
 
     @property
     def device(self) -> torch.device:
+        """Where the model reads its tokens: its embedding's device (with a device map, other
+        blocks may sit elsewhere: `devices`)."""
+        embedding = self.hf_model.get_input_embeddings()
+        if embedding is not None:
+            return embedding.weight.device
         return next(self.hf_model.parameters()).device
+
+    @property
+    def devices(self) -> list[str]:
+        """Every device the model's weights are on, the embedding's first."""
+        from actpatch.models.placement import devices_of
+
+        return devices_of(self.hf_model)
 
     def _config_int(self, *names: str) -> int:
         for name in names:
@@ -119,6 +133,7 @@ class LoadedModel:
             "n_params": self.n_params,
             "dtype": str(self.dtype).removeprefix("torch."),
             "device": str(self.device),
+            "devices": self.devices,
             "notes": list(self.notes),
         }
 

@@ -127,7 +127,7 @@ def ablate(
     `max_memory` bounds the activations one batched run may hold, as in `sweep`."""
     t0 = time.perf_counter()
     method = check_ablation(method)
-    budget = parse_memory(max_memory)
+    budget = parse_memory(max_memory, exp.model.device)
     comp = get_component(component)
     metric = check_metric(metric, exp.wrong_ids is not None)
     if comp.hook not in exp.runner.hook_names:

@@ -153,7 +153,7 @@ def attribute_components(
     metric = check_gradient_metric(metric, exp.wrong_ids is not None)
     if verify < 0:
         raise InputError("verify must be 0 or a positive number of cells.", field="verify")
-    budget = parse_memory(max_memory)
+    budget = parse_memory(max_memory, exp.model.device)
     comps = [get_component(c) for c in components]
     if not comps:
         raise InputError("Give at least one component to attribute.", field="component")

@@ -42,8 +42,23 @@ from actpatch.patching.options import POSITIONS, check_direction, check_metric
 if TYPE_CHECKING:  # shapes for readers and type checkers; nothing is checked at run time
     from jaxtyping import Float
 
-# How many bytes of activations one batched run may hold by default (`sweep(max_memory=)`).
+# How many bytes of activations one batched run may hold by default (`sweep(max_memory=)`): on
+# a CPU 1 GiB; on a GPU a fraction of the memory free when the run starts (at least 1 GiB), so
+# that a large GPU batches more cells and a full one fewer.
 DEFAULT_MAX_MEMORY = 1 << 30
+GPU_FREE_FRACTION = 0.5
+
+
+def default_budget(device: torch.device | str | None = None) -> int:
+    """The activation budget of one batched run on `device` when none is given: 1 GiB on a CPU,
+    `GPU_FREE_FRACTION` of the GPU's free memory (at least 1 GiB) on a GPU."""
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return DEFAULT_MAX_MEMORY
+    free, _total = torch.cuda.mem_get_info(device)
+    return max(DEFAULT_MAX_MEMORY, int(free * GPU_FREE_FRACTION))
+
+
 _UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "kib": 1024, "m": 1e6, "mb": 1e6}
 _UNITS |= {"mib": 1024**2, "g": 1e9, "gb": 1e9, "gib": 1024**3, "t": 1e12, "tb": 1e12}
 
@@ -451,11 +466,11 @@ def _run_cells_bridge(
     return logits.reshape(len(cells), n_pairs, -1)[inverse].reshape(len(cells) * n_pairs, -1)
 
 
-def parse_memory(value: int | float | str | None) -> int:
+def parse_memory(value: int | float | str | None, device: torch.device | str | None = None) -> int:
     """A memory budget in bytes, from a number of bytes or a string such as "4GB" or "512MiB"
-    (None: DEFAULT_MAX_MEMORY)."""
+    (None: the default for `device`, `default_budget`)."""
     if value is None:
-        return DEFAULT_MAX_MEMORY
+        return default_budget(device)
     if isinstance(value, (int, float)):
         number, unit = float(value), ""
     else:

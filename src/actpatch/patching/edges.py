@@ -192,7 +192,7 @@ def _points_grads(
     # bytes one item holds: what the backward keeps, per layer and position
     size = torch.finfo(runner.dtype).bits // 8
     per_item = size * n_pairs * n_pos * runner.n_layers * runner.d_model * (16 + 3 * runner.n_heads)
-    chunk = max(1, parse_memory(max_memory) // max(1, per_item))
+    chunk = max(1, parse_memory(max_memory, exp.model.device) // max(1, per_item))
     base_which = "corrupt" if setup.direction == "denoising" else "clean"
     diffs: dict[tuple[str, int], tuple[Tensor, Tensor]] = {}
 

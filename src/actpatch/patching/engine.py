@@ -80,10 +80,11 @@ def sweep(
     `progress(done, total)` is called as cells finish; `should_stop()` returning True cancels
     the sweep (CancelledError); `on_partial(snapshot)` receives the sweep so far after each
     batch of cells.
-    `max_memory` (bytes, or e.g. "4GB"; default 1 GiB) bounds the activations one batched run
-    holds: more cells than fit run in several batches, slower rather than out of memory.
+    `max_memory` (bytes, or e.g. "4GB"; default `cells.default_budget`: 1 GiB on a CPU, half
+    the free memory on a GPU) bounds the activations one batched run holds: more cells than fit
+    run in several batches, slower rather than out of memory.
     """
-    budget = parse_memory(max_memory)
+    budget = parse_memory(max_memory, exp.model.device)
     t0 = time.perf_counter()
     convention = "index" if positions == "auto" else positions
     setup = prepare(exp, component, metric, direction, convention)

@@ -21,6 +21,10 @@ class ModelInfo(BaseModel):
     d_vocab: int
     n_params: int
     dtype: str = Field(description="The precision the model runs in: float32, bfloat16, ...")
+    devices: list[str] = Field(
+        description="The devices its weights are on, the embedding's first (several with a "
+        "device map)."
+    )
     notes: list[str]
     backend: str = Field(
         description="The path that computes results on this model: fast (actpatch's engine) or "
