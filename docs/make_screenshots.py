@@ -5,7 +5,8 @@
 Starts the app on `demo` in a background thread, opens the page with Playwright and Debian's
 Chromium (`make browser-deps`), and saves: the first screen (the specification's example, with
 the head that matters picked by a head sweep), a head sweep on IOI with a cell's patch, a
-position sweep, and the error messages.
+position sweep, the error messages, and the views inside the model: the clicked head's attention
+pattern beside the sweep, direct logit attribution and the logit lens (05 to 07).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def take(page: Any, url: str, folder: Path) -> None:
     page.mouse.move(*cell_center(page, layer, head))
     page.wait_for_selector(".hoverlayer .hovertext")
     page.screenshot(path=str(folder / "02-head-sweep.png"), full_page=True)
+    take_views(page, folder, layer, head)
     page.select_option("#component", "resid_pre")
     run_sweep(page)
     page.mouse.click(*cell_center(page, layer, 10))  # the second mention of the subject
@@ -77,6 +79,49 @@ def take(page: Any, url: str, folder: Path) -> None:
     page.click("#run-patch")
     page.wait_for_selector("#patch-error:not(.hidden)")
     page.screenshot(path=str(folder / "04-errors.png"), full_page=True)
+
+
+def hover(page: Any, plot: str, x: Any, y: Any, axes: str = "") -> None:
+    """Move the mouse over point (x, y) of Plotly plot `plot` (on its axes x{axes}, y{axes})."""
+    point = page.evaluate(
+        """([plot, x, y, axes]) => {
+            const gd = document.getElementById(plot), r = gd.getBoundingClientRect();
+            const xa = gd._fullLayout["xaxis" + axes], ya = gd._fullLayout["yaxis" + axes];
+            return [r.left + xa._offset + xa.d2p(x), r.top + ya._offset + ya.d2p(y)];
+        }""",
+        [plot, x, y, axes],
+    )
+    page.mouse.move(*point)
+    page.wait_for_selector(f"#{plot} .hoverlayer .hovertext")
+
+
+def take_views(page: Any, folder: Path, layer: int, head: int) -> None:
+    """The views inside the model, after a head sweep and a click on head (layer, head)."""
+    page.wait_for_selector(f"#attn-panel[data-head='L{layer}H{head}']")
+    page.wait_for_selector("#dla-heatmap:not(.hidden) .main-svg")
+    page.wait_for_selector("#lens-chart:not(.hidden) .main-svg")
+    # The pattern beside the sweep: the final query's row, on the key it reads most.
+    clean = page.evaluate("() => document.getElementById('attn-clean').data[0]")
+    last = clean["z"][-1]
+    page.locator("#attn-panel").scroll_into_view_if_needed()
+    hover(page, "attn-clean", clean["x"][last.index(max(last))], clean["y"][-1])
+    sweep = page.locator(".card.sweep").bounding_box()
+    panel = page.locator("#attn-panel").bounding_box()
+    scrolled = page.evaluate("() => window.scrollY")  # the boxes are the viewport's
+    top = min(sweep["y"], panel["y"]) - 8
+    bottom = max(sweep["y"] + sweep["height"], panel["y"] + panel["height"]) + 8
+    clip = {"x": 0, "y": top + scrolled, "width": 1440, "height": bottom - top}
+    page.screenshot(path=str(folder / "05-attention.png"), clip=clip, full_page=True)
+    # Direct logit attribution: the head the sweep found, hovered.
+    page.locator("#dla-panel").scroll_into_view_if_needed()
+    hover(page, "dla-heatmap", head, layer)
+    page.locator("#dla-panel").screenshot(path=str(folder / "06-dla.png"))
+    # The logit lens, hovered at the model's own output.
+    labels = page.evaluate("() => document.getElementById('lens-chart').data[0].x")
+    values = page.evaluate("() => document.getElementById('lens-chart').data[0].y")
+    page.locator("#lens-panel").scroll_into_view_if_needed()
+    hover(page, "lens-chart", labels[-1], values[-1])
+    page.locator("#lens-panel").screenshot(path=str(folder / "07-lens.png"))
 
 
 def main() -> None:

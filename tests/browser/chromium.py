@@ -26,14 +26,15 @@ def launch(playwright: Any) -> Any:
     )
 
 
-def cell_center(page: Any, layer: int, x: int) -> tuple[float, float]:
-    """The page coordinates of heatmap cell (layer, x), from Plotly's own axes."""
+def cell_center(page: Any, layer: int, x: int, plot: str = "heatmap") -> tuple[float, float]:
+    """The page coordinates of cell (layer, x) of the heatmap `plot` (the sweep's unless told),
+    from Plotly's own axes."""
     return page.evaluate(
-        """([layer, x]) => {
-            const gd = document.getElementById("heatmap");
+        """([layer, x, plot]) => {
+            const gd = document.getElementById(plot);
             const box = gd.getBoundingClientRect();
             const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
             return [box.left + xa._offset + xa.l2p(x), box.top + ya._offset + ya.l2p(layer)];
         }""",
-        [layer, x],
+        [layer, x, plot],
     )

@@ -3,10 +3,10 @@
 // The modules, in the order data flows: dom.js (elements, formatting), api.js (requests,
 // errors, background jobs), state.js (what the server offers, the sweep shown), experiment.js
 // (the form, its request body and the URL), tokens.js (live tokenization), then one module per
-// card: patch.js, sweep.js, attribution.js, circuit.js (with roles.js), history.js. This file
-// binds them together and starts the page: it reads `GET /models` (the models, the components
-// and every option list the selects are built from), restores a link's experiment, and runs
-// the first patch.
+// card: patch.js, sweep.js, views.js, attribution.js, circuit.js (with roles.js), history.js.
+// This file binds them together and starts the page: it reads `GET /models` (the models, the
+// components and every option list the selects are built from), restores a link's experiment,
+// and runs the first patch.
 
 import { api, clearFieldErrors, showPageError } from "./api.js";
 import { attributionFromUrl, bindAttribution, fillAttributionChoices } from "./attribution.js";
@@ -33,6 +33,7 @@ import { loadRoles } from "./roles.js";
 import { currentModel, server, view } from "./state.js";
 import { bindSweep, markSweepStale, renderSweep, runSweep } from "./sweep.js";
 import { scheduleTokenize, tokenize } from "./tokens.js";
+import { bindViews } from "./views.js";
 
 function renderNotices(notices) {
   const box = $("notices");
@@ -167,6 +168,7 @@ async function start() {
   bindAttribution();
   buildCircuitCard();
   bindHistory();
+  bindViews();
   let data;
   try {
     data = await api("GET", "/models");

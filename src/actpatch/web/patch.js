@@ -1,6 +1,7 @@
 // The single patch: one cell (layer, and head or position) patched, its probabilities,
 // recovery, ranks and top tokens in the three runs. After each patch it says so
-// ("actpatch:run" for the history, "actpatch:patched" for the heatmap's outline).
+// ("actpatch:run" for the history, "actpatch:patched" for the heatmap's outline), and each
+// result it shows ("actpatch:patch-shown", for views.js's "Show attention" of a head).
 
 import { api, clearFieldErrors, renderWarnings, showApiError } from "./api.js";
 import { $, el, formatNumber, formatProb, show, showToken } from "./dom.js";
@@ -93,4 +94,5 @@ function renderPatch(r, state) {
     el("span", { class: "model-tag", text: `computed on ${r.model} (${r.backend} path)` }),
     el("span", { text: ` · ${(r.seconds * 1000).toFixed(0)} ms on the server${r.cached ? " · clean and corrupted runs reused" : ""}` }),
   );
+  document.dispatchEvent(new CustomEvent("actpatch:patch-shown", { detail: r }));
 }

@@ -83,6 +83,7 @@ export async function runSweep({ slice } = {}) {
   }
   saveUrl();
   document.dispatchEvent(new CustomEvent("actpatch:run"));
+  document.dispatchEvent(new CustomEvent("actpatch:swept")); // views.js: DLA and lens beside it
 }
 
 function setProgress(done, total) {
@@ -301,6 +302,9 @@ function selectCell(layer, x) {
     if (isThreeAxis(result)) $("head").value = Number($("slice").value || 0);
   }
   show($("patch-info"), false);
+  // A head's cell also opens its attention pattern (views.js); asked for before the patch.
+  const head = result.axes[1] === "head" ? x : result.axes.includes("head") ? Number($("slice").value || 0) : null;
+  if (head !== null) document.dispatchEvent(new CustomEvent("actpatch:head", { detail: { layer, head } }));
   runPatch();
   if (window.innerWidth < 1100) $("patch-title").scrollIntoView({ behavior: "smooth" });
 }
