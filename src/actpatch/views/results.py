@@ -14,6 +14,7 @@ from typing import Any
 
 from torch import Tensor
 
+from actpatch import display
 from actpatch.patching.results import ResultWarning
 
 
@@ -43,6 +44,17 @@ class AttentionResult:
     corrupt: Tensor  # (heads, query_pos, key_pos)
     pair: int = 0
     warnings: list[ResultWarning] = field(default_factory=list)
+
+    def _repr_html_(self) -> str:
+        return display.html(self)
+
+    def _repr_png_(self) -> bytes:
+        return display.png(self)
+
+    def to_pandas(self) -> Any:
+        """A tidy `pandas.DataFrame`: one row per (run, head, query, key) with both tokens and the
+        weight (`actpatch.display.frames`)."""
+        return display.to_pandas(self)
 
     @property
     def head(self) -> int:
@@ -134,6 +146,17 @@ class DLAResult:
     norm_note: str
     warnings: list[ResultWarning] = field(default_factory=list)
 
+    def _repr_html_(self) -> str:
+        return display.html(self)
+
+    def _repr_png_(self) -> bytes:
+        return display.png(self)
+
+    def to_pandas(self) -> Any:
+        """A tidy `pandas.DataFrame`: one row per part (embeddings, each head, attention bias, MLP,
+        const) with its clean, corrupt and difference share (`actpatch.display.frames`)."""
+        return display.to_pandas(self)
+
     def to_dict(self) -> dict[str, Any]:
         c, k = self.clean, self.corrupt
         return {
@@ -191,6 +214,17 @@ class LensResult:
     corrupt: LensRun
     n_pairs: int
     warnings: list[ResultWarning] = field(default_factory=list)
+
+    def _repr_html_(self) -> str:
+        return display.html(self)
+
+    def _repr_png_(self) -> bytes:
+        return display.png(self)
+
+    def to_pandas(self) -> Any:
+        """A tidy `pandas.DataFrame`: one row per read-out point with the metric, the answer's rank
+        and probability and the top tokens, clean and corrupt (`actpatch.display.frames`)."""
+        return display.to_pandas(self)
 
     def to_dict(self) -> dict[str, Any]:
         return {

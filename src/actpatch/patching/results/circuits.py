@@ -10,6 +10,7 @@ from typing import Any
 
 from torch import Tensor
 
+from actpatch import display
 from actpatch.patching.results.warning import ResultWarning
 from actpatch.patching.serial import jsonable, nested
 
@@ -37,6 +38,17 @@ class PathPatchResult:
     backend: str
     note: str | None = None
     warnings: list[ResultWarning] = field(default_factory=list)
+
+    def _repr_html_(self) -> str:
+        return display.html(self)
+
+    def _repr_png_(self) -> bytes:
+        return display.png(self)
+
+    def to_pandas(self) -> Any:
+        """A tidy `pandas.DataFrame`: one row per sender with its layer and head, the raw and
+        normalized metric (`actpatch.display.frames`)."""
+        return display.to_pandas(self)
 
     @property
     def all_heads(self) -> bool:
@@ -122,6 +134,17 @@ class CircuitResult:
     graph: dict[str, Any] = field(default_factory=dict)
     # MIB's summary when asked for (`actpatch.patching.mib`): fractions, curves, CPR and CMD
     mib: dict[str, Any] | None = None
+
+    def _repr_html_(self) -> str:
+        return display.html(self)
+
+    def _repr_png_(self) -> bytes:
+        return display.png(self)
+
+    def to_pandas(self) -> Any:
+        """A tidy `pandas.DataFrame`: one row per circuit: edges kept, metric, faithfulness
+        (`actpatch.display.frames`)."""
+        return display.to_pandas(self)
 
     @property
     def faithfulness(self) -> float:
@@ -220,6 +243,17 @@ class EdgeResult:
     # the graph scored: n_layers, n_heads, n_kv_heads, kv (the key/value convention), parallel
     graph: dict[str, Any] = field(default_factory=dict)
 
+    def _repr_html_(self) -> str:
+        return display.html(self)
+
+    def _repr_png_(self) -> bytes:
+        return display.png(self)
+
+    def to_pandas(self) -> Any:
+        """A tidy `pandas.DataFrame`: one row per edge, strongest first: source, target, score and
+        the exact effect when verified (`actpatch.display.frames`)."""
+        return display.to_pandas(self)
+
     @property
     def kv(self) -> str:
         """The key/value convention of the graph's <k>/<v> readers."""
@@ -276,6 +310,17 @@ class VerifyResult:
     seconds: float
     backend: str
     warnings: list[ResultWarning] = field(default_factory=list)
+
+    def _repr_html_(self) -> str:
+        return display.html(self)
+
+    def _repr_png_(self) -> bytes:
+        return display.png(self)
+
+    def to_pandas(self) -> Any:
+        """A tidy `pandas.DataFrame`: one row per edge: the metric with it patched, its effect and
+        that effect normalized (`actpatch.display.frames`)."""
+        return display.to_pandas(self)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,342 @@
+"""Each result as a tidy `pandas.DataFrame`: one row per cell, its labels in columns beside it.
+
+Tidy means a spreadsheet or `df.groupby`/`df.pivot` reads it without reshaping. The layouts:
+
+- `SweepResult`, `AblationResult`: exactly the CSV export's (`actpatch.export.to_csv`): the
+  axes (`layer`, `head`, `pos`), `pos_label`, `raw`, `normalized`, the interval (`ci_low`,
+  `ci_high`, `raw_ci_low`, `raw_ci_high`, `ci_level`; NaN without one), `n_pairs`, `metric`,
+  `component`, `direction`, `model`;
+- `AttributionResult`: the axes, `pos_label` (with a `pos` axis), `estimate`, `normalized`,
+  `score`, `atp` (plain AtP's estimate, for AtP*), `exact` and `exact_normalized` (after a
+  comparison; else NaN), `n_pairs`, `metric`, `component`, `method`, `direction`, `model`;
+- `PatchResult`: one row per run (`run`: clean, corrupt, patched): `target_prob`,
+  `target_rank`, `metric_value`, `top_tokens` and `top_probs` (lists, most likely first), then the
+  patched cell (`layer`, `head`, `pos`; <NA> where not given), `metric` (its name),
+  `component`, `direction`, `model`;
+- `PathPatchResult`: one row per sender: `sender` ('a9.h9', 'm0'), `layer`, `head` (<NA> for an
+  MLP), `raw`, `normalized`, `receivers`, `freeze_mlps`, `metric`, `direction`, `model`;
+- `EdgeResult`: one row per edge, strongest first: `rank`, `edge`, `source`, `target`, `score`,
+  `exact_effect` and `exact_normalized` (the edges patched exactly, else NaN), `method`,
+  `metric`, `direction`, `model`;
+- `VerifyResult`: one row per edge: `edge`, `source`, `target`, `metric_value` (the metric with
+  the edge patched), `effect`, `normalized`, `metric`, `direction`, `model`;
+- `CircuitResult`: one row per circuit: `n_edges`, `metric_value`, `faithfulness`, `ablation`,
+  `method`, `total_edges`, `metric`, `model`;
+- `AttentionResult`: one row per (run, head, query, key): `run` (clean, corrupt), `layer`,
+  `head`, `kv_head`, `query_pos`, `query_token`, `key_pos`, `key_token`, `weight`, `pair`,
+  `model`. Long, not one column per run, because the two prompts may differ in length;
+  `df.pivot_table(index=["head", "query_pos", "key_pos"], columns="run", values="weight")`
+  puts them side by side when they do not;
+- `DLAResult`: one row per part, in the order the residual stream sums them: `part` ("embed",
+  "head", "attn_bias", "mlp", "const"), `name` ("L3H4", "MLP L2", ...), `layer` and `head`
+  (<NA> where none), `clean`, `corrupt`, `difference`, `metric`, `model`. Each run's column
+  sums to its `total` (the model's own metric less what the frozen norm leaves unexplained);
+- `LensResult`: one row per read-out point: `point` ("resid_pre 0", ...), `clean_metric`,
+  `corrupt_metric`, `clean_rank`, `corrupt_rank`, `clean_prob`, `corrupt_prob`, `clean_top`
+  and `corrupt_top` (lists, most likely first), `target`, `metric`, `model`.
+
+pandas is the `actpatch[notebook]` extra; nothing imports it until a table is asked for.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from functools import singledispatch
+from types import ModuleType
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from actpatch.patching.results import (
+    AttributionResult,
+    CircuitResult,
+    EdgeResult,
+    PatchResult,
+    PathPatchResult,
+    SweepResult,
+    VerifyResult,
+)
+from actpatch.views.results import AttentionResult, DLAResult, LensResult
+
+# The CSV export's numeric columns that may be empty (read as NaN, never as text).
+_CSV_NUMBERS = ("raw", "normalized", "ci_low", "ci_high", "raw_ci_low", "raw_ci_high", "ci_level")
+
+
+def pandas() -> ModuleType:
+    """The pandas module, or an error that names the extra that installs it."""
+    try:
+        import pandas
+    except ImportError as error:
+        raise ImportError(
+            "to_pandas() needs pandas: install it with `pip install 'actpatch[notebook]'`."
+        ) from error
+    return pandas
+
+
+def _cells(shape: tuple[int, ...]) -> list[list[int]]:
+    """Each axis's index of every cell, in row-major order (the order `flatten` reads)."""
+    grids = torch.meshgrid(*(torch.arange(n) for n in shape), indexing="ij")
+    return [g.flatten().tolist() for g in grids]
+
+
+def _values(t: Tensor | None, n: int) -> list[float]:
+    return [float("nan")] * n if t is None else t.flatten().double().tolist()
+
+
+@singledispatch
+def frame(result: Any) -> Any:
+    """The tidy table of one result (the layouts are in this module's docstring)."""
+    raise TypeError(f"actpatch has no table for {type(result).__name__}")
+
+
+@frame.register
+def _(result: SweepResult) -> Any:
+    """The CSV export, read back: the same columns, and the same numbers (written with repr,
+    read with Python's own float parser, so each one round-trips exactly)."""
+    from actpatch.export import to_csv
+
+    pd = pandas()
+    text = to_csv(result)
+    header = text.split("\n", 1)[0].split(",")
+    texts = [c for c in header if c not in _CSV_NUMBERS and c not in (*result.axes, "n_pairs")]
+    return pd.read_csv(
+        io.StringIO(text),
+        keep_default_na=False,  # a label or a model named "NA" stays text
+        na_values={c: [""] for c in _CSV_NUMBERS},
+        dtype={**{c: float for c in _CSV_NUMBERS}, **{c: str for c in texts}},
+        float_precision="round_trip",
+    )
+
+
+@frame.register
+def _(result: AttributionResult) -> Any:
+    pd = pandas()
+    n = result.estimate.numel()
+    cells = _cells(tuple(result.estimate.shape))
+    columns: dict[str, Any] = dict(zip(result.axes, cells, strict=True))
+    if "pos" in result.axes:  # labelled as a sweep's CSV labels them
+        labels = [f"{i} {t!r}" for i, t in enumerate(result.tokens)]
+        columns["pos_label"] = [labels[p] for p in cells[result.axes.index("pos")]]
+    columns |= {
+        "estimate": _values(result.estimate, n),
+        "normalized": _values(result.normalized, n),
+        "score": _values(result.score, n),
+        "atp": _values(result.atp, n),
+        "exact": _values(result.exact, n),
+        "exact_normalized": _values(result.exact_normalized, n),
+        "n_pairs": result.n_pairs,
+        "metric": result.metric,
+        "component": result.component,
+        "method": result.method,
+        "direction": result.direction,
+        "model": result.model,
+    }
+    return pd.DataFrame(columns)
+
+
+@frame.register
+def _(result: PatchResult) -> Any:
+    pd = pandas()
+    runs = [
+        ("clean", result.clean_prob, result.clean_rank, result.metric_clean, result.top_clean),
+        ("corrupt", result.corrupt_prob, result.corrupt_rank, result.metric_corrupt,
+         result.top_corrupt),
+        ("patched", result.patched_prob, result.patched_rank, result.metric_patched,
+         result.top_patched),
+    ]  # fmt: skip
+    rows = [
+        {
+            "run": run,
+            "target_prob": prob,
+            "target_rank": rank,
+            "metric_value": metric,
+            "top_tokens": [t.token for t in top],
+            "top_probs": [t.prob for t in top],
+            "layer": result.index.get("layer"),
+            "head": result.index.get("head"),
+            "pos": result.index.get("pos"),
+            "metric": result.metric,
+            "component": result.component,
+            "direction": result.direction,
+            "model": result.model,
+        }
+        for run, prob, rank, metric, top in runs
+    ]
+    out = pd.DataFrame(rows)
+    for name in ("layer", "head", "pos"):
+        out[name] = out[name].astype("Int64")
+    return out
+
+
+_HEAD = re.compile(r"a(\d+)\.h(\d+)$")
+_MLP = re.compile(r"m(\d+)$")
+
+
+def _writer(name: str) -> tuple[int | None, int | None]:
+    """(layer, head) of a writer's name: 'a9.h9' -> (9, 9), 'm0' -> (0, None)."""
+    if match := _HEAD.match(name):
+        return int(match[1]), int(match[2])
+    if match := _MLP.match(name):
+        return int(match[1]), None
+    return None, None
+
+
+@frame.register
+def _(result: PathPatchResult) -> Any:
+    pd = pandas()
+    n = len(result.senders)
+    where = [_writer(s) for s in result.senders]
+    return pd.DataFrame(
+        {
+            "sender": result.senders,
+            "layer": pd.array([w[0] for w in where], dtype="Int64"),
+            "head": pd.array([w[1] for w in where], dtype="Int64"),
+            "raw": _values(result.raw, n),
+            "normalized": _values(result.normalized, n),
+            "receivers": ", ".join(result.receivers),
+            "freeze_mlps": result.freeze_mlps,
+            "metric": result.metric,
+            "direction": result.direction,
+            "model": result.model,
+        }
+    )
+
+
+@frame.register
+def _(result: EdgeResult) -> Any:
+    pd = pandas()
+    checked = {c.edge: c for c in result.verified}
+    nan = float("nan")
+    return pd.DataFrame(
+        {
+            "rank": range(len(result.names)),
+            "edge": result.names,
+            "source": [n.split("->")[0] for n in result.names],
+            "target": [n.split("->")[1] for n in result.names],
+            "score": result.scores,
+            "exact_effect": [checked[n].effect if n in checked else nan for n in result.names],
+            "exact_normalized": [
+                checked[n].normalized if n in checked else nan for n in result.names
+            ],
+            "method": result.method,
+            "metric": result.metric,
+            "direction": result.direction,
+            "model": result.model,
+        }
+    )
+
+
+@frame.register
+def _(result: VerifyResult) -> Any:
+    pd = pandas()
+    edges = result.edges
+    return pd.DataFrame(
+        {
+            "edge": [c.edge for c in edges],
+            "source": [c.edge.split("->")[0] for c in edges],
+            "target": [c.edge.split("->")[1] for c in edges],
+            "metric_value": [c.metric for c in edges],
+            "effect": [c.effect for c in edges],
+            "normalized": [c.normalized for c in edges],
+            "metric": result.metric,
+            "direction": result.direction,
+            "model": result.model,
+        }
+    )
+
+
+@frame.register
+def _(result: CircuitResult) -> Any:
+    pd = pandas()
+    points = result.points
+    return pd.DataFrame(
+        {
+            "n_edges": [p.n_edges for p in points],
+            "metric_value": [p.metric for p in points],
+            "faithfulness": [p.faithfulness for p in points],
+            "ablation": result.ablation,
+            "method": result.method,
+            "total_edges": result.total_edges,
+            "metric": result.metric,
+            "model": result.model,
+        }
+    )
+
+
+@frame.register
+def _(result: AttentionResult) -> Any:
+    pd = pandas()
+    parts = []
+    for run, pattern, tokens in (
+        ("clean", result.clean, result.tokens),
+        ("corrupt", result.corrupt, result.corrupt_tokens),
+    ):
+        heads, query, key = _cells(tuple(pattern.shape))  # pattern: (heads, query_pos, key_pos)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "run": run,
+                    "layer": result.layer,
+                    "head": [result.heads[i] for i in heads],
+                    "kv_head": [result.kv_heads[i] for i in heads],
+                    "query_pos": query,
+                    "query_token": [tokens[q] for q in query],
+                    "key_pos": key,
+                    "key_token": [tokens[k] for k in key],
+                    "weight": _values(pattern, pattern.numel()),
+                    "pair": result.pair,
+                    "model": result.model,
+                }
+            )
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+@frame.register
+def _(result: DLAResult) -> Any:
+    pd = pandas()
+    c, k = result.clean, result.corrupt
+    rows: list[tuple[str, str, int | None, int | None, float, float]] = [
+        ("embed", "embed", None, None, c.embed, k.embed)
+    ]
+    n_layers, n_heads = c.heads.shape
+    for layer in range(n_layers):
+        rows += [
+            ("head", f"L{layer}H{h}", layer, h, float(c.heads[layer, h]), float(k.heads[layer, h]))
+            for h in range(n_heads)
+        ]
+        bias = (float(c.attn_bias[layer]), float(k.attn_bias[layer]))
+        rows.append(("attn_bias", f"attention bias L{layer}", layer, None, *bias))
+        rows.append(("mlp", f"MLP L{layer}", layer, None, float(c.mlp[layer]), float(k.mlp[layer])))
+    rows.append(("const", "const", None, None, c.const, k.const))
+    out = pd.DataFrame(rows, columns=["part", "name", "layer", "head", "clean", "corrupt"])
+    out["layer"] = out["layer"].astype("Int64")
+    out["head"] = out["head"].astype("Int64")
+    out["difference"] = out["clean"] - out["corrupt"]
+    out["metric"] = result.metric
+    out["model"] = result.model
+    return out
+
+
+@frame.register
+def _(result: LensResult) -> Any:
+    pd = pandas()
+    c, k = result.clean, result.corrupt
+    return pd.DataFrame(
+        {
+            "point": result.labels,
+            "clean_metric": c.metric,
+            "corrupt_metric": k.metric,
+            "clean_rank": c.target_rank,
+            "corrupt_rank": k.target_rank,
+            "clean_prob": c.target_prob,
+            "corrupt_prob": k.target_prob,
+            "clean_top": c.top,
+            "corrupt_top": k.top,
+            "target": result.target,
+            "metric": result.metric,
+            "model": result.model,
+        }
+    )
