@@ -81,3 +81,28 @@ def test_the_default_budget_follows_the_device(monkeypatch):
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (2**29, 80 * 2**30))
     assert default_budget("cuda:0") == DEFAULT_MAX_MEMORY  # never below 1 GiB
     assert parse_memory("2GiB", "cuda:0") == 2 * 2**30  # an explicit budget wins
+
+
+def test_the_bridge_path_runs_a_mapped_model_too(tiny_model_dir, tmp_path):
+    plain = actpatch.load_model(str(tiny_model_dir))
+    spec = tmp_path / "map.json"
+    spec.write_text(json.dumps(_block_map(plain.hf_model)))
+    mapped = actpatch.load_model(str(tiny_model_dir), device_map=str(spec))
+    ids = torch.tensor([plain.to_tokens(IOI_CLEAN)])
+    with torch.no_grad():  # accelerate's hooks on the Hugging Face forward change nothing here
+        torch.testing.assert_close(mapped.hf_model(ids).logits, plain.hf_model(ids).logits)
+    exp = actpatch.Experiment(mapped, IOI_CLEAN, IOI_CORRUPT, " Mary", " John", backend="bridge")
+    ref = actpatch.Experiment(plain, IOI_CLEAN, IOI_CORRUPT, " Mary", " John", backend="fast")
+    torch.testing.assert_close(
+        actpatch.sweep(exp, "z").raw, actpatch.sweep(ref, "z").raw, atol=1e-4, rtol=1e-4
+    )
+
+
+def test_a_map_that_splits_a_block_is_refused(tiny_model_dir, tmp_path):
+    plain = actpatch.load_model(str(tiny_model_dir))
+    split = {**_block_map(plain.hf_model), "transformer.h.0.mlp": "cpu"}
+    spec = tmp_path / "map.json"
+    spec.write_text(json.dumps(split))
+    with pytest.raises(InputError) as caught:
+        actpatch.load_model(str(tiny_model_dir), device_map=str(spec))
+    assert "transformer.h.0.mlp" in caught.value.message

@@ -121,16 +121,44 @@ def resolve(model: Any, device_map: str | DeviceMap) -> DeviceMap:
     return read
 
 
+# The attribute a placed Hugging Face model carries: the map, which tells the fast path that its
+# weights sit on several devices on purpose, one whole block per device.
+PLACED = "actpatch_device_map"
+
+
+def _split_blocks(model: Any, device_map: DeviceMap) -> list[str]:
+    """The map's keys that name a part of a block (a block must sit on one device)."""
+    no_split = set(getattr(model, "_no_split_modules", None) or [])
+    blocks = [n for n, m in model.named_modules() if n and type(m).__name__ in no_split]
+    return [k for k in device_map if any(k.startswith(b + ".") for b in blocks)]
+
+
 def place(model: Any, device_map: str | DeviceMap) -> DeviceMap:
-    """Spread `model` over the map's devices (in place); the explicit map used."""
-    from accelerate import dispatch_model
+    """Spread `model` over the map's devices (in place); the explicit map used.
+
+    Each module moves to its device and *computes there* (accelerate's `dispatch_model` would
+    instead treat CPU entries as offloaded weights, copied to the GPU at every forward): the
+    Hugging Face forward (and so the bridge path) gets accelerate's hooks that move each block's
+    inputs to the block's device, and the fast path moves the residual stream itself.
+    """
+    from accelerate.hooks import AlignDevicesHook, add_hook_to_module
+    from accelerate.hooks import attach_align_device_hook_on_blocks as attach
 
     explicit = resolve(model, device_map)
-    devices = set(explicit.values())
-    if len(devices) == 1:
-        model.to(next(iter(devices)))  # one device: no hooks needed
-    else:
-        dispatch_model(model, device_map=explicit)
+    split = _split_blocks(model, explicit)
+    if split:
+        raise InputError(
+            f"The device map splits a block ({', '.join(split[:3])}): place each whole block "
+            "on one device (e.g. 'model.layers.3', not 'model.layers.3.mlp').",
+            field="device_map",
+        )
+    for name, device in sorted(explicit.items(), key=lambda kv: len(kv[0])):
+        (model.get_submodule(name) if name else model).to(device)  # deeper keys win
+    if len(explicit) > 1:  # the same path for one device named block by block as for several
+        where = {name: torch.device(device) for name, device in explicit.items()}
+        attach(model, execution_device=where, offload={name: False for name in explicit})
+        add_hook_to_module(model, AlignDevicesHook(io_same_device=True), append=True)
+    setattr(model, PLACED, explicit)
     return explicit
 
 

@@ -49,7 +49,10 @@ def _checked_spec(hf_model: Any) -> ArchSpec:
     if any(not p.is_floating_point() for p in params):
         raise Unsupported("quantized (non-floating-point) weights are not covered")
     devices = {p.device for p in params}
-    if len(devices) > 1 or any(d.type == "meta" for d in devices):
+    # Several devices only as a device map places them (actpatch.models.placement: whole blocks
+    # on their devices, the forward moving the residual stream between them); never offloaded.
+    placed = getattr(hf_model, "actpatch_device_map", None) is not None
+    if (len(devices) > 1 and not placed) or any(d.type == "meta" for d in devices):
         raise Unsupported(f"the weights are spread over {sorted(map(str, devices))}")
     try:
         return ADAPTERS[model_type].spec(config)  # type: ignore[no-any-return]
