@@ -139,6 +139,34 @@ async function runEdges() {
   for (const id of ["export-json", "export-svg", "export-png"]) $(id).disabled = !state.result;
 }
 
+// A stored edge attribution (the history panel), drawn as it was computed; its inputs (the
+// experiment, the method and its steps) are put back into the form and the card first.
+export function showEdges(result, request) {
+  $("circuit-method").value = result.method;
+  if (request.steps) $("circuit-steps").value = String(request.steps);
+  showSteps();
+  state.result = result;
+  state.request = edgesRequest();
+  state.verified = {};
+  state.selected = null;
+  state.curve = null;
+  rememberRoles(result.model, result.known_roles);
+  madeFrom("circuit");
+  show($("circuit-curve"), false);
+  show($("circuit-edge"), false);
+  renderGraph();
+  for (const id of ["export-json", "export-svg", "export-png"]) $(id).disabled = false;
+  $("run-curve").disabled = false;
+  $("circuit-card").scrollIntoView({ behavior: "smooth" });
+}
+
+// A stored faithfulness curve (the history panel), drawn as it was computed.
+export function showCurve(result) {
+  state.curve = result;
+  renderCurve();
+  $("circuit-card").scrollIntoView({ behavior: "smooth" });
+}
+
 function shownEdges() {
   const n = Math.max(1, Math.min(2000, Number($("circuit-top").value || 40)));
   return state.result.edges.slice(0, n);
