@@ -60,7 +60,7 @@ def take(page: Any, url: str, folder: Path) -> None:
     page.mouse.click(*cell_center(page, layer, head))
     page.wait_for_function(
         f"() => document.querySelector('#patch-metric').textContent"
-        f".includes('layer {layer} · head {head}')"
+        f".includes('L{layer}H{head} ·')"
     )
     page.mouse.move(*cell_center(page, layer, head))
     page.wait_for_selector(".hoverlayer .hovertext")
@@ -71,7 +71,7 @@ def take(page: Any, url: str, folder: Path) -> None:
     page.mouse.click(*cell_center(page, layer, 10))  # the second mention of the subject
     page.wait_for_function(
         f"() => document.querySelector('#patch-metric').textContent"
-        f".includes('layer {layer} · pos 10')"
+        f".includes('L{layer} · pos 10')"
     )
     page.screenshot(path=str(folder / "03-position-sweep.png"), full_page=True)
     page.fill("#target_token", " Mary Ann")

@@ -283,14 +283,16 @@ def test_a_small_model_gets_the_head_that_matters(page: Any, demo_url: str) -> N
         "Berlin is the capital of",
         " France",
     )
-    (best, _), *_ = actpatch.sweep(exp, "z").top(1)
+    (best, value), *_ = actpatch.sweep(exp, "z").top(1)
     open_page(page, demo_url)
     assert (int(page.input_value("#layer")), int(page.input_value("#head"))) == best
     info = page.text_content("#patch-info") or ""
     assert f"L{best[0]}H{best[1]} is selected instead" in info and "moves the metric most" in info
     page.wait_for_selector("#heatmap:not(.hidden) .main-svg")  # the sweep that chose it
     page.wait_for_selector("#patch-result:not(.hidden)")  # and its patch, at once
-    assert page.locator("#sweep-top .chip-button").count() > 0  # its cells are named
+    # its cells are named as heads are everywhere (L3H4), with their normalized value in %
+    chip = page.locator("#sweep-top .chip-button").first.text_content()
+    assert chip == f"L{best[0]}H{best[1]} {100 * float(value):.1f}%"
 
 
 def test_no_best_head_where_the_example_shows_no_behaviour(

@@ -8,7 +8,7 @@
 import { api } from "./api.js";
 import { showAttribution } from "./attribution.js";
 import { showCurve, showEdges } from "./circuit.js";
-import { $, el, formatNumber, show } from "./dom.js";
+import { $, el, formatNumber, formatPct, show } from "./dom.js";
 import { restoreForm, saveUrl } from "./experiment.js";
 import { showPatch } from "./patch.js";
 import { DIVERGING, escapePlotly, loadPlotly } from "./plots.js";
@@ -132,13 +132,16 @@ async function compare() {
   const diff = gb.map((row, l) => row.map((v, x) => (v === null || ga[l][x] === null ? null : v - ga[l][x])));
   let maxAbs = 0;
   for (const row of diff) for (const v of row) if (v !== null) maxAbs = Math.max(maxAbs, Math.abs(v));
-  info.append(el("span", { text: `#${second.id} (${b.component}, ${b.n_pairs} pair(s), ${b.model}) minus #${first.id} (${a.component}, ${a.n_pairs} pair(s), ${a.model}), normalized ${a.metric}; largest difference ${formatNumber(maxAbs, 3)}` }));
+  const pct = !a.note && !b.note; // both normalized: differences in % of the gap, else raw
+  const largest = pct ? `${formatPct(maxAbs)} (of the clean − corrupted gap)` : formatNumber(maxAbs, 3);
+  info.append(el("span", { text: `#${second.id} (${b.component}, ${b.n_pairs} pair(s), ${b.model}) minus #${first.id} (${a.component}, ${a.n_pairs} pair(s), ${a.model}), ${pct ? "normalized" : "raw"} ${a.metric}; largest difference ${largest}` }));
   show(info, true);
   const Plotly = await loadPlotly();
   const node = $("history-diff");
   show(node, true);
   const xs = b.axes[1] === "head" ? diff[0].map((_, i) => `H${i}`) : b.position_convention === "role" ? b.position_labels : diff[0].map((_, i) => String(i));
   const custom = diff.map((row, l) => row.map((v, x) => [ga[l][x], gb[l][x]]));
+  const f = pct ? ".1%" : ".3f";
   Plotly.react(
     node,
     [{
@@ -152,8 +155,8 @@ async function compare() {
       zmax: maxAbs || 1,
       xgap: 1,
       ygap: 1,
-      hovertemplate: `L%{y} · %{x}<br>#${second.id} − #${first.id}: %{z:.3f}<br>#${first.id}: %{customdata[0]:.3f} · #${second.id}: %{customdata[1]:.3f}<extra></extra>`,
-      colorbar: { title: { text: "difference", side: "right" }, thickness: 12 },
+      hovertemplate: `${b.axes[1] === "head" ? "L%{y}%{x}" : "L%{y} · pos %{x}"}<br>#${second.id} − #${first.id}: %{z:${f}}<br>#${first.id}: %{customdata[0]:${f}} · #${second.id}: %{customdata[1]:${f}}<extra></extra>`,
+      colorbar: { title: { text: "difference", side: "right" }, thickness: 12, tickformat: pct ? ".0%" : "" },
     }],
     { margin: { l: 56, r: 10, t: 10, b: 60 }, height: 320, yaxis: { title: { text: "layer" }, autorange: "reversed", dtick: 1 }, plot_bgcolor: "#eef0f3", paper_bgcolor: "rgba(0,0,0,0)" },
     { displaylogo: false, responsive: true },

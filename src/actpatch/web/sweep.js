@@ -271,7 +271,7 @@ function renderSweepSummary(result, which) {
   );
   if (result.note) summary.append(el("div", { class: "note", text: result.note }));
   if (result.ablation) {
-    summary.append(el("div", { class: "muted small", text: `${result.ablation}-ablation of each cell in the clean run (1 = nothing lost, 0 = the corrupted run's level) · value: ${result.reference}` }));
+    summary.append(el("div", { class: "muted small", text: `${result.ablation}-ablation of each cell in the clean run (100% = nothing lost, 0% = the corrupted run's level) · value: ${result.reference}` }));
   }
   if (result.unpatched_positions.length && result.axes.includes("pos")) {
     summary.append(el("div", { class: "muted small", text: `Positions ${result.unpatched_positions.join(", ")} (✕) have no counterpart in the other prompt: not patched.` }));
