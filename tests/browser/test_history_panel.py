@@ -73,7 +73,7 @@ def test_a_patch_reopens_with_its_whole_form(page: Any, base_url: str) -> None:
     assert stored["request"]["metric"] == "logprob" and stored["request"]["head"] == 5
     assert page.text_content("#recovery") == f"{stored['result']['recovery_pct']:.1f}%"
     # the card shows the reopened run as the form's own result: not greyed
-    assert "stale" not in (page.get_attribute("#patch-result", "class") or "")
+    assert "stale-result" not in (page.get_attribute("#patch-result", "class") or "")
     assert "clean_prompt=When+Mary" in page.url and "metric=logprob" in page.url
 
 
@@ -105,7 +105,7 @@ def test_circuit_runs_are_kept_and_reopen(page: Any, base_url: str) -> None:
     assert page.input_value("#clean_prompt") == IOI_CLEAN
     drawn = page.locator(".circuit-edge-path").last.get_attribute("data-edge")
     assert drawn == f"{stored['edges'][0]['source']}->{stored['edges'][0]['target']}"
-    assert "stale" not in (page.get_attribute("#circuit-graph", "class") or "")
+    assert "stale-result" not in (page.get_attribute("#circuit-graph", "class") or "")
 
 
 def test_the_panel_names_its_data_directory_and_runs_of_another_model(

@@ -20,7 +20,7 @@ STALE = "from the previous inputs — run again"
 
 def stale(page: Any, card: str, part: str) -> bool:
     """Whether `card`'s result (its element `part`) is greyed under the note."""
-    greyed = "stale" in (page.get_attribute(f"#{part}", "class") or "").split()
+    greyed = "stale-result" in (page.get_attribute(f"#{part}", "class") or "").split()
     note = page.locator(f".stale-note[data-card='{card}']")
     shown = note.is_visible() and STALE in (note.text_content() or "").lower()
     assert greyed == shown, (card, greyed, shown)
@@ -38,7 +38,7 @@ def test_an_example_greys_the_patch_it_did_not_make(page: Any, base_url: str) ->
     assert page.text_content("#patched-prob") == paris  # kept, greyed, not passed off as IOI's
     run_patch(page)
     page.wait_for_function(
-        "() => !document.getElementById('patch-result').classList.contains('stale')"
+        "() => !document.getElementById('patch-result').classList.contains('stale-result')"
     )
     expected = httpx.post(
         f"{base_url}/patch",
@@ -103,3 +103,19 @@ def test_sweep_attribution_and_circuit_cards_grey_too(page: Any, base_url: str) 
     assert not stale(page, "sweep", "heatmap")
     page.fill("#dataset", "ioi:4")
     assert stale(page, "sweep", "heatmap")
+
+
+def test_an_example_marks_the_views_of_the_previous_prompts(page: Any, base_url: str) -> None:
+    """Inside the model keeps its own note: an example written into the form (no input event)
+    shows it too."""
+    open_page(page, base_url)
+    page.click("#example-ioi")
+    page.click("#run-views")
+    page.wait_for_selector("#dla-heatmap:not(.hidden) .main-svg")
+    assert not page.is_visible("#views-stale")
+    page.click("#example-factual")
+    page.wait_for_selector("#views-stale:not(.hidden)")
+    assert (
+        page.evaluate("() => getComputedStyle(document.getElementById('views-stale')).opacity")
+        == "1"
+    )

@@ -37,9 +37,12 @@ function changedFields(card) {
   return [...keys].filter((k) => JSON.stringify(now[k]) !== JSON.stringify(card.made[k]));
 }
 
-// Grey or ungrey every card whose inputs changed (or changed back).
+// Grey or ungrey every card whose inputs changed (or changed back); then say so
+// ("actpatch:inputs", for a card that keeps its own note: views.js), also when the form was
+// written by the page itself (an example, a reopened run), which fires no input event.
 export function checkStale() {
   for (const card of cards.values()) check(card);
+  document.dispatchEvent(new CustomEvent("actpatch:inputs"));
 }
 
 export function isStale(name) {
@@ -49,7 +52,7 @@ export function isStale(name) {
 function check(card) {
   const changed = changedFields(card);
   const stale = changed.length > 0;
-  for (const id of card.parts) $(id).classList.toggle("stale", stale);
+  for (const id of card.parts) $(id).classList.toggle("stale-result", stale);
   card.note.textContent = stale
     ? `From the previous inputs — run again to update (changed: ${changed.map(label).join(", ")}).`
     : "";
