@@ -59,8 +59,7 @@ def take(page: Any, url: str, folder: Path) -> None:
     layer, head = int(page.input_value("#layer")), int(page.input_value("#head"))
     page.mouse.click(*cell_center(page, layer, head))
     page.wait_for_function(
-        f"() => document.querySelector('#patch-metric').textContent"
-        f".includes('layer {layer} · head {head}')"
+        f"() => document.querySelector('#patch-metric').textContent.includes('L{layer}H{head} ·')"
     )
     page.mouse.move(*cell_center(page, layer, head))
     page.wait_for_selector(".hoverlayer .hovertext")
@@ -70,8 +69,7 @@ def take(page: Any, url: str, folder: Path) -> None:
     run_sweep(page)
     page.mouse.click(*cell_center(page, layer, 10))  # the second mention of the subject
     page.wait_for_function(
-        f"() => document.querySelector('#patch-metric').textContent"
-        f".includes('layer {layer} · pos 10')"
+        f"() => document.querySelector('#patch-metric').textContent.includes('L{layer} · pos 10')"
     )
     page.screenshot(path=str(folder / "03-position-sweep.png"), full_page=True)
     page.fill("#target_token", " Mary Ann")

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from actpatch.history import MIGRATIONS, SCHEMA_VERSION, History, HistoryError, RunNotFoundError
+from actpatch.history import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    History,
+    HistoryError,
+    RunNotFoundError,
+    short_model_name,
+)
 
 RESULT = {
     "model": "demo",
@@ -119,3 +126,90 @@ def test_a_newer_or_corrupt_database_is_refused_untouched(tmp_path: Path) -> Non
     db.close()
     with pytest.raises(HistoryError, match="not an actpatch run history"):
         History(other)
+
+
+# -- titles (issue 21) -----------------------------------------------------------------------------
+
+IOI_CLEAN_LONG = "When Mary and John went to the store, John gave a drink to"
+IOI_CORRUPT_LONG = "When Mary and John went to the store, Mary gave a drink to"
+
+
+@pytest.mark.parametrize(
+    ("kind", "request_", "result", "label"),
+    [
+        (
+            "patch",
+            {
+                "clean_prompt": IOI_CLEAN_LONG,
+                "corrupt_prompt": IOI_CORRUPT_LONG,
+                "target_token": " Mary",
+            },
+            {"component": "z", "layer": 8, "head": 11, "pos": None},
+            f"z L8H11 · {IOI_CLEAN_LONG!r} vs {IOI_CORRUPT_LONG!r} → ' Mary'",
+        ),
+        (
+            "patch",
+            {"clean_prompt": "a b", "corrupt_prompt": "a c", "target_token": " x"},
+            {"component": "resid_pre", "layer": 3, "head": None, "pos": 5},
+            "resid_pre L3 pos 5 · 'a b' vs 'a c' → ' x'",
+        ),
+        (
+            "sweep",
+            {"dataset": "ioi:12:3", "component": "z"},
+            {"component": "z"},
+            "z · dataset ioi:12:3",
+        ),
+        (
+            "ablation",
+            {"dataset": "ioi:4", "ablate": "mean"},
+            {"component": "mlp_out", "ablation": "mean"},
+            "mlp_out mean-ablation · dataset ioi:4",
+        ),
+        (
+            "edges",
+            {"clean_prompt": ["p", "q"], "corrupt_prompt": ["r", "s"], "method": "eap-ig"},
+            {"method": "eap-ig"},
+            "eap-ig · 2 pairs, the first 'p'",
+        ),
+        (
+            "path",
+            {"clean_prompt": "a", "corrupt_prompt": "b", "senders": "all"},
+            {"receivers": ["a9.h9<q>", "a9.h6<q>"]},
+            "senders all → a9.h9<q>,a9.h6<q> · 'a' vs 'b'",
+        ),
+        (
+            "evaluation",
+            {"clean_prompt": "a", "corrupt_prompt": "b"},
+            {"points": [{"n_edges": 0}, {"n_edges": 50}], "method": "eap"},
+            "faithfulness curve to 50 edges ranked by eap · 'a' vs 'b'",
+        ),
+        (
+            "evaluation",
+            {"clean_prompt": "a", "corrupt_prompt": "b", "nodes": ["a0.h1", "m0"]},
+            {"points": [{"n_edges": 12}], "nodes": ["a0.h1", "m0"]},
+            "2 nodes · 'a' vs 'b'",
+        ),
+    ],
+)
+def test_a_title_says_what_ran_on_which_prompts_whole(
+    tmp_path: Path, kind: str, request_: dict, result: dict, label: str
+) -> None:
+    """Every kind gets a title (no prompt cut at 40 characters); the page and `runs list` put
+    the kind and the model's short name before it."""
+    history = History(tmp_path)
+    run_id = history.store(kind, request_, {"model": "demo", **result})
+    (listed,) = history.list()
+    assert listed.id == run_id and listed.kind == kind and listed.label == label
+
+
+@pytest.mark.parametrize(
+    ("model", "short"),
+    [
+        ("openai-community/gpt2", "gpt2"),
+        ("/home/me/models/demo/", "demo"),
+        ("demo", "demo"),
+        ("C:\\models\\tiny", "tiny"),
+    ],
+)
+def test_a_model_is_listed_by_its_short_name(model: str, short: str) -> None:
+    assert short_model_name(model) == short

@@ -27,6 +27,8 @@ from typing import Any
 from actpatch.patching.results import SweepResult
 
 FORMATS = ("csv", "json", "png", "svg", "ipynb")
+# The kinds of run a notebook reproduces (the circuit kinds export as json).
+NOTEBOOK_KINDS = ("patch", "sweep", "ablation", "attribution")
 MEDIA_TYPES = {
     "csv": "text/csv",
     "json": "application/json",
@@ -335,6 +337,14 @@ def export(kind: str, request: dict[str, Any], result: dict[str, Any], fmt: str)
     if fmt == "json":
         return to_json(result).encode()
     if fmt == "ipynb":
+        if kind not in NOTEBOOK_KINDS:
+            from actpatch.errors import InputError
+
+            raise InputError(
+                f"A {kind} run has no notebook yet (notebooks rerun a {', '.join(NOTEBOOK_KINDS)}"
+                "): export it as json.",
+                field="format",
+            )
         nb = notebook(kind, request, result)
         for i, cell in enumerate(nb["cells"]):
             cell["id"] = f"cell-{i}"

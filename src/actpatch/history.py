@@ -1,9 +1,10 @@
-"""Run history: every patch, sweep and attribution kept in a SQLite file, to reopen or compare.
+"""Run history: every run kept in a SQLite file, to reopen or compare.
 
-A *run* is one computation a user asked for: its kind ("patch", "sweep", "attribution", ...),
-the request that produced it (prompts, answers, options), the model and the backend that
-computed it, the actpatch version, the result exactly as it was returned (JSON), how long it
-took and when. Reopening a run reads it back; nothing is recomputed.
+A *run* is one computation a user asked for: its kind ("patch", "sweep", "ablation",
+"attribution", and the circuit kinds "path", "edges", "evaluation"), the request that produced
+it (prompts, answers, options), the model and the backend that computed it, the actpatch
+version, the result exactly as it was returned (JSON), how long it took and when. Reopening a
+run reads it back; nothing is recomputed.
 
 Durability. The database is one SQLite file in WAL mode, and each run is written in one
 transaction: a crash mid-write loses at most the run being written, never an earlier one.
@@ -310,23 +311,66 @@ def _stored(row: Any, request: dict[str, Any], result: dict[str, Any]) -> Stored
     )
 
 
+def short_model_name(model: str) -> str:
+    """A model as lists name it: a hub id or a folder by its last part ('gpt2' for
+    'openai-community/gpt2', 'demo' for '/home/me/models/demo/')."""
+    return model.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1] or model
+
+
 def _label(kind: str, request: dict[str, Any], result: dict[str, Any]) -> str:
-    """A short description of a run for lists: what was patched, on what."""
-    what = result.get("component") or request.get("component") or ""
-    data = request.get("dataset")
-    if data:
-        on = str(data)
-    else:
-        clean = request.get("clean_prompt")
-        on = f"{len(clean)} pairs" if isinstance(clean, list) else repr(str(clean or "")[:40])
-    where = ""
+    """A run's title for lists, after its kind and model: what was patched (component, cell,
+    method), then the prompts, whole ("z L8H11 · 'Paris is the capital of' vs 'Berlin is the
+    capital of' → ' France'"); a list that has no room cuts it, never the label."""
+    what = " ".join(part for part in _what(kind, request, result) if part)
+    return " · ".join(part for part in (what, _prompts(request)) if part)
+
+
+def _what(kind: str, request: dict[str, Any], result: dict[str, Any]) -> list[str]:
+    """What a run of `kind` patched: its component and cell, its method or its edges."""
+    component = str(result.get("component") or request.get("component") or "")
     if kind == "patch":
-        where = " ".join(
-            f"{k[0].upper() if k != 'pos' else 'P'}{result[k]}"
-            for k in ("layer", "head", "pos")
-            if result.get(k) is not None
-        )
-    return " ".join(part for part in (what, kind, where, "on", on) if part)
+        layer, head, pos = (result.get(k, request.get(k)) for k in ("layer", "head", "pos"))
+        cell = f"L{layer}" + ("" if head is None else f"H{head}")
+        return [component, cell + ("" if pos is None else f" pos {pos}")]
+    if kind == "ablation":
+        return [component, f"{result.get('ablation') or request.get('ablate')}-ablation"]
+    if kind in ("attribution", "edges"):
+        return [str(result.get("method") or request.get("method") or ""), component]
+    if kind == "path":
+        receivers = result.get("receivers") or request.get("receivers") or "logits"
+        if isinstance(receivers, list):
+            receivers = ",".join(receivers)
+        senders = request.get("senders", "all")
+        senders = ",".join(senders) if isinstance(senders, list) else str(senders)
+        return [f"senders {senders} → {receivers}"]
+    if kind == "evaluation":  # from the result: the API's request and the CLI's differ
+        method = result.get("method") or request.get("method")
+        by = f" ranked by {method}" if method else ""
+        points = result.get("points") or []
+        if result.get("mib"):
+            return [f"MIB evaluation{by}"]
+        if result.get("nodes"):
+            return [f"{len(result['nodes'])} nodes"]
+        if len(points) > 1:
+            return [f"faithfulness curve to {points[-1].get('n_edges')} edges{by}"]
+        return [f"{points[0].get('n_edges')} edges" if points else "circuit"]
+    return [component]
+
+
+def _prompts(request: dict[str, Any]) -> str:
+    """The prompts a run patched: both, and the answer; a dataset by its name."""
+    if request.get("dataset"):
+        return f"dataset {request['dataset']}"
+    if request.get("dataset_jsonl"):
+        return "an uploaded dataset"
+    clean, corrupt = request.get("clean_prompt"), request.get("corrupt_prompt")
+    target = request.get("target_token")
+    if isinstance(clean, list):
+        return f"{len(clean)} pairs, the first {clean[0]!r}" if clean else ""
+    if clean is None:
+        return ""
+    answer = f" → {target!r}" if isinstance(target, str) else ""
+    return f"{clean!r} vs {corrupt!r}{answer}"
 
 
 Store = Callable[[str, dict[str, Any], dict[str, Any]], int]

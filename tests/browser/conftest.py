@@ -46,6 +46,14 @@ def base_url(browser_model: LoadedModel) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def demo_url() -> Iterator[str]:
+    """A server on the bundled demo model (4 layers x 8 heads, trained): unlike the random
+    models, it shows both examples' behaviour, so a head or a cell can matter."""
+    with serving(create_app(Settings(), {"demo": actpatch.load_model("demo")})) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -48,18 +49,32 @@ def test_attribution_shows_estimate_exact_and_scatter(page: Any, base_url: str) 
         "() => document.getElementById('attr-scatter').data.map((t) => [t.name, t.x.length])"
     )
     assert ["AtP*", 144] in counts and ["AtP", 144] in counts
-    # the cell ranked first is the API's, and a click patches it exactly
+    assert "attr=atp" in page.url
+    # a random model has no IOI behaviour (the API's own warning says so): no cell is ranked first
+    assert any(w["code"] == "no_behaviour" for w in expected["warnings"])
+    top = page.text_content("#attr-top") or ""
+    assert "No behaviour to localize" in top and page.locator("#attr-top .chip-button").count() == 0
+
+
+def test_the_cell_ranked_first_is_the_apis_and_patches_exactly(page: Any, demo_url: str) -> None:
+    """On the demo model, which knows IOI, the cell ranked first is the API's, named L3H4."""
+    body = _ioi(page, demo_url)
+    page.select_option("#attr-method", "atp*")
+    run_attribution(page)
+    expected = httpx.post(
+        f"{demo_url}/attribute", json={**body, "method": "atp*", "compare": True}, timeout=60
+    ).json()
+    assert not any(w["code"] == "no_behaviour" for w in expected["warnings"])
     first = page.locator("#attr-top .chip-button").first
-    layer, head = (int(x[1:]) for x in (first.text_content() or "").split()[:2])
+    layer, head = (int(x) for x in re.match(r"L(\d+)H(\d+) ", first.text_content() or "").groups())
     scores = expected["score"]
     best = max((v, i, h) for i, row in enumerate(scores) for h, v in enumerate(row))
     assert (layer, head) == best[1:]
     first.click()
     page.wait_for_function(
-        f"() => document.querySelector('#patch-metric').textContent"
-        f".includes('layer {layer} · head {head}')"
+        "() => document.querySelector('#patch-metric').textContent"
+        f".includes('z · L{layer}H{head} ')"
     )
-    assert "attr=atp" in page.url
 
 
 def test_attribution_errors_and_link(page: Any, base_url: str) -> None:

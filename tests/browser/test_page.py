@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 import pytest
+import torch
 
 from actpatch.api import Settings, create_app
 from actpatch.models import LoadedModel
@@ -101,10 +103,10 @@ def test_head_sweep_draws_a_heatmap_and_a_click_shows_the_cell(page: Any, base_u
     x, y = cell_center(page, 4, 7)
     page.mouse.move(x, y)
     page.wait_for_selector(".hoverlayer .hovertext")
-    assert "L4 H7" in (page.text_content(".hoverlayer") or "")
+    assert "L4H7" in (page.text_content(".hoverlayer") or "")
     page.mouse.click(x, y)
     page.wait_for_function(
-        "() => document.querySelector('#patch-metric').textContent.includes('layer 4 · head 7')"
+        "() => document.querySelector('#patch-metric').textContent.includes('z · L4H7 · ')"
     )
     assert (page.input_value("#layer"), page.input_value("#head")) == ("4", "7")
     assert "head=7" in page.url and "sweep=1" in page.url
@@ -117,7 +119,7 @@ def test_head_sweep_draws_a_heatmap_and_a_click_shows_the_cell(page: Any, base_u
     assert page.is_visible("#pos-box") and not page.is_visible("#head-box")
     page.mouse.click(*cell_center(page, 3, 10))
     page.wait_for_function(
-        "() => document.querySelector('#patch-metric').textContent.includes('layer 3 · pos 10')"
+        "() => document.querySelector('#patch-metric').textContent.includes('L3 · pos 10')"
     )
 
 
@@ -270,21 +272,53 @@ def test_choices_have_short_labels_and_a_description(page: Any, base_url: str) -
         assert page.eval_on_selector(select, "s => s.scrollWidth <= s.clientWidth + 1")
 
 
-def test_a_small_model_gets_the_head_that_matters(page: Any, tiny_model: LoadedModel) -> None:
-    """Layer 8, head 11 does not exist on a 3 x 4 model: the page picks the head whose patch
-    moves the metric most on the example (the library's own head sweep says which)."""
+def test_a_small_model_gets_the_head_that_matters(page: Any, demo_url: str) -> None:
+    """L8H11 does not exist on the 4 x 8 demo model, which knows the example: the page picks
+    the head whose patch moves the metric most on it (the library's own head sweep says which)."""
     import actpatch
 
     exp = actpatch.Experiment(
-        tiny_model, "Paris is the capital of", "Berlin is the capital of", " France"
+        actpatch.load_model("demo"),
+        "Paris is the capital of",
+        "Berlin is the capital of",
+        " France",
     )
-    (best, _), *_ = actpatch.sweep(exp, "z").top(1)
+    (best, value), *_ = actpatch.sweep(exp, "z").top(1)
+    open_page(page, demo_url)
+    assert (int(page.input_value("#layer")), int(page.input_value("#head"))) == best
+    info = page.text_content("#patch-info") or ""
+    assert f"L{best[0]}H{best[1]} is selected instead" in info and "moves the metric most" in info
+    page.wait_for_selector("#heatmap:not(.hidden) .main-svg")  # the sweep that chose it
+    page.wait_for_selector("#patch-result:not(.hidden)")  # and its patch, at once
+    # its cells are named as heads are everywhere (L3H4), with their normalized value in %
+    chip = page.locator("#sweep-top .chip-button").first.text_content()
+    assert chip == f"L{best[0]}H{best[1]} {100 * float(value):.1f}%"
+
+
+def test_no_best_head_where_the_example_shows_no_behaviour(
+    page: Any, tiny_model: LoadedModel, tiny_model_dir: Path
+) -> None:
+    """On a random 3 x 4 model the example has no behaviour (Hugging Face's own forward: the
+    clean run's top token is not ' France'), so no head is announced as the one that matters,
+    in the patch card's note or among the sweep's cells: the page says there is nothing to
+    localize."""
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+
+    hf = GPT2LMHeadModel.from_pretrained(tiny_model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    ids = tokenizer("Paris is the capital of", return_tensors="pt").input_ids
+    with torch.no_grad():
+        top = int(hf(ids).logits[0, -1].argmax())
+    assert tokenizer.decode([top]) != " France"
     with serving(create_app(Settings(), {"tiny": tiny_model})) as url:
         open_page(page, url)
-        assert (int(page.input_value("#layer")), int(page.input_value("#head"))) == best
-        assert "moves the metric most" in (page.text_content("#patch-info") or "")
-        page.wait_for_selector("#heatmap:not(.hidden) .main-svg")  # the sweep that chose it
-        page.wait_for_selector("#patch-result:not(.hidden)")  # and its patch, at once
+        page.wait_for_selector("#heatmap:not(.hidden) .main-svg")
+        info = page.text_content("#patch-info") or ""
+        assert "no behaviour to localize" in info and "moves the metric most" not in info
+        assert (page.input_value("#layer"), page.input_value("#head")) == ("2", "3")  # nearest
+        top_cells = page.locator("#sweep-top")
+        assert "No behaviour to localize" in (top_cells.text_content() or "")
+        assert top_cells.locator(".chip-button").count() == 0
 
 
 # -- the history panel (issue 11) ---------------------------------------------------------------

@@ -54,7 +54,7 @@ def test_clicking_a_head_cell_draws_its_pattern_as_the_api_computes_it(
     attention_drawn(page, "L4H7")
     # The click still runs that cell's single patch.
     page.wait_for_function(
-        "() => document.querySelector('#patch-metric').textContent.includes('layer 4 · head 7')"
+        "() => document.querySelector('#patch-metric').textContent.includes('z · L4H7 · ')"
     )
     expected = httpx.post(f"{base_url}/attention", json={**IOI, "layer": 4, "head": 7}).json()
     clean, corrupt = plotted(page, "attn-clean")[0], plotted(page, "attn-corrupt")[0]

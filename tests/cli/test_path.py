@@ -26,7 +26,7 @@ def test_path_to_a_heads_query_prints_a_table(capsys, tiny_model_dir):
         "--freeze-mlps",
     )  # fmt: skip
     assert code == 0
-    assert "receivers: a2.h1<q>, a2.h1<k>" in out and "MLPs frozen" in out and "top 10" in out
+    assert "receivers: a2.h1<q>, a2.h1<k>" in out and "MLPs frozen" in out and "10 senders" in out
 
 
 def test_path_bad_receiver_names_the_flag(capsys, tiny_model_dir):

@@ -316,7 +316,7 @@ class Workbench:
 
     def keep(self, kind: str, request: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
         """Store a run in the history (unless settings.keep_runs is off); the result with its
-        run_id. Any result kind (patch, sweep, attribution) goes through here."""
+        run_id. Every kind (patch, sweep, attribution, path, edges, ...) goes through here."""
         if not self.settings.keep_runs:
             return result
         run_id = self.store(kind, request, result)
@@ -327,8 +327,9 @@ class Workbench:
         return self.history.store(kind, request, result)
 
     def runs(self, limit: int = 100, kind: str | None = None) -> dict[str, Any]:
-        """The most recent runs first, without their results."""
-        return {"runs": [run.summary() for run in self.history.list(limit, kind)]}
+        """The most recent runs first, without their results, and where they are kept."""
+        runs = [run.summary() for run in self.history.list(limit, kind)]
+        return {"runs": runs, "data_dir": str(self.history.path.parent)}
 
     def run(self, run_id: int) -> dict[str, Any]:
         """One stored run with its request and result; 404 when there is none."""
@@ -469,7 +470,8 @@ class Workbench:
                 direction=request.direction,
             )
         name = self.registry.name_of(exp.model)
-        return respond(result.to_dict(), name, known_roles=to_dict(name))
+        out = respond(result.to_dict(), name, known_roles=to_dict(name))
+        return self.keep("path", request.model_dump(exclude_none=True), out)
 
     def circuit_edges(self, request: EdgesRequest) -> dict[str, Any]:
         """Edge attribution (EAP or EAP-IG) over the whole graph, strongest edges first."""
@@ -489,13 +491,14 @@ class Workbench:
                 kv=request.kv,
             )
         name = self.registry.name_of(exp.model)
-        return respond(
+        out = respond(
             result.to_dict(top=request.top),
             name,
             n_layers=exp.model.n_layers,
             n_heads=exp.model.n_heads,
             known_roles=to_dict(name),
         )
+        return self.keep("edges", request.model_dump(exclude_none=True), out)
 
     def circuit_evaluate(self, request: EvaluateRequest) -> dict[str, Any]:
         """Faithfulness of a circuit (edges or nodes), or a curve over a ranking's top n."""
@@ -524,19 +527,20 @@ class Workbench:
                     ablation=request.ablation,
                     kv=request.kv,
                 )
-            return respond(result.to_dict(), self.registry.name_of(exp.model))
-        with self.computing():
-            result = evaluate(
-                exp,
-                edges=request.edges,
-                nodes=request.nodes,
-                ranked=request.ranked,
-                sizes=request.sizes,
-                metric=request.metric,
-                ablation=request.ablation,
-                kv=request.kv,
-            )
-        return respond(result.to_dict(), self.registry.name_of(exp.model))
+        else:
+            with self.computing():
+                result = evaluate(
+                    exp,
+                    edges=request.edges,
+                    nodes=request.nodes,
+                    ranked=request.ranked,
+                    sizes=request.sizes,
+                    metric=request.metric,
+                    ablation=request.ablation,
+                    kv=request.kv,
+                )
+        out = respond(result.to_dict(), self.registry.name_of(exp.model))
+        return self.keep("evaluation", request.model_dump(exclude_none=True), out)
 
     def circuit_verify(self, request: VerifyRequest) -> dict[str, Any]:
         """Each edge patched exactly, alone: its effect on the metric."""

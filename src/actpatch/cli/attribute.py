@@ -9,14 +9,16 @@ from typing import Any
 from actpatch.cli.common import (
     add_common,
     add_experiment,
+    add_keep,
     add_option,
     direction,
     experiments,
     load_for,
     progress_bar,
+    request,
 )
 from actpatch.cli.report import report
-from actpatch.cli.tables import cell_text, effect_text, print_cells
+from actpatch.cli.tables import cell_text, effect_text, print_cells, top_heading
 from actpatch.errors import InputError
 from actpatch.patching.components import COMPONENTS
 from actpatch.patching.options import DEFAULT_COMPONENT
@@ -55,6 +57,7 @@ def add_parser(sub: Any) -> None:
         help="activations one batched run of --compare's and --verify's exact patches may hold, "
         "e.g. 4GB (default 1GiB on a CPU, half the free memory on a GPU)",
     )
+    add_keep(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,6 +95,15 @@ def run(args: argparse.Namespace) -> int:
         result.to_dict(),
         file=f"{stem}.json",
         text=lambda: print_attribution(result, component, args.top),
+        kind="attribution",
+        request=request(
+            args,
+            model,
+            component=component,
+            method=args.method,
+            compare=args.compare,
+            verify=args.verify or None,
+        ),
         warnings=result.warnings,
         plots=plots,
     )
@@ -118,7 +130,7 @@ def print_attribution(result: Any, component: str, top: int) -> None:
     print_cells(values, result.axes, tokens, "token", bool(gap))
     verified = {tuple(v["cell"]): v["exact"] for v in result.verified}
     exact = result.exact
-    print(f"\ntop {top} cells by {result.score_kind}:")
+    print(f"\n{top_heading(f'top {top} cells by {result.score_kind}', result.warnings)}:")
     for cell, value in result.top(top):
         line = f"  {cell_text(result.axes, cell):<14} estimate {effect_text(value, gap):>8}"
         if exact is not None:

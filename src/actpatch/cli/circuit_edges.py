@@ -9,11 +9,13 @@ from typing import Any
 from actpatch.cli.common import (
     add_common,
     add_experiment,
+    add_keep,
     add_option,
     direction,
     experiments,
     load_for,
     progress_bar,
+    request,
 )
 from actpatch.cli.report import report
 from actpatch.cli.tables import role
@@ -32,6 +34,7 @@ def add_parser(sub: Any) -> None:
         "--verify", type=int, default=0, help="patch the top K edges exactly to check them"
     )
     p.add_argument("--top", type=int, default=20, help="how many top edges to list (20)")
+    add_keep(p)
 
 
 def add_ranking(p: argparse.ArgumentParser) -> None:
@@ -90,6 +93,17 @@ def run(args: argparse.Namespace) -> int:
         mib_payload(result, model) if mib else result.to_dict(),
         file="circuit_edges_mib.json" if mib else "circuit_edges.json",
         text=lambda: print_edges(result, args.top),
+        kind="edges",
+        request=request(
+            args,
+            model,
+            method=args.method,
+            steps=args.steps,
+            kv=args.kv,
+            by_pos=args.by_pos or None,
+            verify=args.verify or None,
+        ),
+        kept=result.to_dict() if mib else None,
         warnings=result.warnings,
         plots={
             "circuit.png": lambda path: circuit_graph(result, path, model.n_layers, model.n_heads)

@@ -12,10 +12,12 @@ from actpatch.cli.circuit_edges import add_ranking
 from actpatch.cli.common import (
     add_common,
     add_experiment,
+    add_keep,
     add_option,
     direction,
     experiments,
     load_for,
+    request,
 )
 from actpatch.cli.report import report
 from actpatch.cli.tables import fmt
@@ -61,6 +63,7 @@ def add_parser(sub: Any) -> None:
         "(the default when no circuit is given)",
     )
     add_option(p, "--ablation", "circuit_ablation", what="what replaces an ablated writer: ")
+    add_keep(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -118,12 +121,37 @@ def run(args: argparse.Namespace) -> int:
         result.to_dict(),
         file="circuit_evaluate.json",
         text=lambda: print_evaluation(result, method),
+        kind="evaluation",
+        request=asked(args, model, method),
         warnings=result.warnings,
         plots=(
             {"faithfulness.png": lambda path: faithfulness_curve(result, path)}
             if len(result.points) > 1
             else {}
         ),
+    )
+
+
+def asked(args: argparse.Namespace, model: Any, method: str | None) -> dict[str, Any]:
+    """What was asked, as the history keeps it: the experiment, the circuit's source (files by
+    their absolute path) and how it was cut."""
+    files = {
+        name: str(path.expanduser().resolve())
+        for name, path in (("edges_file", args.edges), ("circuit_file", args.circuit))
+        if path is not None
+    }
+    return request(
+        args,
+        model,
+        method=method,
+        ablation=args.ablation,
+        kv=args.kv,
+        nodes=args.nodes.split(",") if args.nodes else None,
+        top_n=args.top_n,
+        threshold=args.threshold,
+        curve=args.curve,
+        mib=args.mib or None,
+        **files,
     )
 
 

@@ -15,7 +15,7 @@ from actpatch.cli.common import (
     request,
 )
 from actpatch.cli.report import report
-from actpatch.cli.tables import normalized_text, pct
+from actpatch.cli.tables import cell_text, normalized_text, pct
 from actpatch.patching.components import COMPONENTS
 from actpatch.patching.options import DEFAULT_COMPONENT
 
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
 def print_patch(result: Any, target: str) -> None:
     """The patch's effect on P(target), its rank and the metric, then the top tokens of each run."""
-    where = ", ".join(f"{k} {v}" for k, v in result.index.items())
+    where = cell_text(list(result.index), list(result.index.values()))  # L8H11, L3 P5
     print(
         f"{result.component} patch at {where} ({result.direction}) on {result.model} "
         f"({result.backend} path)"

@@ -8,13 +8,15 @@ from typing import Any
 from actpatch.cli.common import (
     add_common,
     add_experiment,
+    add_keep,
     direction,
     experiments,
     load_for,
     progress_bar,
+    request,
 )
 from actpatch.cli.report import report
-from actpatch.cli.tables import fmt, role
+from actpatch.cli.tables import fmt, node_text, role, top_heading
 
 
 def add_parser(sub: Any) -> None:
@@ -38,6 +40,7 @@ def add_parser(sub: Any) -> None:
         "--freeze-mlps", action="store_true", help="freeze every MLP too, not only the heads"
     )
     p.add_argument("--top", type=int, default=10, help="how many top senders to list")
+    add_keep(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,6 +62,14 @@ def run(args: argparse.Namespace) -> int:
         result.to_dict(),
         file="path.json",
         text=lambda: print_path(result, args.top),
+        kind="path",
+        request=request(
+            args,
+            model,
+            senders=args.senders,
+            receivers=args.receivers,
+            freeze_mlps=args.freeze_mlps or None,
+        ),
         warnings=result.warnings,
         plots={"path.png": lambda p: path_heatmap(result, p)} if result.all_heads else {},
     )
@@ -87,8 +98,8 @@ def print_path(result: Any, top: int) -> None:
         print("      " + "".join(f"{'H' + str(h):>7}" for h in range(table.shape[1])))
         for layer in range(table.shape[0]):
             print(f"  L{layer:<3}" + "".join(f"{fmt(float(v), pct):>7}" for v in table[layer]))
-    print(f"\ntop {top} senders:")
+    print(f"\n{top_heading(f'top {top} senders', result.warnings)}:")
     for name, value in result.top(top):
         shown = f"{value * 100:+.1f}%" if pct else f"{value:+.4f}"
-        print(f"  {name + role(result.model, name):<28} {shown}")
+        print(f"  {node_text(name) + role(result.model, name):<28} {shown}")
     print(f"\npath patching took {result.seconds:.2f} s")

@@ -31,17 +31,20 @@ def report(
     plots: Mapping[str, Callable[[Path], Path]] | None = None,
     indent: int | None = None,
     list_saved: bool = True,
+    kept: dict[str, Any] | None = None,
 ) -> int:
     """Save, keep, warn and print a command's result; return the exit status (0).
 
     `payload` is the result as JSON, saved as `file` under --out and printed by --json (with
     `indent`); `text` prints it for a terminal instead. `kind` and `request` are the run as the
-    history stores it (--save) and as --export writes it. `plots` maps a file name under --out
-    to what draws it there. `list_saved`: end the text with a `saved PATH` line per file.
+    history stores it (--save) and as --export writes it; `kept` is the result it keeps where
+    that is not `payload` (a file in another format, such as MIB's). `plots` maps a file name
+    under --out to what draws it there. `list_saved`: end the text with a `saved PATH` line per
+    file.
     """
     saved = [save_json(args.out, file, payload)]
     if kind is not None:
-        keep(args, kind, request or {}, payload)
+        keep(args, kind, request or {}, payload if kept is None else kept)
     if args.out is not None:
         saved += [draw(args.out / name) for name, draw in (plots or {}).items()]
     warn(warnings)

@@ -27,7 +27,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from actpatch.history import History, RunNotFoundError
+    from actpatch.history import History, RunNotFoundError, short_model_name
 
     history = History()
     try:
@@ -38,11 +38,15 @@ def run(args: argparse.Namespace) -> int:
                 return 0
             if not runs:
                 print(f"no runs in {history.path} (keep one with --save)")
+                return 0
+            print(f"runs in {history.path}, most recent first (`actpatch runs show ID`: all):")
             for r in runs:
+                # The title whole (kind, model's short name, what, prompts): a long one wraps.
                 seconds = f"{r.seconds:.2f} s" if r.seconds is not None else ""
-                partial = "" if r.complete else "  (partial)"
+                model = short_model_name(r.model) if r.model else ""
+                partial = "  (partial)" if not r.complete else ""
                 print(
-                    f"{r.id:>5}  {r.created_at}  {r.kind:<7} {r.model or '':<12} {seconds:>8}  "
+                    f"{r.id:>5}  {r.created_at}  {seconds:>8}  {r.kind} · {model} · "
                     f"{r.label}{partial}"
                 )
         elif args.runs_command == "show":

@@ -17,7 +17,7 @@ from actpatch.cli.common import (
     request,
 )
 from actpatch.cli.report import report
-from actpatch.cli.tables import print_cells
+from actpatch.cli.tables import cell_text, print_cells, top_heading
 from actpatch.patching.components import ALIASES, COMPONENTS
 from actpatch.patching.options import check_ablation_direction
 
@@ -126,14 +126,12 @@ def print_sweep(result: Any, component: str, ablate: str | None, top: int) -> No
         print(f"note: {result.note}")
     print()
     print_table(result)
-    print(f"\ntop {top} cells (" + ", ".join(result.axes) + "):")
+    heading = f"top {top} cells (" + ", ".join(result.axes) + ")"
+    print(f"\n{top_heading(heading, result.warnings)}:")
     pct = not result.normalized.isnan().all()
     roles = result.position_labels if result.position_convention == "role" else None
     for index, value in result.top(top):
-        label = " ".join(
-            (roles[i] if a == "pos" and roles else f"{a[0].upper() if a != 'pos' else 'P'}{i}")
-            for a, i in zip(result.axes, index, strict=True)
-        )
+        label = cell_text(result.axes, index, roles)
         shown = f"{value * 100:+.1f}%" if pct else f"{value:+.4f}"
         if pct and result.ci is not None:
             low, high = float(result.ci.low[index]), float(result.ci.high[index])

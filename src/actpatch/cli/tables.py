@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import shutil
 from collections.abc import Sequence
 from typing import Any
@@ -27,11 +28,35 @@ def normalized_text(value: float) -> str:
     return f"{value * 100:.1f}%"
 
 
-def cell_text(axes: Sequence[str], cell: Sequence[int]) -> str:
-    """A cell by its axes, e.g. `L3 H5` or `L2 P4 H1`."""
-    return " ".join(
-        f"{'P' if a == 'pos' else a[0].upper()}{i}" for a, i in zip(axes, cell, strict=True)
-    )
+def cell_text(
+    axes: Sequence[str], cell: Sequence[int], pos_labels: Sequence[str] | None = None
+) -> str:
+    """A cell as people read it, a head in the page's notation: `L3H5`, `L3 P4`, `L2H1 P4`
+    (a position by its role, `L2H1 S2`, when `pos_labels` names them)."""
+    at = dict(zip(axes, cell, strict=True))
+    text = f"L{at['layer']}" + (f"H{at['head']}" if "head" in at else "")
+    if "pos" in at:
+        text += " " + (pos_labels[at["pos"]] if pos_labels else f"P{at['pos']}")
+    return text
+
+
+def node_text(name: str) -> str:
+    """A graph node as people read it: a head `a3.h4` as `L3H4`; MLPs (`m3`), the input and
+    key/value heads keep the engine's names. Edges keep theirs whole (`a3.h4->a5.h1<v>`)."""
+    match = re.fullmatch(r"a(\d+)\.h(\d+)", name)
+    return f"L{match[1]}H{match[2]}" if match else name
+
+
+def top_heading(heading: str, warnings: Sequence[Any]) -> str:
+    """The heading over a result's top cells: `heading`, or, when the result carries the
+    `no_behaviour` warning, a heading that says the cells are not where a behaviour lives (the
+    experiment has none: the largest effects are the largest noise)."""
+    if any(getattr(w, "code", None) == "no_behaviour" for w in warnings):
+        return (
+            f"no behaviour to localize (see the warning): the {heading.split(' ', 1)[1]} are "
+            "the largest noise, not where the behaviour lives"
+        )
+    return heading
 
 
 def effect_text(value: float | None, gap: float | None) -> str:

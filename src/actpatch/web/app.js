@@ -3,15 +3,16 @@
 // The modules, in the order data flows: dom.js (elements, formatting), api.js (requests,
 // errors, background jobs), state.js (what the server offers, the sweep shown), experiment.js
 // (the form, its request body and the URL), tokens.js (live tokenization), then one module per
-// card: patch.js, sweep.js, views.js, attribution.js, circuit.js (with roles.js), history.js.
-// This file binds them together and starts the page: it reads `GET /models` (the models, the
-// components and every option list the selects are built from), restores a link's experiment,
-// and runs the first patch.
+// card: patch.js, sweep.js, views.js, attribution.js, circuit.js (with roles.js), history.js;
+// stale.js greys a card's result once the inputs that made it change. This file binds them
+// together and starts the page: it reads `GET /models` (the models, the components and every
+// option list the selects are built from), restores a link's experiment, and runs the first
+// patch.
 
 import { api, clearFieldErrors, showPageError } from "./api.js";
 import { attributionFromUrl, bindAttribution, fillAttributionChoices } from "./attribution.js";
 import { buildCircuitCard, fillCircuitChoices } from "./circuit.js";
-import { $, el, show } from "./dom.js";
+import { $, el, headName, show } from "./dom.js";
 import {
   CHOICE_FIELDS,
   INDEX_FIELDS,
@@ -28,10 +29,11 @@ import {
   writeState,
 } from "./experiment.js";
 import { bindHistory } from "./history.js";
-import { runPatch } from "./patch.js";
+import { bindPatch, runPatch } from "./patch.js";
 import { loadRoles } from "./roles.js";
-import { currentModel, server, view } from "./state.js";
-import { bindSweep, markSweepStale, renderSweep, runSweep } from "./sweep.js";
+import { bindStale, checkStale } from "./stale.js";
+import { currentModel, noBehaviour, server } from "./state.js";
+import { bindSweep, runSweep, showSweep } from "./sweep.js";
 import { scheduleTokenize, tokenize } from "./tokens.js";
 import { bindViews } from "./views.js";
 
@@ -64,16 +66,28 @@ function specHeadMissing() {
 async function pickHeadThatMatters() {
   const model = currentModel();
   const state = readState();
-  const asked = `layer ${state.layer}, head ${state.head}`;
+  const asked = headName(state.layer, state.head);
   const info = $("patch-info");
   const body = { ...experimentBody(state), component: "z" };
+  const nearest = () => {
+    $("layer").value = Math.min(state.layer, model.n_layers - 1);
+    $("head").value = Math.min(state.head, model.n_heads - 1);
+  };
   let result;
   try {
     result = await api("POST", "/sweep", body);
   } catch (err) {
-    // The experiment itself is at fault; the patch below reports it.
-    $("layer").value = Math.min(state.layer, model.n_layers - 1);
-    $("head").value = Math.min(state.head, model.n_heads - 1);
+    nearest(); // The experiment itself is at fault; the patch below reports it.
+    return;
+  }
+  const sizes = `${model.name} has ${model.n_layers} layers × ${model.n_heads} heads`;
+  const absent = noBehaviour(result);
+  if (absent) {
+    // No behaviour, no head that matters: the largest effect would be the largest noise.
+    nearest();
+    info.textContent = `The example's ${asked} is for GPT-2 small; ${sizes}. On ${model.name} this example shows no behaviour to localize: ${absent} So no head is picked from the sweep below; ${headName($("layer").value, $("head").value)}, the nearest that exists, is selected.`;
+    show(info, true);
+    await showSweepOrSay(result);
     return;
   }
   const grid = result.note ? result.raw : result.normalized;
@@ -84,12 +98,15 @@ async function pickHeadThatMatters() {
   }));
   $("layer").value = best[0];
   $("head").value = best[1];
-  info.textContent = `The example's ${asked} is for GPT-2 small; ${model.name} has ${model.n_layers} layers × ${model.n_heads} heads. Layer ${best[0]}, head ${best[1]} is selected instead: patching it moves the metric most on this example (from the head sweep below).`;
+  info.textContent = `The example's ${asked} is for GPT-2 small; ${sizes}. ${headName(best[0], best[1])} is selected instead: patching it moves the metric most on this example (from the head sweep below).`;
   show(info, true);
-  view.sweep = result;
-  view.sweepStale = false;
+  await showSweepOrSay(result);
+}
+
+// The start-up's head sweep, in the sweep card (its request is the form's: component z).
+async function showSweepOrSay(result) {
   try {
-    await renderSweep();
+    await showSweep(result);
   } catch (err) {
     showPageError($("sweep-error"), err);
   }
@@ -100,7 +117,7 @@ function bindEvents() {
   for (const f of TEXT_FIELDS) {
     $(f).addEventListener("input", () => {
       clearErrorsFor(f);
-      markSweepStale();
+      checkStale();
       scheduleTokenize();
       saveUrl();
     });
@@ -110,22 +127,22 @@ function bindEvents() {
       clearErrorsFor(f);
       updateHints();
       if (INDEX_FIELDS.includes(f)) show($("patch-info"), false);
-      if (CHOICE_FIELDS.includes(f)) markSweepStale();
       updateIndexInputs();
+      checkStale();
       saveUrl();
     });
   }
   $("model").addEventListener("change", () => {
     clearErrorsFor("model");
-    markSweepStale();
     renderModelInfo();
+    checkStale();
     scheduleTokenize();
     saveUrl();
   });
   for (const button of document.querySelectorAll("[data-example]")) {
     button.addEventListener("click", async () => {
       writeState(example(button.dataset.example));
-      markSweepStale();
+      checkStale(); // every result shown came from the previous inputs
       clearFieldErrors();
       for (const id of ["patch-error", "sweep-error"]) show($(id), false);
       updateHints();
@@ -147,7 +164,7 @@ function bindEvents() {
   $("run-patch").addEventListener("click", runPatch);
   $("dataset").addEventListener("input", () => {
     clearErrorsFor("dataset");
-    markSweepStale();
+    checkStale();
   });
   $("copy-link").addEventListener("click", async () => {
     saveUrl();
@@ -164,6 +181,8 @@ function bindEvents() {
 
 async function start() {
   bindEvents();
+  bindStale();
+  bindPatch();
   bindSweep();
   bindAttribution();
   buildCircuitCard();

@@ -3,14 +3,16 @@
 // Runs POST /attribute/jobs on the experiment of the form above (prompts, answers, component,
 // metric, direction), follows its progress, and draws the estimate's heatmap, the exact sweep's
 // heatmap and a scatter of one against the other (when "compare" is on), the top cells and the
-// cells AtP* corrects. Strings from the server are shown as text, or escaped for Plotly.
+// cells AtP* corrects. Strings from the server are shown as text, or escaped for Plotly. The
+// result is tied to the request that made it (stale.js): change an input and it greys.
 
 import { cancelJob, renderWarnings, runJob, showPageError } from "./api.js";
-import { $, el, fillSelect, formatNumber, show, showToken } from "./dom.js";
+import { $, el, fillSelect, formatNumber, headName, show, showToken } from "./dom.js";
 import { addUrlPart, experimentBody, readState, saveUrl, updateIndexInputs } from "./experiment.js";
 import { runPatch } from "./patch.js";
 import { DIVERGING, escapePlotly, loadPlotly } from "./plots.js";
-import { server } from "./state.js";
+import { madeFrom, tieResults } from "./stale.js";
+import { noBehaviour, server } from "./state.js";
 
 const JOBS = "/attribute/jobs";
 // The page's names for the server's methods (GET /models's options.attribution_method).
@@ -22,8 +24,11 @@ function attrMethodName(method) {
   return METHOD_NAMES[method] || method;
 }
 
+// A cell as people read it: L3H4, L3 pos 5, or L3H4 pos 5.
 function attrCellLabel(axes, cell) {
-  return axes.map((a, i) => `${a === "pos" ? "P" : a[0].toUpperCase()}${cell[i]}`).join(" ");
+  const at = (axis) => (axes.includes(axis) ? cell[axes.indexOf(axis)] : null);
+  const pos = at("pos");
+  return `${headName(at("layer"), at("head"))}${pos === null ? "" : ` pos ${pos}`}`;
 }
 
 // A metric change as % of the clean − corrupted gap (when defined), else in raw units.
@@ -34,6 +39,7 @@ function attrEffect(result, value) {
   return `${((100 * value) / gap).toFixed(1)}%`;
 }
 
+// The /attribute request the form asks for now.
 function attrBody() {
   const body = experimentBody(readState());
   body.method = $("attr-method").value;
@@ -47,13 +53,14 @@ function attrBody() {
 
 async function runAttribution() {
   if (attr.job) return;
+  const body = attrBody();
   show($("attr-error"), false);
   $("attr-error").classList.remove("info");
   $("run-attribution").disabled = true;
   attrProgress(0, 0);
   show($("attr-progress"), true);
   loadPlotly().catch(() => {});
-  const result = await runJob(JOBS, attrBody(), {
+  const result = await runJob(JOBS, body, {
     box: $("attr-error"),
     what: "attribution",
     started(id) {
@@ -69,6 +76,7 @@ async function runAttribution() {
   });
   if (!result) return;
   attr.result = result;
+  madeFrom("attribution", body);
   try {
     await renderAttribution();
   } catch (err) {
@@ -114,7 +122,7 @@ function drawAttrHeatmap(node, result, matrix, limit, what) {
   const unit = !result.note && result.clean !== result.corrupt ? "% of clean − corrupted" : `change in ${escapePlotly(result.metric)}`;
   const custom = matrix.map((row, l) =>
     row.map((v, x) => {
-      const where = result.axes[1] === "head" ? `L${l} H${x}` : `L${l} · pos ${labels[x]}${result.axes.length === 3 ? ` · H${$("attr-slice").value}` : ""}`;
+      const where = result.axes[1] === "head" ? headName(l, x) : `${headName(l, result.axes.length === 3 ? $("attr-slice").value : null)} · pos ${labels[x]}`;
       return [where, v === null ? "not patched" : `${formatNumber(v, 3)} ${unit}`];
     }),
   );
@@ -318,8 +326,11 @@ async function renderAttribution() {
   walk(result.score, []);
   ranked.sort((a, b) => b[0] - a[0]);
   const pick = (grid, cell) => cell.reduce((g, i) => g[i], grid);
-  top.append(el("span", { class: "muted", text: "Ranked first: " }));
-  for (const [, cell] of ranked.slice(0, 8)) {
+  // Without the behaviour, the cells ranked first are the largest noise: none is announced.
+  const absent = noBehaviour(result);
+  if (absent) top.append(el("span", { class: "no-behaviour", text: `No behaviour to localize: ${absent} No cell is ranked first for a reason; choose a prompt pair the model gets right.` }));
+  else top.append(el("span", { class: "muted", text: "Ranked first: " }));
+  for (const [, cell] of absent ? [] : ranked.slice(0, 8)) {
     const key = cell.join(",");
     const known = result.exact ? pick(result.exact, cell) : verified.get(key);
     let text = `${attrCellLabel(result.axes, cell)} ${attrEffect(result, pick(result.estimate, cell))}`;
@@ -328,7 +339,7 @@ async function renderAttribution() {
     button.addEventListener("click", () => patchAttrCell(cell));
     top.append(button);
   }
-  show(top, ranked.length > 0);
+  show(top, ranked.length > 0 || Boolean(absent));
 
   const fixes = $("attr-corrections");
   fixes.textContent = "";
@@ -364,6 +375,10 @@ export function bindAttribution() {
   $("cancel-attribution").addEventListener("click", cancelAttribution);
   $("attr-slice").addEventListener("change", renderAttribution);
   addUrlPart(writeUrl);
+  tieResults("attribution", {
+    parts: ["attr-warnings", "attr-summary", "attr-estimate-title", "attr-estimate", "attr-exact-title", "attr-exact", "attr-scatter", "attr-top", "attr-corrections"],
+    request: attrBody,
+  });
 }
 
 // The method select, from the server's choices (GET /models's options.attribution_method).
@@ -383,11 +398,15 @@ export function attributionFromUrl() {
   runAttribution();
 }
 
-// A stored attribution (the history panel), shown as it was computed.
-export async function showAttribution(result) {
+// A stored attribution (the history panel), shown as it was computed; its inputs are in the
+// form (the method, compare and verify from its request).
+export async function showAttribution(result, request = {}) {
   attr.result = result;
   $("component").value = result.component;
   $("attr-method").value = result.method;
+  $("attr-compare").checked = Boolean(request.compare ?? result.exact);
+  $("attr-verify").value = String(request.verify || 0);
+  madeFrom("attribution");
   await renderAttribution();
   $("attribution").scrollIntoView({ behavior: "smooth" });
 }

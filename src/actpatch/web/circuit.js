@@ -2,12 +2,15 @@
 // SVG (written by hand: no library, nothing from a CDN). Edges are weighted by score; hovering
 // shows the numbers; clicking an edge patches it exactly (POST /circuit/verify); the top-n
 // edges' faithfulness curve comes from POST /circuit/evaluate. The graph exports as JSON, SVG
-// and PNG. Heads of GPT-2 small carry Wang et al. 2022's role labels (roles.js).
+// and PNG. Heads of GPT-2 small carry Wang et al. 2022's role labels (roles.js). Heads are
+// shown as L3H4; edges keep the engine's names (a3.h4->a5.h1<v>), which is how one is asked for.
+// The graph is tied to the request that made it (stale.js): change an input and it greys.
 
 import { api, renderWarnings, showApiError } from "./api.js";
-import { $, el, fillSelect, formatNumber, show } from "./dom.js";
+import { $, el, fillSelect, formatNumber, formatPct, headName, show } from "./dom.js";
 import { readState } from "./experiment.js";
 import { rememberRoles, roleOf, rolesOf } from "./roles.js";
+import { madeFrom, tieResults } from "./stale.js";
 import { server } from "./state.js";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
@@ -67,6 +70,10 @@ export function buildCircuitCard() {
   $("export-json").addEventListener("click", exportJson);
   $("export-svg").addEventListener("click", exportSvg);
   $("export-png").addEventListener("click", exportPng);
+  tieResults("circuit", {
+    parts: ["circuit-warnings", "circuit-summary", "circuit-graph", "circuit-edge", "circuit-curve"],
+    request: edgesRequest,
+  });
 }
 
 // The method select, from the server's choices; the steps box for the methods that take steps.
@@ -94,6 +101,13 @@ function body() {
   return out;
 }
 
+// The /circuit/edges request the form and the card's controls ask for now.
+function edgesRequest() {
+  const request = { ...body(), method: $("circuit-method").value, top: 2000 };
+  if (request.method !== "eap") request.steps = Number($("circuit-steps").value || 5); // eap takes none
+  return request;
+}
+
 function setBusy(busy, label) {
   $("run-edges").disabled = busy;
   $("run-curve").disabled = busy || !state.result;
@@ -105,10 +119,11 @@ function setBusy(busy, label) {
 async function runEdges() {
   show($("circuit-error"), false);
   setBusy(true, "Scoring edges…");
-  const request = { ...body(), method: $("circuit-method").value, steps: Number($("circuit-steps").value || 5), top: 2000 };
+  const request = edgesRequest();
   try {
     state.result = await api("POST", "/circuit/edges", request);
     state.request = request;
+    madeFrom("circuit", request);
     state.verified = {};
     state.selected = null;
     state.curve = null;
@@ -122,6 +137,34 @@ async function runEdges() {
     setBusy(false);
   }
   for (const id of ["export-json", "export-svg", "export-png"]) $(id).disabled = !state.result;
+}
+
+// A stored edge attribution (the history panel), drawn as it was computed; its inputs (the
+// experiment, the method and its steps) are put back into the form and the card first.
+export function showEdges(result, request) {
+  $("circuit-method").value = result.method;
+  if (request.steps) $("circuit-steps").value = String(request.steps);
+  showSteps();
+  state.result = result;
+  state.request = edgesRequest();
+  state.verified = {};
+  state.selected = null;
+  state.curve = null;
+  rememberRoles(result.model, result.known_roles);
+  madeFrom("circuit");
+  show($("circuit-curve"), false);
+  show($("circuit-edge"), false);
+  renderGraph();
+  for (const id of ["export-json", "export-svg", "export-png"]) $(id).disabled = false;
+  $("run-curve").disabled = false;
+  $("circuit-card").scrollIntoView({ behavior: "smooth" });
+}
+
+// A stored faithfulness curve (the history panel), drawn as it was computed.
+export function showCurve(result) {
+  state.curve = result;
+  renderCurve();
+  $("circuit-card").scrollIntoView({ behavior: "smooth" });
 }
 
 function shownEdges() {
@@ -231,7 +274,7 @@ function renderGraph() {
       ? svg("rect", { x: p.x - 6, y: p.y - 6, width: 12, height: 12, fill: "#374151", rx: 2 })
       : svg("circle", { cx: p.x, cy: p.y, r: name === "input" || name === "logits" ? 7 : 5, fill: name === "input" || name === "logits" ? "#6b7280" : "#374151" }));
     const label = svg("text", { x: p.x + 7, y: p.y - 7, fill: "#111827", "font-size": "10" });
-    label.textContent = name;
+    label.textContent = nodeName(name);
     root.append(label);
     const role = roleOf(r.model, name);
     if (role) {
@@ -253,6 +296,13 @@ function renderGraph() {
   highlight();
 }
 
+// A node as people read it: a head as L3H4; the input, the logits, MLPs (m3) and key/value
+// heads (a3.kv1) by the engine's names.
+function nodeName(name) {
+  const head = /^a(\d+)\.h(\d+)$/.exec(name);
+  return head ? headName(head[1], head[2]) : name;
+}
+
 function renderSummary() {
   const r = state.result;
   const box = $("circuit-summary");
@@ -270,9 +320,9 @@ function showTooltip(event, e) {
   const tip = $("circuit-tooltip");
   const name = `${e.source}->${e.target}`;
   const g = gap();
-  const lines = [name, `score ${formatNumber(e.score, 4)}${g ? ` (${formatNumber(e.score / g, 3)} of clean − corrupted)` : ""}`];
+  const lines = [name, `score ${formatNumber(e.score, 4)}${g ? ` (${formatPct(e.score / g)} of clean − corrupted)` : ""}`];
   const role = roleOf(state.result.model, e.source);
-  if (role) lines.push(`${e.source}: ${role.role}`);
+  if (role) lines.push(`${nodeName(e.source)}: ${role.role}`);
   const check = state.verified[name];
   lines.push(check ? `exact effect ${formatNumber(check.effect, 4)}` : "click to patch it exactly");
   tip.textContent = "";
@@ -307,7 +357,7 @@ async function verify(name) {
       el("h3", { text: name }),
       el("div", { class: "circuit-numbers" }, [
         el("div", { text: `${state.result.method} score: ${formatNumber(e.score, 4)}` }),
-        el("div", { id: "circuit-exact", text: `exact effect: ${formatNumber(check.effect, 4)} (${formatNumber(check.normalized, 3)} of clean − corrupted)` }),
+        el("div", { id: "circuit-exact", text: `exact effect: ${formatNumber(check.effect, 4)} (${formatPct(check.normalized)} of clean − corrupted)` }),
         el("div", { class: "muted", text: `${answer.direction}: the ${answer.direction === "denoising" ? "corrupted" : "clean"} run with this edge's writer output taken from the ${answer.direction === "denoising" ? "clean" : "corrupted"} run, seen by this reader only; ${answer.metric} ${formatNumber(check.metric, 4)}` }),
       ]),
     );
@@ -325,8 +375,10 @@ async function runCurve() {
   setBusy(true, "Evaluating…");
   const ranked = state.result.edges.map((e) => `${e.source}->${e.target}`);
   const sizes = CURVE_SIZES.filter((n) => n < ranked.length).concat([ranked.length]);
-  const request = { ...body(), ranked, sizes };
-  delete request.direction; // the circuit runs on the clean prompt, its outside from the corrupted
+  // The experiment that ranked the edges (the form may have changed since): the curve is the graph's.
+  // No direction: the circuit runs on the clean prompt, its outside from the corrupted.
+  const request = { ...state.request, ranked, sizes };
+  for (const key of ["method", "steps", "top", "direction"]) delete request[key];
   try {
     state.curve = await api("POST", "/circuit/evaluate", request);
     renderCurve();
@@ -350,7 +402,7 @@ function renderCurve() {
   for (const level of [0, 1]) {
     root.append(svg("line", { x1: L, x2: W - R, y1: Y(level), y2: Y(level), stroke: "#9ca3af", "stroke-dasharray": "4 3" }));
     const t = svg("text", { x: L - 6, y: Y(level) + 3, "text-anchor": "end", fill: "#6b7280" });
-    t.textContent = String(level);
+    t.textContent = formatPct(level, 0);
     root.append(t);
   }
   const d = c.points.map((p, i) => `${i ? "L" : "M"} ${X(xs[i]).toFixed(1)} ${Y(ys[i]).toFixed(1)}`).join(" ");
@@ -360,7 +412,7 @@ function renderCurve() {
   c.points.forEach((p, i) => {
     const dot = svg("circle", { cx: X(xs[i]), cy: Y(ys[i]), r: 3, fill: POSITIVE, class: "curve-point" });
     const title = svg("title");
-    title.textContent = `top ${p.n_edges} edges: faithfulness ${formatNumber(p.faithfulness, 3)} (${c.metric} ${formatNumber(p.metric, 4)})`;
+    title.textContent = `top ${p.n_edges} edges: faithfulness ${formatPct(p.faithfulness)} (${c.metric} ${formatNumber(p.metric, 4)})`;
     dot.append(title);
     root.append(dot);
     const last = i === c.points.length - 1;
@@ -382,7 +434,7 @@ function renderCurve() {
   box.append(
     el("h3", { text: "Faithfulness of the top-n edges" }),
     root,
-    el("div", { class: "muted small", text: `Clean run with every other edge ablated (${c.ablation} ablation); faithfulness = (metric − corrupted) / (clean − corrupted). ${c.seconds.toFixed(2)} s on ${c.model}.` }),
+    el("div", { class: "muted small", text: `Clean run with every other edge ablated (${c.ablation} ablation); faithfulness = (metric − corrupted) / (clean − corrupted), in % (clean = 100%). ${c.seconds.toFixed(2)} s on ${c.model}.` }),
   );
   show(box, true);
 }

@@ -53,3 +53,15 @@ export function formatNumber(x, digits = 4) {
   if (x !== 0 && Math.abs(x) < 1e-3) return x.toExponential(2);
   return Number(x.toPrecision(digits)).toString();
 }
+
+// A head as people read it, in one notation everywhere: L3H4 (a layer alone: L3). The graph's
+// edge names keep the engine's a3.h4<v>, since that is how an edge is asked for.
+export function headName(layer, head) {
+  return head === null || head === undefined ? `L${layer}` : `L${layer}H${head}`;
+}
+
+// A normalized value (a fraction: clean = 1, corrupted = 0) as people read it: a percentage.
+export function formatPct(fraction, digits = 1) {
+  if (fraction === null || fraction === undefined || Number.isNaN(fraction)) return "–";
+  return `${(100 * fraction).toFixed(digits)}%`;
+}

@@ -58,6 +58,34 @@ export function writeState(state) {
   updateIndexInputs();
 }
 
+// The form as a stored run's request asked for it (the history's "Open"): prompts, answers,
+// component, metric, direction, ablation, the patch's cell, the dataset, and the model when
+// this server serves it. A field the request left out gets its default (an unset metric is
+// "auto", as it was); a list of prompt pairs shows its first pair. Returns what it could not
+// put back (more pairs, an uploaded dataset), for the page to say so.
+export function restoreForm(request, result) {
+  const first = (value) => (Array.isArray(value) ? value[0] : value);
+  const lost = [];
+  const state = {};
+  if (request.clean_prompt !== undefined) {
+    for (const f of TEXT_FIELDS) state[f] = first(request[f]) ?? "";
+    if (Array.isArray(request.clean_prompt) && request.clean_prompt.length > 1) lost.push(`${request.clean_prompt.length - 1} more prompt pairs`);
+  }
+  const component = result.component ?? request.component;
+  if (component && Object.hasOwn(server.components, component)) state.component = component;
+  const metric = request.metric ?? "";
+  state.metric = metric === "" || Object.hasOwn(server.options.metric.choices, metric) ? metric : "";
+  state.direction = result.direction ?? request.direction ?? server.options.direction.default;
+  state.ablate = request.ablate ?? "";
+  if (result.layer !== undefined) for (const f of INDEX_FIELDS) state[f] = result[f]; // a patch's cell
+  if (server.models.some((m) => m.name === result.model)) state.model = result.model;
+  writeState(state);
+  $("dataset").value = request.dataset ?? "";
+  if (request.dataset_jsonl) lost.push("its uploaded dataset");
+  updateHints();
+  return lost;
+}
+
 // The experiment's request body (the optional fields only when they are set).
 export function experimentBody(state) {
   const body = {

@@ -1,13 +1,34 @@
-// The history panel: every run the server kept (GET /runs), reopened without recomputing, and
-// two sweeps compared side by side as a difference heatmap (second minus first). Strings from
-// the server are set with textContent.
+// The history panel: every run kept in the server's data directory (GET /runs, which names
+// it), reopened without recomputing, and two sweeps compared side by side as a difference
+// heatmap (second minus first). A run's title says its kind, its model's short name, what it
+// patched and its prompts; hovering shows the rest. "Open" puts the run's whole request back
+// into the form and shows its result in its card; a run from a model this server does not serve
+// says so. Strings from the server are set with textContent.
 
 import { api } from "./api.js";
 import { showAttribution } from "./attribution.js";
-import { $, el, formatNumber, show } from "./dom.js";
+import { showCurve, showEdges } from "./circuit.js";
+import { $, el, formatNumber, formatPct, show } from "./dom.js";
+import { restoreForm, saveUrl } from "./experiment.js";
 import { showPatch } from "./patch.js";
 import { DIVERGING, escapePlotly, loadPlotly } from "./plots.js";
+import { checkStale } from "./stale.js";
+import { server } from "./state.js";
 import { showSweep } from "./sweep.js";
+import { scheduleTokenize } from "./tokens.js";
+
+// The card each kind of run reopens in (a path patching run has none yet).
+const CARDS = { patch: "patch-title", sweep: "sweep-title", ablation: "sweep-title", attribution: "attribution", edges: "circuit-card", evaluation: "circuit-card" };
+
+// A model as lists name it: a hub id or a folder by its last part (history.short_model_name).
+function shortModel(model) {
+  if (!model) return "";
+  return model.replace(/[/\\]+$/, "").split(/[/\\]/).pop() || model;
+}
+
+function served(model) {
+  return server.models.some((m) => m.name === model);
+}
 
 const state = { runs: [], ticked: [] };
 
@@ -20,6 +41,7 @@ async function refresh() {
     return;
   }
   state.runs = data.runs;
+  $("history-where").textContent = data.data_dir ? `Runs kept in ${data.data_dir} (this server's data directory, ACTPATCH_DATA_DIR; the CLI's --save keeps its runs there too).` : "";
   state.ticked = state.ticked.filter((id) => data.runs.some((r) => r.id === id));
   render();
 }
@@ -39,27 +61,45 @@ function render() {
     const open = el("button", { type: "button", class: "chip-button history-open", "data-run": String(run.id), text: "Open" });
     open.addEventListener("click", () => reopen(run.id));
     const when = run.created_at.replace("T", " ").replace("Z", " UTC");
-    const seconds = run.seconds === null ? "" : ` · ${run.seconds.toFixed(2)} s`;
-    const partial = run.complete ? "" : " · partial (cancelled)";
-    list.append(
-      el("li", { class: "history-item" }, [
-        tick,
-        el("span", { class: "history-id", text: `#${run.id}` }),
-        el("span", { class: "history-label", text: run.label }),
-        el("span", { class: "muted small", text: ` ${run.kind} · ${run.model || ""}${seconds}${partial} · ${when}` }),
-        open,
-      ]),
-    );
+    const seconds = run.seconds === null ? "" : `${run.seconds.toFixed(2)} s`;
+    const partial = run.complete ? "" : "partial (cancelled)";
+    const title = [run.kind, shortModel(run.model), run.label].filter(Boolean).join(" · ");
+    const other = run.model && !served(run.model);
+    const hover = [`#${run.id} ${title}`, `model: ${run.model || "?"} (${run.backend || "?"} path)${other ? ", not served here" : ""}`, `${when}${seconds ? ` · ${seconds}` : ""} · actpatch ${run.version}`];
+    const item = el("li", { class: "history-item", title: hover.join("\n"), "data-run": String(run.id) }, [
+      tick,
+      el("span", { class: "history-id", text: `#${run.id}` }),
+      el("span", { class: "history-label", text: title }),
+    ]);
+    if (other) item.append(el("span", { class: "history-other", text: "another model", title: `Computed on ${run.model}, which this server does not serve (it serves ${server.models.map((m) => m.name).join(", ")}).` }));
+    item.append(el("span", { class: "muted small history-when", text: [partial, seconds, when.slice(5, 16)].filter(Boolean).join(" · ") }), open);
+    list.append(item);
   }
   $("history-compare").disabled = state.ticked.length !== 2;
 }
 
-// A stored run, shown as it was computed: the sweep's heatmap or the patch's numbers.
+// A stored run, shown as it was computed: its request back in the form, its result in its
+// card (the patch's numbers, the sweep's heatmap, the attribution, the circuit), nothing
+// recomputed. What the form cannot hold (another model, more prompt pairs) is said.
 async function reopen(id) {
   const run = await api("GET", `/runs/${id}`);
+  const lost = restoreForm(run.request, run.result);
+  scheduleTokenize();
+  checkStale(); // the other cards' results came from the inputs before
   if (run.kind === "sweep" || run.kind === "ablation") await showSweep(run.result);
   else if (run.kind === "patch") showPatch(run.result, run.request);
-  else if (run.kind === "attribution") await showAttribution(run.result);
+  else if (run.kind === "attribution") await showAttribution(run.result, run.request);
+  else if (run.kind === "edges") showEdges(run.result, run.request);
+  else if (run.kind === "evaluation") showCurve(run.result);
+  saveUrl();
+  const notes = [];
+  const model = run.result.model || run.model;
+  if (!served(model)) notes.push(`Run #${id} was computed on ${model}, which this server does not serve: its numbers are shown as stored, and running again computes on ${$("model").value}.`);
+  if (lost.length) notes.push(`The form cannot hold its ${lost.join(" or ")}.`);
+  if (!CARDS[run.kind]) notes.push(`Run #${id} (${run.kind}) has no view on this page yet: its inputs are back in the form; \`actpatch runs show ${id}\` prints its result.`);
+  $("history-note").textContent = notes.join(" ");
+  show($("history-note"), notes.length > 0);
+  if (CARDS[run.kind] && CARDS[run.kind].endsWith("-title")) $(CARDS[run.kind]).scrollIntoView({ behavior: "smooth" });
   document.body.dataset.reopened = String(id);
 }
 
@@ -92,13 +132,16 @@ async function compare() {
   const diff = gb.map((row, l) => row.map((v, x) => (v === null || ga[l][x] === null ? null : v - ga[l][x])));
   let maxAbs = 0;
   for (const row of diff) for (const v of row) if (v !== null) maxAbs = Math.max(maxAbs, Math.abs(v));
-  info.append(el("span", { text: `#${second.id} (${b.component}, ${b.n_pairs} pair(s), ${b.model}) minus #${first.id} (${a.component}, ${a.n_pairs} pair(s), ${a.model}), normalized ${a.metric}; largest difference ${formatNumber(maxAbs, 3)}` }));
+  const pct = !a.note && !b.note; // both normalized: differences in % of the gap, else raw
+  const largest = pct ? `${formatPct(maxAbs)} (of the clean − corrupted gap)` : formatNumber(maxAbs, 3);
+  info.append(el("span", { text: `#${second.id} (${b.component}, ${b.n_pairs} pair(s), ${b.model}) minus #${first.id} (${a.component}, ${a.n_pairs} pair(s), ${a.model}), ${pct ? "normalized" : "raw"} ${a.metric}; largest difference ${largest}` }));
   show(info, true);
   const Plotly = await loadPlotly();
   const node = $("history-diff");
   show(node, true);
   const xs = b.axes[1] === "head" ? diff[0].map((_, i) => `H${i}`) : b.position_convention === "role" ? b.position_labels : diff[0].map((_, i) => String(i));
   const custom = diff.map((row, l) => row.map((v, x) => [ga[l][x], gb[l][x]]));
+  const f = pct ? ".1%" : ".3f";
   Plotly.react(
     node,
     [{
@@ -112,8 +155,8 @@ async function compare() {
       zmax: maxAbs || 1,
       xgap: 1,
       ygap: 1,
-      hovertemplate: `L%{y} · %{x}<br>#${second.id} − #${first.id}: %{z:.3f}<br>#${first.id}: %{customdata[0]:.3f} · #${second.id}: %{customdata[1]:.3f}<extra></extra>`,
-      colorbar: { title: { text: "difference", side: "right" }, thickness: 12 },
+      hovertemplate: `${b.axes[1] === "head" ? "L%{y}%{x}" : "L%{y} · pos %{x}"}<br>#${second.id} − #${first.id}: %{z:${f}}<br>#${first.id}: %{customdata[0]:${f}} · #${second.id}: %{customdata[1]:${f}}<extra></extra>`,
+      colorbar: { title: { text: "difference", side: "right" }, thickness: 12, tickformat: pct ? ".0%" : "" },
     }],
     { margin: { l: 56, r: 10, t: 10, b: 60 }, height: 320, yaxis: { title: { text: "layer" }, autorange: "reversed", dtick: 1 }, plot_bgcolor: "#eef0f3", paper_bgcolor: "rgba(0,0,0,0)" },
     { displaylogo: false, responsive: true },

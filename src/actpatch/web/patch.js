@@ -1,19 +1,31 @@
 // The single patch: one cell (layer, and head or position) patched, its probabilities,
 // recovery, ranks and top tokens in the three runs. After each patch it says so
 // ("actpatch:run" for the history, "actpatch:patched" for the heatmap's outline), and each
-// result it shows ("actpatch:patch-shown", for views.js's "Show attention" of a head).
+// result it shows ("actpatch:patch-shown", for views.js's "Show attention" of a head). The
+// numbers shown are tied to the request that made them (stale.js): change an input and they grey.
 
 import { api, clearFieldErrors, renderWarnings, showApiError } from "./api.js";
-import { $, el, formatNumber, formatProb, show, showToken } from "./dom.js";
+import { $, el, formatNumber, formatProb, headName, show, showToken } from "./dom.js";
 import { experimentBody, readState, saveUrl } from "./experiment.js";
+import { madeFrom, tieResults } from "./stale.js";
 import { componentAxes } from "./state.js";
 
-export async function runPatch() {
-  const state = readState();
+// The /patch request the form asks for now: the experiment and the cell.
+export function patchRequest(state = readState()) {
   const body = { ...experimentBody(state), layer: state.layer };
   const axes = componentAxes();
   if (axes.includes("head")) body.head = state.head;
   if (axes.includes("pos")) body.pos = state.pos;
+  return body;
+}
+
+export function bindPatch() {
+  tieResults("patch", { parts: ["patch-warnings", "patch-result"], request: patchRequest });
+}
+
+export async function runPatch() {
+  const state = readState();
+  const body = patchRequest(state);
   const button = $("run-patch");
   button.disabled = true;
   button.classList.add("busy");
@@ -24,19 +36,20 @@ export async function runPatch() {
     document.dispatchEvent(new CustomEvent("actpatch:run"));
     clearFieldErrors();
     renderPatch(result, state);
+    madeFrom("patch", body);
     document.dispatchEvent(new CustomEvent("actpatch:patched"));
   } catch (err) {
-    showApiError($("patch-error"), err);
-    $("patch-result").classList.add("stale"); // an older result: keep it, but dimmed
+    showApiError($("patch-error"), err); // an older result stays, greyed if its inputs changed
   } finally {
     button.disabled = false;
     button.classList.remove("busy");
   }
 }
 
-// A stored patch (the history panel), shown as it was computed.
+// A stored patch (the history panel), shown as it was computed; its inputs are in the form.
 export function showPatch(result, request) {
   renderPatch(result, { target_token: request.target_token || "" });
+  madeFrom("patch");
 }
 
 function renderTop(list, items, target) {
@@ -59,7 +72,6 @@ function renderPatch(r, state) {
   show($("patch-empty"), false);
   renderWarnings("patch-warnings", r.warnings);
   show($("patch-result"), true);
-  $("patch-result").classList.remove("stale");
   $("clean-prob").textContent = formatProb(r.clean_prob);
   $("corrupt-prob").textContent = formatProb(r.corrupt_prob);
   $("patched-prob").textContent = formatProb(r.patched_prob);
@@ -74,8 +86,7 @@ function renderPatch(r, state) {
   renderTop("top-clean", r.top_clean, target);
   renderTop("top-corrupt", r.top_corrupt, target);
   renderTop("top-patched", r.top_patched, target);
-  const where = [`layer ${r.layer}`];
-  if (r.head !== null && r.head !== undefined) where.push(`head ${r.head}`);
+  const where = [headName(r.layer, r.head)];
   if (r.pos !== null && r.pos !== undefined) where.push(`pos ${r.pos}`);
   const metric = $("patch-metric");
   metric.textContent = "";

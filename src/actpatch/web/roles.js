@@ -2,6 +2,7 @@
 // graph's heads and on the head heatmaps. Other models have none.
 
 import { api } from "./api.js";
+import { headName } from "./dom.js";
 import { server } from "./state.js";
 
 const known = {}; // model name -> { byHead: {"L.H": {layer, head, label, role}}, citation }
@@ -47,6 +48,6 @@ export function headAnnotations(result) {
     text: h.label,
     showarrow: false,
     font: { size: 9, color: "#111827" },
-    hovertext: `${h.layer}.${h.head}: ${h.role} (${roles.citation})`,
+    hovertext: `${headName(h.layer, h.head)}: ${h.role} (${roles.citation})`,
   }));
 }

@@ -24,3 +24,15 @@ export function componentAxes() {
 export function isThreeAxis(result) {
   return result.axes.length === 3;
 }
+
+// Why a result has no behaviour to localize, or null when it has one: the engine's
+// `no_behaviour` warning (the clean run does not show the behaviour, or the clean and corrupted
+// runs barely differ in the metric). Without the behaviour, the cell that moves the metric most
+// is the largest noise, so the page announces no "best" head or cell.
+export function noBehaviour(result) {
+  const found = (result.warnings || []).filter((w) => w.code === "no_behaviour");
+  if (found.length === 0) return null;
+  return found.some((w) => w.field === "corrupt_prompt")
+    ? `the clean and corrupted runs barely differ in ${result.metric}.`
+    : "the clean run does not show the behaviour (the target is not its top token).";
+}

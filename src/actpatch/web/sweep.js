@@ -1,14 +1,16 @@
 // The sweep: every cell of the component patched (or ablated) as a background job with
 // progress, drawn as a Plotly heatmap that fills in while it computes; a clicked cell becomes
-// the single patch, and the cell patched is outlined.
+// the single patch, and the cell patched is outlined. The heatmap is tied to the request that
+// made it (stale.js): change an input and it greys.
 
 import { cancelJob, clearFieldErrors, renderWarnings, runJob, showPageError } from "./api.js";
-import { $, el, formatNumber, show, showToken } from "./dom.js";
+import { $, el, formatNumber, formatPct, headName, show, showToken } from "./dom.js";
 import { experimentBody, readState, saveUrl, updateIndexInputs } from "./experiment.js";
 import { runPatch } from "./patch.js";
 import { DIVERGING, escapePlotly, loadPlotly } from "./plots.js";
 import { headAnnotations } from "./roles.js";
-import { isThreeAxis, server, view } from "./state.js";
+import { madeFrom, tieResults } from "./stale.js";
+import { isThreeAxis, noBehaviour, server, view } from "./state.js";
 
 const JOBS = "/sweep/jobs";
 let running = null; // the id of the sweep job being computed
@@ -27,11 +29,18 @@ export function bindSweep() {
   });
   $("grey-ci").addEventListener("change", () => renderSweep());
   document.addEventListener("actpatch:patched", highlightCell);
+  tieResults("sweep", {
+    parts: ["sweep-warnings", "sweep-summary", "heatmap", "sweep-top"],
+    request: sweepRequest,
+    onChange(stale) {
+      view.sweepStale = stale; // a link carries the sweep only while it is the form's
+    },
+  });
 }
 
-export async function runSweep({ slice } = {}) {
-  if (running) return;
-  if (slice !== undefined) pendingSlice = slice;
+// The /sweep request the form asks for now: the prompts (or a dataset), the component, and
+// the ablation when one is chosen.
+export function sweepRequest() {
   const state = readState();
   let body = experimentBody(state);
   const dataset = $("dataset").value.trim();
@@ -45,6 +54,13 @@ export async function runSweep({ slice } = {}) {
     body.ablate = state.ablate; // ablations act on the clean run: no direction
     delete body.direction;
   }
+  return body;
+}
+
+export async function runSweep({ slice } = {}) {
+  if (running) return;
+  if (slice !== undefined) pendingSlice = slice;
+  const body = sweepRequest();
   show($("sweep-error"), false);
   $("sweep-error").classList.remove("info");
   $("run-sweep").disabled = true;
@@ -63,7 +79,7 @@ export async function runSweep({ slice } = {}) {
       if (job.partial) {
         // The heatmap fills in while the sweep computes (unfinished cells are empty).
         view.sweep = job.partial;
-        view.sweepStale = false;
+        madeFrom("sweep", body);
         renderSweep().catch(() => {});
       }
     },
@@ -75,7 +91,7 @@ export async function runSweep({ slice } = {}) {
   });
   if (!result) return;
   view.sweep = result;
-  view.sweepStale = false;
+  madeFrom("sweep", body);
   try {
     await renderSweep();
   } catch (err) {
@@ -97,12 +113,13 @@ async function cancelSweep() {
   await cancelJob(JOBS, running);
 }
 
-// A stored sweep (the history panel, the start-up's head sweep), shown as it was computed.
-export async function showSweep(result) {
+// A stored sweep (the history panel, the start-up's head sweep), shown as it was computed;
+// `request` is what made it (by default the form's request: its inputs are in the form).
+export async function showSweep(result, request) {
   view.sweep = result;
-  view.sweepStale = false;
   $("component").value = result.component;
   updateIndexInputs();
+  madeFrom("sweep", request);
   await renderSweep();
 }
 
@@ -159,8 +176,8 @@ export async function renderSweep() {
     for (let x = 0; x < nX; x++) {
       const rawGrid = three ? result.raw[l][x][Number($("slice").value || 0)] : result.raw[l][x];
       const normGrid = three ? result.normalized[l][x][Number($("slice").value || 0)] : result.normalized[l][x];
-      const where = result.axes[1] === "head" ? `L${l} H${x}` : `L${l} · pos ${labels.text[x]}${three ? ` · H${$("slice").value}` : ""}`;
-      const value = normGrid === null ? (rawGrid === null ? "not patched (no counterpart in the other prompt)" : "normalized undefined") : `normalized ${escapePlotly(result.metric)} ${formatNumber(normGrid, 3)} (${(100 * normGrid).toFixed(1)}% of the clean − corrupted gap)`;
+      const where = result.axes[1] === "head" ? headName(l, x) : `${headName(l, three ? $("slice").value : null)} · pos ${labels.text[x]}`;
+      const value = normGrid === null ? (rawGrid === null ? "not patched (no counterpart in the other prompt)" : "normalized undefined") : `normalized ${escapePlotly(result.metric)} ${formatPct(normGrid)} (of the clean − corrupted gap)`;
       row.push([where, value, rawGrid === null ? "–" : formatNumber(rawGrid, 4), intervalText(result, l, x)]);
     }
     custom.push(row);
@@ -179,7 +196,7 @@ export async function renderSweep() {
     ygap: 1,
     hoverongaps: false,
     hovertemplate: `%{customdata[0]}<br>%{customdata[1]}<br>raw ${escapePlotly(result.metric)} %{customdata[2]}%{customdata[3]}<extra></extra>`,
-    colorbar: { title: { text: which === "raw" ? escapePlotly(result.metric) : `normalized ${escapePlotly(result.metric)}`, side: "right" }, thickness: 12, len: 0.9 },
+    colorbar: { title: { text: which === "raw" ? escapePlotly(result.metric) : `normalized ${escapePlotly(result.metric)}`, side: "right" }, thickness: 12, len: 0.9, tickformat: which === "raw" ? "" : ".0%" },
   };
   const layout = {
     margin: { l: 56, r: 10, t: 10, b: labels.tokens ? 110 : 44 },
@@ -225,7 +242,7 @@ function intervalText(result, l, x) {
   const mean = pick(result.normalized);
   if (low === null || high === null || mean === null) return pairs;
   const half = (high - low) / 2;
-  return `${pairs}<br>normalized ${formatNumber(mean, 3)} ± ${formatNumber(half, 2)} · ${Math.round(100 * ci.level)}% interval [${formatNumber(low, 3)}, ${formatNumber(high, 3)}] (bootstrap, ${ci.n_boot} resamples)`;
+  return `${pairs}<br>normalized ${formatPct(mean)} ± ${formatPct(half)} · ${Math.round(100 * ci.level)}% interval [${formatPct(low)}, ${formatPct(high)}] (bootstrap, ${ci.n_boot} resamples)`;
 }
 
 // With the toggle on, cells whose interval contains the unpatched value are left empty (grey).
@@ -254,7 +271,7 @@ function renderSweepSummary(result, which) {
   );
   if (result.note) summary.append(el("div", { class: "note", text: result.note }));
   if (result.ablation) {
-    summary.append(el("div", { class: "muted small", text: `${result.ablation}-ablation of each cell in the clean run (1 = nothing lost, 0 = the corrupted run's level) · value: ${result.reference}` }));
+    summary.append(el("div", { class: "muted small", text: `${result.ablation}-ablation of each cell in the clean run (100% = nothing lost, 0% = the corrupted run's level) · value: ${result.reference}` }));
   }
   if (result.unpatched_positions.length && result.axes.includes("pos")) {
     summary.append(el("div", { class: "muted small", text: `Positions ${result.unpatched_positions.join(", ")} (✕) have no counterpart in the other prompt: not patched.` }));
@@ -271,22 +288,23 @@ function renderSweepSummary(result, which) {
   const cells = [];
   grid.forEach((row, l) => row.forEach((v, x) => v !== null && cells.push([Math.abs(v - unpatched), v, l, x])));
   cells.sort((a, b) => b[0] - a[0]);
+  // Without the behaviour, the largest effect is the largest noise: no cell is announced.
+  const absent = noBehaviour(result);
+  if (absent) {
+    top.append(el("span", { class: "no-behaviour", text: `No behaviour to localize: ${absent} No cell stands out for a reason; choose a prompt pair the model gets right.` }));
+    show(top, true);
+    return;
+  }
   top.append(el("span", { class: "muted", text: `Largest effects (${which}): ` }));
   for (const [, v, l, x] of cells.slice(0, 6)) {
-    let label = result.axes[1] === "head" ? `L${l}H${x}` : `L${l} pos ${x}`;
-    if (isThreeAxis(result)) label += ` H${$("slice").value}`;
-    const button = el("button", { type: "button", class: "chip-button", text: `${label} ${formatNumber(v, 2)}` });
+    let label = result.axes[1] === "head" ? headName(l, x) : `L${l} pos ${x}`;
+    if (isThreeAxis(result)) label = `${headName(l, $("slice").value)} pos ${x}`;
+    const shown = which === "normalized" ? formatPct(v) : formatNumber(v, 2);
+    const button = el("button", { type: "button", class: "chip-button", text: `${label} ${shown}` });
     button.addEventListener("click", () => selectCell(l, x));
     top.append(button);
   }
   show(top, cells.length > 0);
-}
-
-// Once the experiment changes, the heatmap shown no longer belongs to it: say so.
-export function markSweepStale() {
-  if (!view.sweep || view.sweepStale) return;
-  view.sweepStale = true;
-  $("sweep-summary").append(el("div", { class: "note stale", text: "The experiment has changed since this sweep: run it again to update the heatmap." }));
 }
 
 // A clicked cell becomes the single patch: set its layer and head (or position) and run it.

@@ -11,11 +11,11 @@
 // DLA and the lens run with every sweep of the prompts and from the card's button.
 
 import { api, renderWarnings, showApiError, showPageError } from "./api.js";
-import { $, el, formatNumber, formatProb, show, showToken } from "./dom.js";
+import { $, el, formatNumber, formatPct, formatProb, headName, show, showToken } from "./dom.js";
 import { TEXT_FIELDS, experimentBody, readState } from "./experiment.js";
 import { DIVERGING, escapePlotly, loadPlotly } from "./plots.js";
 import { headAnnotations } from "./roles.js";
-import { view } from "./state.js";
+import { noBehaviour, view } from "./state.js";
 
 // Attention weights are not a signed effect: a white-to-purple scale, 0 to 1 on both runs, keeps
 // them apart from the page's blue/red (raises/lowers the metric).
@@ -46,16 +46,13 @@ export function bindViews() {
   for (const f of [...TEXT_FIELDS, "metric", "model"]) {
     $(f).addEventListener(f === "metric" || f === "model" ? "change" : "input", updateStale);
   }
+  document.addEventListener("actpatch:inputs", updateStale); // an example, a reopened run
 }
 
 // The views' request: the experiment's prompts, answers and model (no component or direction).
 function viewBody() {
   const { component, direction, metric, ...body } = experimentBody(readState());
   return body;
-}
-
-function headName(layer, head) {
-  return `L${layer}H${head}`;
 }
 
 // A position's label on a pattern's axis: its index (which keeps labels apart) and its token,
@@ -251,12 +248,14 @@ export async function runViews({ dla = true, lens = true } = {}) {
 function patchingTop(n) {
   const sweep = view.sweep;
   if (!sweep || view.sweepStale || sweep.axes.length !== 2 || sweep.axes[1] !== "head") return [];
+  if (noBehaviour(sweep)) return []; // without the behaviour, the largest effects are noise
   const grid = sweep.note ? sweep.raw : sweep.normalized;
   const noising = sweep.direction === "noising";
   const unpatched = sweep.note ? (noising ? sweep.clean : sweep.corrupt) : noising ? 1 : 0;
   const cells = [];
   grid.forEach((row, l) => row.forEach((v, h) => v !== null && cells.push([Math.abs(v - unpatched), l, h, v])));
-  return cells.sort((a, b) => b[0] - a[0]).slice(0, n).map(([, l, h, v]) => ({ layer: l, head: h, value: v }));
+  const shown = (v) => (sweep.note ? formatNumber(v, 2) : formatPct(v)); // normalized: in %
+  return cells.sort((a, b) => b[0] - a[0]).slice(0, n).map(([, l, h, v]) => ({ layer: l, head: h, value: shown(v) }));
 }
 
 async function drawDla() {
@@ -372,7 +371,7 @@ function renderDlaSummary(r, run, parts) {
   if (byPatching.length) {
     const row = el("div", { class: "top-cells" }, [el("span", { class: "muted", text: "Largest by patching (the sweep), with their direct share: " })]);
     for (const { layer, head, value } of byPatching) {
-      row.append(chip(`${headName(layer, head)} ${formatNumber(value, 2)} · direct ${formatNumber(parts.heads[layer][head], 3)}`, layer, head));
+      row.append(chip(`${headName(layer, head)} ${value} · direct ${formatNumber(parts.heads[layer][head], 3)}`, layer, head));
     }
     top.append(row);
   }

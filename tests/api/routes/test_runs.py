@@ -130,3 +130,55 @@ def test_a_run_id_beyond_sqlites_integers_is_a_422_not_a_500(client):
         response = client.request(method, f"/runs/{2**70}")
         assert response.status_code == 422
         assert response.json()["field"] == "run_id"
+
+
+# -- every kind of run is kept (issue 21) ---------------------------------------------------------
+
+IOI_TINY = {k: v for k, v in SWEEP.items() if k != "component"}
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "kind"),
+    [
+        ("/path", {"receivers": ["2.1.v"]}, "path"),
+        ("/circuit/edges", {"method": "eap", "top": 5}, "edges"),
+        (
+            "/circuit/evaluate",
+            {"ranked": ["a0.h1->m0", "m0->logits"], "sizes": [0, 2]},
+            "evaluation",
+        ),
+        ("/circuit/evaluate", {"nodes": ["a0.h1", "m1"]}, "evaluation"),
+    ],
+)
+def test_circuit_runs_are_kept_and_reopened_as_returned(client, route, body, kind):
+    answer = client.post(route, json={**IOI_TINY, **body}).json()
+    run_id = answer["run_id"]
+    listed = client.get("/runs?limit=1").json()["runs"][0]
+    assert listed["id"] == run_id and listed["kind"] == kind and listed["model"] == "tiny"
+    # the title has the whole prompt (over 40 characters), not a cut one
+    assert repr(IOI_TINY["clean_prompt"]) in listed["label"]
+    stored = client.get(f"/runs/{run_id}").json()
+    assert stored["request"]["clean_prompt"] == IOI_TINY["clean_prompt"]
+    answered = {k: v for k, v in answer.items() if k != "run_id"}
+    assert stored["result"].keys() == answered.keys() and within(stored["result"], answered)
+
+
+def within(stored, answered) -> bool:
+    """The stored result is the answer (which the response schema may fill out with nulls)."""
+    if isinstance(stored, dict):
+        extra = answered.keys() - stored.keys()
+        return all(answered[k] is None for k in extra) and all(
+            within(v, answered[k]) for k, v in stored.items()
+        )
+    if isinstance(stored, list):
+        return len(stored) == len(answered) and all(map(within, stored, answered))
+    return stored == answered
+
+
+def test_the_run_list_names_its_data_directory(client, tmp_path):
+    import os
+    from pathlib import Path
+
+    listed = client.get("/runs?limit=1").json()
+    # tests/conftest.py points ACTPATCH_DATA_DIR at a fresh folder: the server's default
+    assert Path(listed["data_dir"]) == Path(os.environ["ACTPATCH_DATA_DIR"])

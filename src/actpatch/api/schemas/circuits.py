@@ -17,6 +17,7 @@ from .common import (
     IOI_EXAMPLE,
     KV,
     METRIC,
+    RUN_ID,
     WARNINGS,
     CircuitAblation,
     Direction,
@@ -106,6 +107,7 @@ class PathResponse(BaseModel):
     note: str | None = None
     warnings: list[ResultWarning] = Field(description=WARNINGS)
     known_roles: KnownRoles
+    run_id: int | None = Field(None, description=RUN_ID)
 
 
 # -- edge attribution ---------------------------------------------------------------------------
@@ -172,6 +174,7 @@ class EdgesResponse(BaseModel):
     n_layers: int
     n_heads: int
     known_roles: KnownRoles
+    run_id: int | None = Field(None, description=RUN_ID)
 
 
 # -- circuit evaluation -------------------------------------------------------------------------
@@ -235,6 +238,7 @@ class EvaluateResponse(BaseModel):
     seconds: float
     backend: str = Field(description=BACKEND)
     warnings: list[ResultWarning] = Field(description=WARNINGS)
+    run_id: int | None = Field(None, description=RUN_ID)
 
 
 # -- exact edge checks --------------------------------------------------------------------------

@@ -11,8 +11,14 @@ class RunSummary(BaseModel):
     """A stored run, without its request and result."""
 
     id: int
-    kind: str = Field(description="patch, sweep or attribution.")
-    label: str = Field(description="What was run, on what, in a few words.")
+    kind: str = Field(
+        description="patch, sweep, ablation, attribution, path (path patching), edges (circuit "
+        "edges) or evaluation (a circuit's faithfulness)."
+    )
+    label: str = Field(
+        description="What was run (component and cell, method, edges) and on which prompts, "
+        "whole: a title is kind, model and label."
+    )
     created_at: str = Field(description="When (UTC, ISO 8601).")
     model: str | None
     backend: str | None
@@ -25,6 +31,11 @@ class RunList(BaseModel):
     """The most recent runs first."""
 
     runs: list[RunSummary]
+    data_dir: str | None = Field(
+        None,
+        description="The folder whose history this is (the server's data_dir, "
+        "ACTPATCH_DATA_DIR): every run this server and the CLI's --save keep there.",
+    )
 
 
 class RunDetail(RunSummary):

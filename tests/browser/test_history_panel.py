@@ -1,0 +1,157 @@
+"""The history panel (web/history.js): titles that say what ran on which prompts, "Open" that
+puts a run's whole form back, circuit runs kept too, the data directory it lists, and runs of
+a model this server does not serve."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import httpx
+import pytest
+
+from actpatch.history import History
+from tests.browser.conftest import MODEL_NAME, needs_chromium
+from tests.browser.test_page import open_page, run_patch
+from tests.conftest import IOI_CLEAN, IOI_CORRUPT
+
+pytestmark = [pytest.mark.browser, needs_chromium]
+
+
+def history_item(page: Any, run_id: int) -> Any:
+    page.click("#history-refresh")
+    item = page.locator(f".history-item[data-run='{run_id}']")
+    item.wait_for()
+    return item
+
+
+def latest_run(base_url: str, kind: str) -> dict[str, Any]:
+    return httpx.get(f"{base_url}/runs", params={"kind": kind, "limit": 1}).json()["runs"][0]
+
+
+def test_a_patch_reopens_with_its_whole_form(page: Any, base_url: str) -> None:
+    open_page(page, base_url)
+    page.click("#example-ioi")
+    page.select_option("#metric", "logprob")
+    page.select_option("#direction", "noising")
+    page.fill("#layer", "3")
+    page.fill("#head", "5")
+    run_patch(page)
+    page.wait_for_function(
+        "() => document.querySelector('#patch-metric').textContent.includes('L3H5')"
+    )
+    run = latest_run(base_url, "patch")
+    stored = httpx.get(f"{base_url}/runs/{run['id']}").json()
+    item = history_item(page, run["id"])
+    # the title: kind, model's short name, component and head, the prompts whole (no cut at 40)
+    title = item.locator(".history-label").text_content() or ""
+    assert title == f"patch · {MODEL_NAME} · z L3H5 · {IOI_CLEAN!r} vs {IOI_CORRUPT!r} → ' Mary'"
+    assert f"model: {MODEL_NAME}" in (item.get_attribute("title") or "")  # the rest on hover
+    # another experiment in the form, then "Open": every field comes back, and the numbers
+    page.click("#example-factual")
+    page.select_option("#metric", "")
+    page.select_option("#direction", "denoising")
+    item.locator(".history-open").click()
+    page.wait_for_selector(f"body[data-reopened='{run['id']}']")
+    form = {
+        f: page.input_value(f"#{f}")
+        for f in ("clean_prompt", "corrupt_prompt", "target_token", "wrong_token")
+    }
+    form |= {f: page.input_value(f"#{f}") for f in ("component", "metric", "direction")}
+    form |= {f: page.input_value(f"#{f}") for f in ("layer", "head")}
+    assert form == {
+        "clean_prompt": IOI_CLEAN,
+        "corrupt_prompt": IOI_CORRUPT,
+        "target_token": " Mary",
+        "wrong_token": " John",
+        "component": "z",
+        "metric": "logprob",
+        "direction": "noising",
+        "layer": "3",
+        "head": "5",
+    }
+    assert stored["request"]["metric"] == "logprob" and stored["request"]["head"] == 5
+    assert page.text_content("#recovery") == f"{stored['result']['recovery_pct']:.1f}%"
+    # the card shows the reopened run as the form's own result: not greyed
+    assert "stale-result" not in (page.get_attribute("#patch-result", "class") or "")
+    assert "clean_prompt=When+Mary" in page.url and "metric=logprob" in page.url
+
+
+def test_circuit_runs_are_kept_and_reopen(page: Any, base_url: str) -> None:
+    open_page(page, base_url)
+    page.click("#example-ioi")
+    page.select_option("#circuit-method", "eap")
+    page.click("#run-edges")
+    page.wait_for_selector("#circuit-graph:not(.hidden) .circuit-edge-path", state="attached")
+    page.click("#run-curve")
+    page.wait_for_selector("#circuit-curve:not(.hidden) #curve-svg")
+    edges = latest_run(base_url, "edges")
+    curve = latest_run(base_url, "evaluation")
+    assert edges["label"].startswith(f"eap · {IOI_CLEAN!r}")
+    assert curve["label"].startswith("faithfulness curve to 2000 edges")
+    stored = httpx.get(f"{base_url}/runs/{edges['id']}").json()["result"]
+    # another method and prompts in the form; "Open" puts the edges' back and redraws them
+    page.click("#example-factual")
+    page.select_option("#circuit-method", "eap-ig")
+    page.evaluate("() => { document.getElementById('circuit-graph').textContent = ''; }")
+    item = history_item(page, edges["id"])
+    assert (item.locator(".history-label").text_content() or "").startswith(
+        f"edges · {MODEL_NAME} · eap · "
+    )
+    item.locator(".history-open").click()
+    page.wait_for_selector(f"body[data-reopened='{edges['id']}']")
+    page.wait_for_selector("#circuit-graph .circuit-edge-path", state="attached")
+    assert page.input_value("#circuit-method") == "eap"
+    assert page.input_value("#clean_prompt") == IOI_CLEAN
+    drawn = page.locator(".circuit-edge-path").last.get_attribute("data-edge")
+    assert drawn == f"{stored['edges'][0]['source']}->{stored['edges'][0]['target']}"
+    assert "stale-result" not in (page.get_attribute("#circuit-graph", "class") or "")
+
+
+def test_the_panel_names_its_data_directory_and_runs_of_another_model(
+    page: Any, base_url: str
+) -> None:
+    # tests/conftest.py points ACTPATCH_DATA_DIR at a fresh folder: the server keeps runs there,
+    # and so does the CLI's --save (here: History(), as `actpatch runs` opens it)
+    data_dir = os.environ["ACTPATCH_DATA_DIR"]
+    history = History()
+    request = {"clean_prompt": "a b", "corrupt_prompt": "a c", "target_token": " x"}
+    result = {
+        "model": "elsewhere/gpt2-xl",
+        "backend": "fast",
+        "component": "z",
+        "layer": 1,
+        "head": 0,
+        "pos": None,
+        "clean_prob": 0.5,
+        "corrupt_prob": 0.1,
+        "patched_prob": 0.3,
+        "recovery_pct": 50.0,
+        "clean_rank": 1,
+        "corrupt_rank": 2,
+        "patched_rank": 1,
+        "top_clean": [],
+        "top_corrupt": [],
+        "top_patched": [],
+        "metric": "prob",
+        "metric_clean": 0.5,
+        "metric_corrupt": 0.1,
+        "metric_patched": 0.3,
+        "metric_normalized": 0.5,
+        "direction": "denoising",
+        "warnings": [],
+        "seconds": 0.01,
+    }
+    run_id = history.store("patch", request, result)
+    history.close()
+    open_page(page, base_url)
+    assert data_dir in (page.text_content("#history-where") or "")
+    item = history_item(page, run_id)
+    assert (item.locator(".history-label").text_content() or "").startswith("patch · gpt2-xl · ")
+    assert item.locator(".history-other").text_content() == "another model"
+    item.locator(".history-open").click()
+    page.wait_for_selector(f"body[data-reopened='{run_id}']")
+    note = page.text_content("#history-note") or ""
+    assert "computed on elsewhere/gpt2-xl, which this server does not serve" in note
+    assert page.input_value("#model") == MODEL_NAME and page.input_value("#clean_prompt") == "a b"
+    assert page.text_content("#recovery") == "50.0%"
