@@ -14,8 +14,8 @@ from typing import Any
 
 from torch import Tensor
 
-from actpatch import display
 from actpatch.patching.results import ResultWarning
+from actpatch.patching.results.shown import display
 
 
 def _rows(t: Tensor) -> list[Any]:
@@ -46,15 +46,15 @@ class AttentionResult:
     warnings: list[ResultWarning] = field(default_factory=list)
 
     def _repr_html_(self) -> str:
-        return display.html(self)
+        return display().html(self)
 
     def _repr_png_(self) -> bytes:
-        return display.png(self)
+        return display().png(self)
 
     def to_pandas(self) -> Any:
         """A tidy `pandas.DataFrame`: one row per (run, head, query, key) with both tokens and the
         weight (`actpatch.display.frames`)."""
-        return display.to_pandas(self)
+        return display().to_pandas(self)
 
     @property
     def head(self) -> int:
@@ -147,15 +147,15 @@ class DLAResult:
     warnings: list[ResultWarning] = field(default_factory=list)
 
     def _repr_html_(self) -> str:
-        return display.html(self)
+        return display().html(self)
 
     def _repr_png_(self) -> bytes:
-        return display.png(self)
+        return display().png(self)
 
     def to_pandas(self) -> Any:
         """A tidy `pandas.DataFrame`: one row per part (embeddings, each head, attention bias, MLP,
         const) with its clean, corrupt and difference share (`actpatch.display.frames`)."""
-        return display.to_pandas(self)
+        return display().to_pandas(self)
 
     def to_dict(self) -> dict[str, Any]:
         c, k = self.clean, self.corrupt
@@ -216,15 +216,15 @@ class LensResult:
     warnings: list[ResultWarning] = field(default_factory=list)
 
     def _repr_html_(self) -> str:
-        return display.html(self)
+        return display().html(self)
 
     def _repr_png_(self) -> bytes:
-        return display.png(self)
+        return display().png(self)
 
     def to_pandas(self) -> Any:
         """A tidy `pandas.DataFrame`: one row per read-out point with the metric, the answer's rank
         and probability and the top tokens, clean and corrupt (`actpatch.display.frames`)."""
-        return display.to_pandas(self)
+        return display().to_pandas(self)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import Tensor
 
-from actpatch import display
+from actpatch.patching.results.shown import display
 from actpatch.patching.results.warning import ResultWarning
 from actpatch.patching.serial import jsonable, nested
 
@@ -40,15 +40,15 @@ class PathPatchResult:
     warnings: list[ResultWarning] = field(default_factory=list)
 
     def _repr_html_(self) -> str:
-        return display.html(self)
+        return display().html(self)
 
     def _repr_png_(self) -> bytes:
-        return display.png(self)
+        return display().png(self)
 
     def to_pandas(self) -> Any:
         """A tidy `pandas.DataFrame`: one row per sender with its layer and head, the raw and
         normalized metric (`actpatch.display.frames`)."""
-        return display.to_pandas(self)
+        return display().to_pandas(self)
 
     @property
     def all_heads(self) -> bool:
@@ -136,15 +136,15 @@ class CircuitResult:
     mib: dict[str, Any] | None = None
 
     def _repr_html_(self) -> str:
-        return display.html(self)
+        return display().html(self)
 
     def _repr_png_(self) -> bytes:
-        return display.png(self)
+        return display().png(self)
 
     def to_pandas(self) -> Any:
         """A tidy `pandas.DataFrame`: one row per circuit: edges kept, metric, faithfulness
         (`actpatch.display.frames`)."""
-        return display.to_pandas(self)
+        return display().to_pandas(self)
 
     @property
     def faithfulness(self) -> float:
@@ -244,15 +244,15 @@ class EdgeResult:
     graph: dict[str, Any] = field(default_factory=dict)
 
     def _repr_html_(self) -> str:
-        return display.html(self)
+        return display().html(self)
 
     def _repr_png_(self) -> bytes:
-        return display.png(self)
+        return display().png(self)
 
     def to_pandas(self) -> Any:
         """A tidy `pandas.DataFrame`: one row per edge, strongest first: source, target, score and
         the exact effect when verified (`actpatch.display.frames`)."""
-        return display.to_pandas(self)
+        return display().to_pandas(self)
 
     @property
     def kv(self) -> str:
@@ -312,15 +312,15 @@ class VerifyResult:
     warnings: list[ResultWarning] = field(default_factory=list)
 
     def _repr_html_(self) -> str:
-        return display.html(self)
+        return display().html(self)
 
     def _repr_png_(self) -> bytes:
-        return display.png(self)
+        return display().png(self)
 
     def to_pandas(self) -> Any:
         """A tidy `pandas.DataFrame`: one row per edge: the metric with it patched, its effect and
         that effect normalized (`actpatch.display.frames`)."""
-        return display.to_pandas(self)
+        return display().to_pandas(self)
 
     def to_dict(self) -> dict[str, Any]:
         return {

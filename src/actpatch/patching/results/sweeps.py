@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
-from actpatch import display
+from actpatch.patching.results.shown import display
 from actpatch.patching.results.warning import ResultWarning
 from actpatch.patching.serial import jsonable, nested, tensor_of
 
@@ -73,15 +73,15 @@ class SweepResult:
     batching_note: str | None = None
 
     def _repr_html_(self) -> str:
-        return display.html(self)
+        return display().html(self)
 
     def _repr_png_(self) -> bytes:
-        return display.png(self)
+        return display().png(self)
 
     def to_pandas(self) -> Any:
         """A tidy `pandas.DataFrame`: one row per cell, exactly the columns of the CSV export
         (`actpatch.display.frames`)."""
-        return display.to_pandas(self)
+        return display().to_pandas(self)
 
     def top(self, k: int = 10) -> list[tuple[tuple[int, ...], float]]:
         """The k cells whose patch moved the metric most, with their normalized (else raw) value.
@@ -250,15 +250,15 @@ class PatchResult:
     warnings: list[ResultWarning] = field(default_factory=list)
 
     def _repr_html_(self) -> str:
-        return display.html(self)
+        return display().html(self)
 
     def _repr_png_(self) -> bytes:
-        return display.png(self)
+        return display().png(self)
 
     def to_pandas(self) -> Any:
         """A tidy `pandas.DataFrame`: one row per run (clean, corrupt, patched) with the target's
         probability and rank, the metric and the top tokens (`actpatch.display.frames`)."""
-        return display.to_pandas(self)
+        return display().to_pandas(self)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (what the CLI prints as JSON): the target's probabilities, ranks
