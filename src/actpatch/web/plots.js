@@ -10,7 +10,7 @@ export const DIVERGING = [
 ];
 
 export function escapePlotly(text) {
-  return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+  return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&#34;");
 }
 
 // Plotly.js (4.8 MB, served by this server from the installed `plotly` package) is loaded on
