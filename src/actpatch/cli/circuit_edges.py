@@ -10,10 +10,12 @@ from actpatch.cli.common import (
     add_common,
     add_experiment,
     add_option,
+    add_workers,
     direction,
     experiments,
     load,
     progress_bar,
+    spread,
 )
 from actpatch.cli.report import report
 from actpatch.cli.tables import role
@@ -32,6 +34,7 @@ def add_parser(sub: Any) -> None:
         "--verify", type=int, default=0, help="patch the top K edges exactly to check them"
     )
     p.add_argument("--top", type=int, default=20, help="how many top edges to list (20)")
+    add_workers(p)
 
 
 def add_ranking(p: argparse.ArgumentParser) -> None:
@@ -82,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
             verify=args.verify,
             progress=progress_bar(args.method),
             **options,
+            **spread(args),
         )
     mib = args.format == "mib"
     return report(
