@@ -171,7 +171,8 @@ class Worker:
     ) -> tuple[Any, tuple[int, int]]:
         """`method(experiment, **options)` on the group, reporting progress and stopping when
         the driver says so; its result, and its last progress (done, total)."""
-        assert self.model is not None  # the driver asked `fingerprint` first
+        if self.model is None:  # a replacement worker that could not load the model
+            raise self.load_error or RuntimeError("the model did not load")
         exp = recipe.build(self.model)
         self.state = (task, 0, 0)
         call = dict(options)

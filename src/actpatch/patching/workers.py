@@ -73,6 +73,7 @@ def import_ray() -> Any:
 # -- connecting ----------------------------------------------------------------------------------
 
 _connected: list[str] = []  # the address this process connected to ("" for a local instance)
+_connect_lock = threading.Lock()
 
 
 def check_reachable(address: str) -> None:
@@ -94,11 +95,17 @@ def check_reachable(address: str) -> None:
 
 
 def connect(address: str | None, workers: int | None) -> Any:
-    """Ray, connected: to `address` (a cluster), else to the instance this process already
-    has, else to a new local instance with a CPU for each worker at least."""
+    """Ray, connected: to the instance this process already has (its own `ray.init` is used
+    as it is), else to `address` (a cluster), else to a new local instance with a CPU for each
+    worker at least."""
     ray = import_ray()
     if address is not None and address != "auto":
         check_reachable(address)
+    with _connect_lock:  # a server's jobs may ask at once
+        return _connect(ray, address, workers)
+
+
+def _connect(ray: Any, address: str | None, workers: int | None) -> Any:
     if ray.is_initialized():
         if address is not None and _connected and _connected[0] != address:
             now = f"the Ray cluster at {_connected[0]!r}" if _connected[0] else "a local Ray"
@@ -381,8 +388,8 @@ def pool_for(model: LoadedModel, workers: int | None, address: str | None) -> Wo
     """The workers for `model`: `workers` of them (default: one per GPU of the cluster for a
     model on a GPU, else one per CPU), on the cluster at `address` or a local Ray instance.
     Kept for the next run on the same model; a run on another model replaces them."""
+    spec = ModelSpec.of(model)  # refused before Ray starts, when it cannot be loaded again
     ray = connect(address, workers)
-    spec = ModelSpec.of(model)
     resources = ray.cluster_resources()
     cpus, gpus = int(resources.get("CPU", 0)), int(resources.get("GPU", 0))
     per_gpu = spec.device == "cuda"
