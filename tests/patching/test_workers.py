@@ -24,17 +24,32 @@ from actpatch.patching.ablation import ablate_many
 from actpatch.patching.circuit import evaluate_many
 from actpatch.patching.edges import edge_attribution_many
 from actpatch.patching.engine import sweep_many
-from actpatch.patching.experiment import dataset_experiments, group_by_length, padded
+from actpatch.patching.experiment import Experiment, dataset_experiments, group_by_length, padded
+from actpatch.patching.paths import path_patch_many
 from actpatch.patching.remote import GroupRecipe, ModelSpec
 from tests.conftest import IOI_CLEAN, IOI_CORRUPT
 
 SHORT = ("Mary met John, and John thanked", "Mary met John, and Mary thanked")
 
 
+def fresh_ioi(model: Any) -> list[Experiment]:
+    """Twelve IOI pairs in several length groups, with role positions, nothing run yet."""
+    return dataset_experiments(model, load_dataset("ioi:12"))
+
+
 @pytest.fixture(scope="module")
 def ioi_groups(tiny_model):
-    """Twelve IOI pairs in several length groups, with role positions."""
-    return dataset_experiments(tiny_model, load_dataset("ioi:12"))
+    return fresh_ioi(tiny_model)
+
+
+def no_runs_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process runs no forward pass (the workers run them, and tell the warnings' facts)."""
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a forward pass in the driver")
+
+    for name in ("run", "logits", "run_both_with"):
+        monkeypatch.setattr(Experiment, name, refuse)
 
 
 @pytest.fixture(scope="module")
@@ -102,11 +117,17 @@ ray_tests = pytest.mark.xdist_group("ray")
 
 @ray_tests
 @pytest.mark.parametrize("component", ["z", "resid_pre"])
-def test_sweep_over_workers_is_the_one_process_sweep(ray_session, ioi_groups, component):
+def test_sweep_over_workers_is_the_one_process_sweep(
+    ray_session, tiny_model, ioi_groups, component, monkeypatch
+):
     told_here: list[tuple[int, int]] = []
     here = sweep_many(ioi_groups, component, progress=lambda d, t: told_here.append((d, t)))
+    assert here.batching == "padded" and here.warnings  # batches of groups; something to warn
+    fresh = fresh_ioi(tiny_model)
     seen: list[tuple[int, int]] = []
-    there = sweep_many(ioi_groups, component, workers=2, progress=lambda d, t: seen.append((d, t)))
+    with monkeypatch.context() as patched:
+        no_runs_here(patched)
+        there = sweep_many(fresh, component, workers=2, progress=lambda d, t: seen.append((d, t)))
     pool = workers.current_pool()
     assert pool is not None and len(pool.actors) == 2
     assert as_json(there) == as_json(here)  # per-pair values, interval, warnings: all of it
@@ -120,20 +141,25 @@ def test_sweep_over_workers_is_the_one_process_sweep(ray_session, ioi_groups, co
 
 
 @ray_tests
-def test_other_methods_over_workers_are_their_one_process_results(ray_session, ioi_groups):
+def test_other_methods_over_workers_are_their_one_process_results(
+    ray_session, tiny_model, ioi_groups, monkeypatch
+):
     pool_before = workers.current_pool()
     ran = pool_before.tasks_run if pool_before is not None else 0
+    ranked = edge_attribution_many(ioi_groups, "eap").names[:20]
     for method, options in [
         (ablate_many, {"component": "z", "method": "mean"}),
         (edge_attribution_many, {"method": "eap", "verify": 2}),
+        (evaluate_many, {"ranked": ranked, "sizes": [0, 5, 20]}),
+        (path_patch_many, {"senders": ["a0.h1", "m1"], "receivers": "logits"}),
     ]:
         here = method(ioi_groups, **options)
-        there = method(ioi_groups, workers=2, **options)
+        assert here.warnings, method.__name__  # the warnings are compared too
+        fresh = fresh_ioi(tiny_model)
+        with monkeypatch.context() as patched:
+            no_runs_here(patched)
+            there = method(fresh, workers=2, **options)
         assert as_json(there) == as_json(here), method.__name__
-    ranked = edge_attribution_many(ioi_groups, "eap").names[:20]
-    here = evaluate_many(ioi_groups, ranked=ranked, sizes=[0, 5, 20])
-    there = evaluate_many(ioi_groups, ranked=ranked, sizes=[0, 5, 20], workers=2)
-    assert as_json(there) == as_json(here)
     pool = workers.current_pool()
     assert pool is not None and pool.tasks_run > ran  # they did run on the workers
 

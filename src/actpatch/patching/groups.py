@@ -104,6 +104,13 @@ def run_each(
     if check_workers(workers, ray_address) and len(experiments) > 1:
         from actpatch.patching import workers as ray_workers
 
+        if any(e.model is not experiments[0].model for e in experiments):
+            raise InputError(
+                "The length groups use different models; Ray workers hold one: run each "
+                "model's groups on their own.",
+                field="workers",
+            )
+
         pool = ray_workers.pool_for(experiments[0].model, workers, ray_address)
         return pool.run(
             method,

@@ -4,7 +4,9 @@ A Ray worker (`actpatch.patching.workers`) never receives weights: it loads the 
 what it was loaded from here (`ModelSpec`), checks it holds the same weights (`fingerprint`),
 and receives each length group as plain data (`GroupRecipe`), from which it rebuilds the
 experiment beside its own copy of the model. `Worker` is the actor's body: it runs one group at
-a time and answers the driver's questions (how far, stop) while it computes.
+a time and answers the driver's questions (how far, stop) while it computes; with each result
+it sends the group's guardrail facts (`guardrails.Facts`), so the driver warns as one process
+would without running the group again.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 
 from actpatch.errors import InputError
 from actpatch.models import LoadedModel, load_model
+from actpatch.patching import guardrails
 from actpatch.patching.experiment import Experiment
 
 
@@ -168,9 +171,11 @@ class Worker:
 
     def run(
         self, task: int, method: Callable[..., Any], recipe: GroupRecipe, options: dict[str, Any]
-    ) -> tuple[Any, tuple[int, int]]:
+    ) -> tuple[Any, tuple[int, int], guardrails.Facts]:
         """`method(experiment, **options)` on the group, reporting progress and stopping when
-        the driver says so; its result, and its last progress (done, total)."""
+        the driver says so: its result, its last progress (done, total), and the group's
+        guardrail facts (read from the runs the method left cached, so that the driver's
+        warnings need no run of its own)."""
         if self.model is None:  # a replacement worker that could not load the model
             raise self.load_error or RuntimeError("the model did not load")
         exp = recipe.build(self.model)
@@ -186,7 +191,7 @@ class Worker:
         if "should_stop" in takes:
             call["should_stop"] = lambda: task in self.stopped
         result = method(exp, **call)
-        return result, self.state[1:]
+        return result, self.state[1:], guardrails.facts(exp)
 
     def status(self) -> tuple[int, int, int]:
         return self.state

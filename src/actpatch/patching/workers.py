@@ -41,6 +41,7 @@ from typing import Any
 
 from actpatch.errors import ActpatchError, CancelledError, InputError, ModelUnavailableError
 from actpatch.models import LoadedModel
+from actpatch.patching import guardrails
 from actpatch.patching.experiment import Experiment
 from actpatch.patching.remote import GroupRecipe, ModelSpec, Worker, fingerprint
 
@@ -265,6 +266,15 @@ class _Run:
         self.shown = -1
 
     def go(self, on_result: Callable[[int, Any], None] | None) -> list[Any]:
+        """Every group's result, in order; whatever still runs when this ends otherwise (an
+        error, Ctrl-C) is told to stop."""
+        try:
+            return self._loop(on_result)
+        finally:
+            for _group, worker, task in self.running.values():
+                self.pool.actors[worker].stop.remote(task)
+
+    def _loop(self, on_result: Callable[[int, Any], None] | None) -> list[Any]:
         ray, pool, n = self.ray, self.pool, len(self.experiments)
         waiting = deque(range(n))
         idle = deque(range(len(pool.actors)))
@@ -304,7 +314,8 @@ class _Run:
                         raise exc.cause from None
                     raise
                 idle.append(worker)
-                self.results[group], told = result
+                self.results[group], told, facts = result
+                guardrails.remember(self.experiments[group], facts)
                 if told[1] > 0:
                     self.state[group] = told
                 pool.tasks_run += 1
