@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import torch
 
+import actpatch
 from actpatch.datasets import load_dataset
 from actpatch.errors import ActpatchError, CancelledError, InputError
 from actpatch.patching import groups, workers
@@ -215,3 +216,14 @@ def test_a_worker_dying_twice_fails_naming_the_pairs_lost(ray_session, three_pai
     message = str(caught.value)
     assert "died twice" in message and "group 2 of 2" in message
     assert "the dataset's pairs 2." in message and caught.value.field == "workers"
+
+
+@ray_tests
+def test_weights_changed_after_loading_are_refused_not_reloaded(ray_session, tiny_model_dir):
+    model = actpatch.load_model(str(tiny_model_dir))
+    with torch.no_grad():
+        next(model.hf_model.parameters()).view(-1)[0] += 1.0  # the workers load the file's
+    changed = fresh_ioi(model)
+    with pytest.raises(InputError, match="differs from this process's") as caught:
+        sweep_many(changed, "z", workers=2)
+    assert caught.value.field == "workers"

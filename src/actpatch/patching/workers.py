@@ -194,24 +194,24 @@ class WorkerPool:
         for actor in new:
             try:
                 found = tuple(ray.get(actor.fingerprint.remote()))
-            except ray.exceptions.RayTaskError as exc:
+            except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError) as exc:
                 for other in new:
                     ray.kill(other)
-                cause = exc.cause if exc.cause is not None else exc
+                cause = getattr(exc, "cause", None) or str(exc).strip().splitlines()[0]
                 raise ModelUnavailableError(
                     f"The Ray workers could not load model {self.spec.load_as!r}: {cause}. "
                     "Each worker loads the model itself: on a cluster, every node needs it (in "
-                    "its Hugging Face cache, or the same local path).",
+                    "its Hugging Face cache, or the same local path), and the memory for it.",
                     field="model",
                 ) from None
             if found != self.expected:
                 for other in new:
                     ray.kill(other)
                 raise InputError(
-                    f"The workers' copy of {self.spec.name!r} differs from this process's "
-                    f"(dtype, parameters, weight sample: {found} here {self.expected}): were its "
-                    "weights changed after loading? Workers load the model from "
-                    f"{self.spec.load_as!r}; run in this process to use changed weights.",
+                    f"The workers' copy of {self.spec.name!r}, loaded from "
+                    f"{self.spec.load_as!r}, differs from this process's (dtype, parameters, "
+                    f"a sample of the weights: {found} there, {self.expected} here): were its "
+                    "weights changed after loading? Run in this process to use changed weights.",
                     field="workers",
                 )
         self.actors += new
@@ -413,7 +413,7 @@ def pool_for(model: LoadedModel, workers: int | None, address: str | None) -> Wo
             f"at most {have} workers" + (", or add nodes to the cluster." if address else "."),
             field="workers",
         )
-    threads = 1 if per_gpu else max(1, cpus // size)
+    threads = 1 if per_gpu else max(1, min(cpus // size, _largest_node_cpus(ray, cpus)))
     expected = fingerprint(model)
     key = (spec, size, threads, expected, _session(ray))
     with _pool_lock:
@@ -428,6 +428,15 @@ def current_pool() -> WorkerPool | None:
     """The workers this process holds now, if any."""
     with _pool_lock:
         return _pool[0] if _pool else None
+
+
+def _largest_node_cpus(ray: Any, cpus: int) -> int:
+    """The most CPUs one node of the cluster has (a worker runs on one node)."""
+    try:
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        return max(int(n.get("Resources", {}).get("CPU", 0)) for n in nodes)
+    except Exception:  # Ray Client or an older Ray without node listing: the cluster's total
+        return cpus
 
 
 def release_workers() -> None:
