@@ -12,8 +12,15 @@ prints each way's best time of several runs (fresh experiments each run, so ever
 own clean and corrupted forwards), the ratio to grouped, and the largest difference from the
 grouped per-pair values, all in one process.
 
+Then the same head sweep over `--workers-dataset` (ioi:256) on Ray workers
+(`actpatch.patching.workers`): in this process, on 1 worker and on 2, each the best of
+`--repeats` runs with the workers already up (starting Ray and loading the model on each worker
+is timed apart, once), with the largest difference from this process's per-pair values (0: the
+same numbers). The workers are local processes with the machine's CPUs shared among them, so on
+a machine of two cores two workers have one core each where one process had two.
+
     python benchmarks/bench_datasets.py [--model demo] [--dataset ioi:64] [--repeats 5]
-                                        [--threads N]
+                                        [--threads N] [--workers-dataset ioi:256]
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ def main() -> None:
     parser.add_argument("--dataset", default="ioi:64")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
+    parser.add_argument("--workers-dataset", default="ioi:256", help="'' to skip the workers")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -79,6 +87,58 @@ def main() -> None:
                 f"max |difference| {diff:.1e}  [{result.batching}: {result.batching_note}]"
             )
     print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
+    if args.workers_dataset:
+        bench_workers(model, args.workers_dataset, args.repeats)
+
+
+def bench_workers(model: actpatch.LoadedModel, dataset: str, repeats: int) -> None:
+    """The head sweep of `dataset` in this process and on 1 and 2 Ray workers."""
+    try:
+        import ray
+    except ImportError:
+        print("\nworkers: Ray is not installed (pip install 'actpatch[ray]'): skipped")
+        return
+    from actpatch.patching import workers
+
+    data = load_dataset(dataset)
+    groups = dataset_experiments(model, data)
+    print(
+        f"\nhead sweep of {dataset} ({len(data)} pairs, {len(groups)} length groups) on Ray "
+        f"{ray.__version__} workers, {os.cpu_count()} CPUs; load average "
+        f"{os.getloadavg()[0]:.1f}"
+    )
+    for batching in ("auto", "grouped"):
+        print(f"  batching {batching}:")
+        for n in (1, 2):
+            t0 = time.perf_counter()
+            pool = workers.pool_for(model, n, None)
+            pool.grow(len(groups))  # Ray up, the model loaded on each worker
+            print(
+                f"    ({n} worker(s) of {pool.threads} torch thread(s) each started in "
+                f"{time.perf_counter() - t0:.1f} s: Ray and the model on each; this process "
+                f"{torch.get_num_threads()} threads)"
+            )
+            best = {"here": float("inf"), "workers": float("inf")}
+            results = {}
+            for _ in range(repeats):
+                for where in best:  # interleaved, so that load changes hit both alike
+                    experiments = dataset_experiments(model, data)
+                    t0 = time.perf_counter()
+                    results[where] = actpatch.sweep_many(
+                        experiments, "z", batching=batching, workers=n if where != "here" else None
+                    )
+                    best[where] = min(best[where], time.perf_counter() - t0)
+            here, there = results["here"].per_pair, results["workers"].per_pair
+            assert here is not None and there is not None
+            diff = float((there - here).abs().nan_to_num().max())
+            print(
+                f"    {n} worker{'s' if n > 1 else ' '} {best['workers']:7.3f} s, this process "
+                f"{best['here']:7.3f} s (best of {repeats}, interleaved): "
+                f"{best['here'] / best['workers']:5.2f}x this process's speed, max |difference| "
+                f"{diff:.1e}  [{results['workers'].batching_note}]"
+            )
+    workers.release_workers()
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -127,3 +127,17 @@ def family_model(tmp_path_factory: pytest.TempPathFactory):
 def bridge(tiny_model: Any) -> Any:
     """TransformerLens's bridge over the tiny GPT-2: the reference the engine is tested against."""
     return tiny_model.bridge()
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """A local Ray instance with two CPU workers, started once per test process and shut down
+    after (the tests that use it share one pytest-xdist process: `xdist_group("ray")`)."""
+    import ray
+
+    from actpatch.patching.workers import release_workers
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    release_workers()
+    ray.shutdown()

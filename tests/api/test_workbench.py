@@ -106,3 +106,21 @@ def test_a_result_is_answered_with_the_registrys_name_for_its_model(
     assert list(answer) == ["metric", "model", "cached"]  # the model keeps its place
     assert _workbench(tiny_model).patch(PatchRequest(**SPEC))["model"] == "tiny"
     assert tiny_model.name != "tiny"  # the engine's own name for it is another
+
+
+@pytest.mark.xdist_group("ray")
+def test_a_dataset_sweep_runs_on_the_ray_workers_the_settings_ask_for(
+    tiny_model: LoadedModel, ray_session: Any
+) -> None:
+    from actpatch.api.schemas import SweepRequest
+    from actpatch.patching import workers
+
+    request = SweepRequest(dataset="ioi:6", component="z")
+    here = _workbench(tiny_model, keep_runs=False).sweep(request)
+    pool = workers.current_pool()
+    ran = pool.tasks_run if pool is not None else 0
+    there = _workbench(tiny_model, keep_runs=False, workers=2).sweep(request)
+    here.pop("seconds"), there.pop("seconds")
+    assert there == here
+    pool = workers.current_pool()
+    assert pool is not None and pool.tasks_run > ran

@@ -79,3 +79,18 @@ def test_edges_a_parallel_residual_model_lacks_are_refused(capsys, family_dir, t
     )
     assert code == 2
     assert "parallel residual" in err and "a0.h0->m1" in err
+
+
+@pytest.mark.xdist_group("ray")
+def test_circuit_evaluate_on_two_workers_prints_the_one_process_curve(
+    capsys, tiny_model_dir, ray_session
+):
+    args = ["circuit", "evaluate", "--model", tiny_model_dir, "--dataset", "ioi:6"]
+    args += ["--method", "eap", "--curve", "0,10,50", "--json"]
+    code, here, _ = run(capsys, *args)
+    assert code == 0
+    code, there, _ = run(capsys, *args, "--workers", "2")
+    assert code == 0
+    mine, theirs = json.loads(here), json.loads(there)
+    mine.pop("seconds"), theirs.pop("seconds")
+    assert theirs == mine and [p["n_edges"] for p in theirs["points"]] == [0, 10, 50]

@@ -143,3 +143,24 @@ def test_sweep_ablate_refuses_a_direction(capsys, tiny_model_dir):
         "denoising",
     )
     assert code == 2 and "clean run" in err
+
+
+@pytest.mark.xdist_group("ray")
+def test_sweep_on_two_workers_prints_the_one_process_sweep(capsys, tiny_model_dir, ray_session):
+    args = ["sweep", "heads", "--model", tiny_model_dir, "--dataset", "ioi:6", "--json"]
+    code, here, _ = run(capsys, *args)
+    assert code == 0
+    code, there, _ = run(capsys, *args, "--workers", "2")
+    assert code == 0
+    mine, theirs = json.loads(here), json.loads(there)
+    mine.pop("seconds"), theirs.pop("seconds")
+    assert theirs == mine and len(theirs["length_groups"]) > 1
+
+
+def test_sweep_with_an_unreachable_ray_cluster_names_it(capsys, tiny_model_dir):
+    code, _, err = run(
+        capsys, "sweep", "heads", "--model", tiny_model_dir, "--dataset", "ioi:6",
+        "--ray", "ray://127.0.0.1:1",
+    )  # fmt: skip
+    assert code != 0
+    assert "ray://127.0.0.1:1" in err and "[--ray]" in err

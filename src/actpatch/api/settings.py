@@ -154,6 +154,19 @@ class Settings(BaseSettings):
         ge=1,
         description="How many background sweep jobs run at once; more wait in a queue.",
     )
+    workers: int | None = Field(
+        default=None,
+        ge=1,
+        description="Ray workers that compute a dataset sweep's length groups, each holding "
+        "the model once (a local Ray instance, or ray_address's cluster; needs `pip install "
+        "'actpatch[ray]'`). The numbers are the same as in the server's process. None: "
+        "no Ray (unless ray_address is set).",
+    )
+    ray_address: str | None = Field(
+        default=None,
+        description="A Ray cluster for dataset sweeps (ray://HOST:10001, HOST:6379 or auto); "
+        "its workers load the model by name, so every node needs it. None: no cluster.",
+    )
     max_jobs: int = Field(
         default=64, ge=1, description="How many sweep jobs (finished ones included) to remember."
     )

@@ -160,6 +160,8 @@ class Workbench:
         """Every cell of one component: raw and normalized metric, tokens, positions."""
         experiments, cached = self._sweep_experiments(request)
         name = self.registry.name_of(experiments[0].model)
+        # a dataset's length groups on Ray workers, when the server is set to
+        workers, ray_address = self.settings.workers, self.settings.ray_address
 
         last: list[dict[str, Any]] = []
 
@@ -182,6 +184,8 @@ class Workbench:
                     progress=progress,
                     should_stop=should_stop,
                     max_memory=self.settings.max_memory,
+                    workers=workers,
+                    ray_address=ray_address,
                 )
             out = respond(ablated.to_dict(), name, cached=cached)
             return self.keep("ablation", request.model_dump(exclude_none=True), out)
@@ -198,6 +202,8 @@ class Workbench:
                     should_stop=should_stop,
                     on_partial=partial if progress is not None else None,
                     max_memory=self.settings.max_memory,
+                    workers=workers,
+                    ray_address=ray_address,
                 )
         except actpatch.CancelledError:
             if last and self.settings.keep_runs:  # cancel keeps what was computed

@@ -11,11 +11,13 @@ from actpatch.cli.common import (
     add_experiment,
     add_keep,
     add_option,
+    add_workers,
     direction,
     experiments,
     load_for,
     progress_bar,
     request,
+    spread,
 )
 from actpatch.cli.report import report
 from actpatch.cli.tables import role
@@ -35,6 +37,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--top", type=int, default=20, help="how many top edges to list (20)")
     add_keep(p)
+    add_workers(p)
 
 
 def add_ranking(p: argparse.ArgumentParser) -> None:
@@ -86,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
             verify=args.verify,
             progress=progress_bar(args.method),
             **options,
+            **spread(args),
         )
     mib = args.format == "mib"
     return report(

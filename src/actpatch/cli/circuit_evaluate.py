@@ -14,10 +14,12 @@ from actpatch.cli.common import (
     add_experiment,
     add_keep,
     add_option,
+    add_workers,
     direction,
     experiments,
     load_for,
     request,
+    spread,
 )
 from actpatch.cli.report import report
 from actpatch.cli.tables import fmt
@@ -64,6 +66,7 @@ def add_parser(sub: Any) -> None:
     )
     add_option(p, "--ablation", "circuit_ablation", what="what replaces an ablated writer: ")
     add_keep(p)
+    add_workers(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     pairs = experiments(args, model)
     method = None
     result: Any
-    common = {"metric": args.metric, "ablation": args.ablation, "kv": args.kv}
+    common = {"metric": args.metric, "ablation": args.ablation, "kv": args.kv, **spread(args)}
     if args.mib and (args.nodes or args.top_n is not None or args.threshold is not None):
         raise InputError(
             "--mib evaluates MIB's own circuits (the top 0.1% to 100% of the edges): give a "
@@ -101,14 +104,13 @@ def run(args: argparse.Namespace) -> int:
                 direction=direction(args),
                 kv=args.kv,
                 max_memory=args.max_memory,
+                **spread(args),
             )
             names = [e.name for e in ranking.edges]
             scores = [e.score for e in ranking.edges]
             method = args.method
         if args.mib:
-            result = evaluate_mib(
-                pairs, names, scores, metric=args.metric, ablation=args.ablation, kv=args.kv
-            )
+            result = evaluate_mib(pairs, names, scores, **common)
         elif args.threshold is not None:
             if scores is None:
                 raise InputError("--threshold needs edges with scores.", field="circuit")

@@ -57,6 +57,8 @@ FLAGS = {
     "scores": "--circuit",
     "pair": "--pair",
     "k": "--k",
+    "workers": "--workers",
+    "ray_address": "--ray",
 }
 
 
@@ -140,6 +142,34 @@ def add_experiment(p: argparse.ArgumentParser) -> None:
     )
     add_option(p, "--metric", "metric")  # default: chosen from --wrong
     add_option(p, "--direction", "direction", none_when_left_out=True)  # see direction()
+
+
+def add_workers(p: argparse.ArgumentParser) -> None:
+    """--workers N and --ray ADDRESS: a dataset's length groups on Ray workers, each holding the
+    model once (`actpatch.patching.workers`; needs `pip install 'actpatch[ray]'`)."""
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="compute a --dataset's length groups on N Ray workers (processes started here, or "
+        "on --ray's cluster), each loading the model once; the same numbers as one process. "
+        "Needs `pip install 'actpatch[ray]'`",
+    )
+    p.add_argument(
+        "--ray",
+        dest="ray_address",
+        default=None,
+        metavar="ADDRESS",
+        help="run the workers on this Ray cluster: ray://HOST:10001 (Ray Client), HOST:6379, "
+        "or auto (the cluster this machine belongs to); default one worker per CPU (per GPU "
+        "with --device cuda) unless --workers says",
+    )
+
+
+def spread(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments that send a dataset's length groups to --workers / --ray."""
+    return {"workers": args.workers, "ray_address": args.ray_address}
 
 
 def add_keep(p: argparse.ArgumentParser) -> None:

@@ -10,11 +10,13 @@ from actpatch.cli.common import (
     add_experiment,
     add_keep,
     add_option,
+    add_workers,
     direction,
     experiments,
     load_for,
     progress_bar,
     request,
+    spread,
 )
 from actpatch.cli.report import report
 from actpatch.cli.tables import cell_text, print_cells, top_heading
@@ -42,6 +44,7 @@ def add_parser(sub: Any) -> None:
     )
     add_option(p, "--positions", "positions", what="a position-resolved sweep's columns: ")
     add_option(p, "--batching", "batching", what="a dataset of several token lengths: ")
+    add_workers(p)
     add_keep(p)
     add_option(
         p,
@@ -74,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             progress=progress_bar(f"{component} {args.ablate} ablation"),
             max_memory=args.max_memory,
+            **spread(args),
         )
         stem = f"sweep_{component}_{args.ablate}"
         asked = request(args, model, component=component, ablate=args.ablate, seed=args.seed)
@@ -87,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
             progress=progress_bar(f"{component} sweep"),
             max_memory=args.max_memory,
             batching=args.batching,
+            **spread(args),
         )
         stem = f"sweep_{component}"
         asked = request(args, model, component=component, positions=args.positions)

@@ -232,9 +232,13 @@ def ablate_many(
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
     max_memory: int | str | None = None,
+    workers: int | None = None,
+    ray_address: str | None = None,
 ) -> AblationResult:
     """`ablate` over several experiments (a dataset's length groups), averaged per pair; each
-    group takes its own mean or resampling. Position-resolved components need one group."""
+    group takes its own mean or resampling. Position-resolved components need one group.
+    `workers` or `ray_address` runs the groups on Ray workers (`actpatch.patching.groups`)."""
+    groups.check_workers(workers, ray_address)
     if len(experiments) == 1:
         return ablate(
             experiments[0],
@@ -255,19 +259,19 @@ def ablate_many(
             field="component",
         )
     t0 = time.perf_counter()
-    results = [
-        ablate(
-            exp,
-            component,
-            method,
-            metric,
-            seed=seed + i,
-            progress=report,
-            should_stop=should_stop,
-            max_memory=max_memory,
-        )
-        for i, exp, report in groups.each_group(experiments, progress)
-    ]
+    results = groups.run_each(
+        ablate,
+        experiments,
+        progress=progress,
+        should_stop=should_stop,
+        workers=workers,
+        ray_address=ray_address,
+        each=[{"seed": seed + i} for i in range(len(experiments))],
+        component=component,
+        method=method,
+        metric=metric,
+        max_memory=max_memory,
+    )
     first = results[0]
     weights = groups.pair_weights(experiments)
     raw = groups.pool([r.raw for r in results], weights)

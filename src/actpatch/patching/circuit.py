@@ -381,12 +381,26 @@ def evaluate(
     )
 
 
-def evaluate_many(experiments: list[Experiment], **options: Any) -> CircuitResult:
+def evaluate_many(
+    experiments: list[Experiment],
+    *,
+    workers: int | None = None,
+    ray_address: str | None = None,
+    **options: Any,
+) -> CircuitResult:
     """`evaluate` over several experiments (a dataset's length groups): each circuit's metric
     and the clean and corrupted baselines averaged over all pairs (each group weighted by its
     pairs; `actpatch.patching.groups`), faithfulness computed from those averages. `options`
-    are `evaluate`'s."""
-    results = [evaluate(exp, **options) for exp in experiments]
+    are `evaluate`'s; `workers` or `ray_address` runs the groups on Ray workers."""
+    should_stop = options.pop("should_stop", None)
+    results = groups.run_each(
+        evaluate,
+        experiments,
+        should_stop=should_stop,
+        workers=workers,
+        ray_address=ray_address,
+        **options,
+    )
     if len(results) == 1:
         return results[0]
     weights = groups.pair_weights(experiments)
@@ -410,6 +424,8 @@ def evaluate_mib(
     ablation: str = "corrupt",
     kv: str = "ungrouped",
     should_stop: Callable[[], bool] | None = None,
+    workers: int | None = None,
+    ray_address: str | None = None,
 ) -> CircuitResult:
     """MIB's evaluation of an edge scoring (`actpatch.patching.mib`): the faithfulness of the
     pruned top-n circuits at MIB's ten fractions of the graph's edges, ranked by |score| and by
@@ -419,7 +435,8 @@ def evaluate_mib(
     with mean ablation, not: the points then differ from `evaluate`'s). MIB's leaderboard
     reports CPR of the signed ranking and CMD of the absolute one; `mib` holds all four. The
     points are the absolute ranking's, sized by the pruned circuits' edge counts. `names` must
-    be every edge of the (ungrouped) graph."""
+    be every edge of the (ungrouped) graph. `workers` or `ray_address` runs the length groups
+    on Ray workers (`actpatch.patching.groups`)."""
     from actpatch.patching import mib
 
     if kv != "ungrouped":
@@ -450,7 +467,7 @@ def evaluate_mib(
         # the empty circuit first: MIB normalizes by it, ablated as every other circuit is
         curves[ranking] = evaluate_many(
             experiments, circuits=[[], *circuits], metric=metric, ablation=ablation,
-            should_stop=should_stop,
+            should_stop=should_stop, workers=workers, ray_address=ray_address,
         )  # fmt: skip
     empty = curves["absolute"].points[0].metric
     clean = curves["absolute"].clean

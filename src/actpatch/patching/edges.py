@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -421,11 +421,14 @@ def edge_attribution_many(
     max_memory: int | str | None = None,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    workers: int | None = None,
+    ray_address: str | None = None,
 ) -> EdgeResult:
     """Edge attribution over several experiments (a dataset's length groups): each edge's score
     and each verified effect averaged over all pairs (each group weighted by its pairs;
     `actpatch.patching.groups`). Scores by position need one group (a position means different
-    things in each)."""
+    things in each). `workers` or `ray_address` runs the groups on Ray workers."""
+    groups.check_workers(workers, ray_address)
     if len(experiments) == 1:
         return edge_attribution(
             experiments[0],
@@ -439,20 +442,23 @@ def edge_attribution_many(
             progress=progress,
             should_stop=should_stop,
         )
-    results = [
-        edge_attribution(
-            exp,
-            method,
-            steps=steps,
-            metric=metric,
-            direction=direction,
-            kv=kv,
-            max_memory=max_memory,
-            progress=report,
-            should_stop=should_stop,
-        )
-        for _, exp, report in groups.each_group(experiments, progress)
-    ]
+    spread: dict[str, Any] = {
+        "workers": workers,
+        "ray_address": ray_address,
+        "should_stop": should_stop,
+    }
+    results = groups.run_each(
+        edge_attribution,
+        experiments,
+        progress=progress,
+        **spread,
+        method=method,
+        steps=steps,
+        metric=metric,
+        direction=direction,
+        kv=kv,
+        max_memory=max_memory,
+    )
     weights = groups.pair_weights(experiments)
     scores: dict[str, float] = {}
     for w, r in zip(weights, results, strict=True):
@@ -464,10 +470,16 @@ def edge_attribution_many(
     checks = []
     if verify:
         names = [name for name, _ in ranked[:verify]]
-        per_group = [
-            verify_edges(exp, names, metric=results[0].metric, direction=direction, kv=kv).edges
-            for exp in experiments
-        ]
+        verified = groups.run_each(
+            verify_edges,
+            experiments,
+            **spread,
+            edges=names,
+            metric=results[0].metric,
+            direction=direction,
+            kv=kv,
+        )
+        per_group = [v.edges for v in verified]
         for i, name in enumerate(names):
             value = groups.pool([g[i].metric for g in per_group], weights)
             effect = groups.pool([g[i].effect for g in per_group], weights)

@@ -339,6 +339,8 @@ def sweep_many(
     on_partial: OnPartial | None = None,
     max_memory: int | str | None = None,
     batching: str = "auto",
+    workers: int | None = None,
+    ray_address: str | None = None,
 ) -> SweepResult:
     """One sweep over several experiments (e.g. a dataset's length groups), averaged per pair.
 
@@ -353,8 +355,14 @@ def sweep_many(
     real token computes what it computes in its own group; `actpatch.arch.forward`), "grouped"
     one sweep per group, "auto" pads where `pad_faster` expects it to be faster. The result's
     `batching` says which ran and `batching_note` why.
+
+    `workers` (a number of Ray workers, started here) or `ray_address` (a Ray cluster's
+    address, or "auto") runs the batches on workers that each hold the model once, with the
+    same numbers (`actpatch.patching.groups`); `on_partial` then receives a snapshot as each
+    batch finishes.
     """
     comp = get_component(component)
+    groups.check_workers(workers, ray_address)
     if batching not in BATCHINGS:
         raise InputError(
             f"Unknown batching {batching!r}: use 'auto', 'padded' (the length groups left-padded "
@@ -426,22 +434,24 @@ def sweep_many(
     order = [i for e in batches for i in e.pair_index]
     if sorted(order) != list(range(n_total)):
         order = list(range(n_total))  # experiments not from one dataset: keep their order
-    results: list[SweepResult] = []
+    # where each batch's pairs go in the dataset's order: rows order[starts[i]:starts[i + 1]]
+    starts = [0]
+    for exp in batches:
+        starts.append(starts[-1] + exp.n_pairs)
+    done: dict[int, SweepResult] = {}  # the batches finished so far, by index
 
-    def combined(parts: list[SweepResult], complete: bool) -> SweepResult:
+    def combined(parts: dict[int, SweepResult], complete: bool) -> SweepResult:
         """The sweep over the pairs of `parts` (a running sweep: not-yet-computed pairs NaN)."""
-        first = parts[0]
+        first = parts[min(parts)]
         per_pair = torch.full((n_total, *first.raw.shape), float("nan"))
         clean = torch.full((n_total,), float("nan"))
         corrupt = torch.full((n_total,), float("nan"))
-        start = 0
-        for exp, part in zip(batches, parts, strict=False):
-            rows = torch.tensor(order[start : start + exp.n_pairs])
+        for i, part in parts.items():
+            rows = torch.tensor(order[starts[i] : starts[i + 1]])
             assert part.per_pair is not None and part.clean_per_pair is not None
             assert part.corrupt_per_pair is not None
             per_pair[rows], clean[rows] = part.per_pair, part.clean_per_pair
             corrupt[rows] = part.corrupt_per_pair
-            start += exp.n_pairs
         have = ~clean.isnan()  # the pairs computed so far
         raw = per_pair[have].nanmean(dim=0) if not complete else per_pair.mean(dim=0)
         clean_value = float(clean[have].mean())
@@ -455,13 +465,14 @@ def sweep_many(
         if complete:
             warnings = guardrails.check_many(batches, first.metric, clean_value, corrupt_value)
         else:
-            warnings = groups.merged_warnings(parts)
+            warnings = groups.merged_warnings([parts[i] for i in sorted(parts)])
         if how == "padded":  # positions are described by the first group, never padded ones
             first = _as_first_group(first, experiments[0])
+        ordered = [parts[i] for i in sorted(parts)]
         return groups.pooled(
             first,
             experiments,
-            parts,
+            ordered,
             clean=clean_value,
             corrupt=corrupt_value,
             raw=raw,
@@ -481,29 +492,39 @@ def sweep_many(
             values_total=None if complete else per_pair.numel(),
         )
 
-    for i, exp, report in groups.each_group(batches, progress):
+    def finished(i: int, result: SweepResult) -> None:
+        done[i] = result
+        if on_partial is not None and len(done) < len(batches):
+            on_partial(combined(done, complete=False))
+
+    def within(i: int) -> OnPartial:
+        """Batch i's snapshots as snapshots of the whole sweep (in this process only)."""
 
         def partial(snapshot: SweepResult) -> None:
             if on_partial is not None:
-                on_partial(combined([*results, snapshot], complete=False))
+                on_partial(combined({**done, i: snapshot}, complete=False))
 
-        results.append(
-            sweep(
-                exp,
-                component,
-                metric,
-                direction,
-                positions=positions,
-                bootstrap=Bootstrap(n_boot=1),
-                progress=report,
-                should_stop=should_stop,
-                on_partial=partial if on_partial is not None else None,
-                max_memory=max_memory,
-            )
-        )
-        if on_partial is not None and i < len(batches) - 1:
-            on_partial(combined(results, complete=False))
-    return combined(results, complete=True)
+        return partial
+
+    here = workers is None and ray_address is None
+    each = [{"on_partial": within(i)} for i in range(len(batches))]
+    groups.run_each(
+        sweep,
+        batches,
+        progress=progress,
+        should_stop=should_stop,
+        workers=workers,
+        ray_address=ray_address,
+        each=each if here and on_partial is not None else None,
+        on_result=finished,
+        component=component,
+        metric=metric,
+        direction=direction,
+        positions=positions,
+        bootstrap=Bootstrap(n_boot=1),
+        max_memory=max_memory,
+    )
+    return combined(done, complete=True)
 
 
 def recomputed(exp: Experiment) -> int:

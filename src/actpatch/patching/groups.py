@@ -18,14 +18,23 @@ been one batch. With one group it is the method itself. Over several:
 
 A sweep pools further: it keeps every pair's values in the dataset's order and computes its
 confidence interval over every pair (`engine.sweep_many`).
+
+Where the groups run (`run_each`): one after another in this process, or, given `workers`
+(a number of Ray workers on a local Ray instance) or `ray_address` (an existing Ray cluster),
+as tasks on workers that each hold the model once (`actpatch.patching.workers`). Each group's
+result comes back whole, every pair's values included, and is pooled here by the code above,
+so a run over workers gives exactly the numbers, interval and warnings of one process. A
+dataset of one length group runs here either way: there is nothing to spread.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Sequence
+import inspect
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
+from actpatch.errors import InputError
 from actpatch.patching import guardrails
 from actpatch.patching.experiment import Experiment
 from actpatch.patching.results.warning import ResultWarning
@@ -49,6 +58,81 @@ def each_group(
                 progress(offset * total + done, n * total)
 
         yield i, exp, report
+
+
+def check_workers(workers: int | None, ray_address: str | None) -> bool:
+    """Whether the groups are to run on Ray workers; a teaching error, at once, for a number of
+    workers below 1, Ray not installed, or a cluster address where nothing answers."""
+    if workers is None and ray_address is None:
+        return False
+    if workers is not None and workers < 1:
+        raise InputError(
+            f"{workers} workers asked for: give 1 or more, or none to run in this process.",
+            field="workers",
+        )
+    from actpatch.patching import workers as ray_workers
+
+    ray_workers.import_ray()
+    if ray_address is not None and ray_address != "auto":
+        ray_workers.check_reachable(ray_address)
+    return True
+
+
+def run_each(
+    method: Callable[..., R],
+    experiments: Sequence[Experiment],
+    /,
+    *,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    workers: int | None = None,
+    ray_address: str | None = None,
+    each: Sequence[Mapping[str, Any]] | None = None,
+    on_result: Callable[[int, R], None] | None = None,
+    **options: Any,
+) -> list[R]:
+    """`method(experiment, **options)` on each length group, the results in the groups' order:
+    one group after another here, or on Ray workers (`workers`, `ray_address`; see above).
+
+    `method` is given `progress` (one bar over every group, `each_group`) and `should_stop`
+    when it takes them; `each[i]` adds group i's own keyword arguments (e.g. a seed);
+    `on_result(i, result)` is called as each group finishes (in any order on workers). On
+    workers, `method`, `options` and `each` travel to other processes: a function of a module
+    and plain values, never a closure.
+    """
+    extras = list(each) if each is not None else [{} for _ in experiments]
+    if check_workers(workers, ray_address) and len(experiments) > 1:
+        from actpatch.patching import workers as ray_workers
+
+        if any(e.model is not experiments[0].model for e in experiments):
+            raise InputError(
+                "The length groups use different models; Ray workers hold one: run each "
+                "model's groups on their own.",
+                field="workers",
+            )
+
+        pool = ray_workers.pool_for(experiments[0].model, workers, ray_address)
+        return pool.run(
+            method,
+            experiments,
+            extras,
+            options,
+            progress=progress,
+            should_stop=should_stop,
+            on_result=on_result,
+        )
+    takes = inspect.signature(method).parameters
+    results: list[R] = []
+    for i, exp, report in each_group(experiments, progress):
+        call = {**options, **extras[i]}
+        if "progress" in takes:
+            call["progress"] = report
+        if "should_stop" in takes:
+            call["should_stop"] = should_stop
+        results.append(method(exp, **call))
+        if on_result is not None:
+            on_result(i, results[-1])
+    return results
 
 
 def pair_weights(experiments: Sequence[Experiment]) -> list[float]:
@@ -109,10 +193,12 @@ def pooled(
 
 __all__ = [
     "Progress",
+    "check_workers",
     "each_group",
     "length_groups",
     "merged_warnings",
     "pair_weights",
     "pool",
     "pooled",
+    "run_each",
 ]

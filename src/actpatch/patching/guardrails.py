@@ -22,9 +22,17 @@ the page shows above the numbers. The checks, each with a `code`:
   no-op.
 - `fast_path_unavailable`: the model ran on TransformerLens's bridge because actpatch's fast
   path does not cover it; the message says why. The numbers are as exact, only slower.
+
+Over a dataset (`check_many`), each length group's share (`Facts`: its counts and its answers'
+warnings) is read from the group's runs. Where a group ran on a Ray worker, the worker sends its
+facts back (`remember`), so the warnings are those of one process without running the dataset
+again here.
 """
 
 from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -237,6 +245,34 @@ def _no_behaviour_message(
     return found
 
 
+@dataclass(frozen=True)
+class Facts:
+    """What `check_many` counts in one experiment (a length group): pairs whose prompts are the
+    same tokens, pairs whose clean run misses the target, and its answers' own warnings."""
+
+    n_identical: int
+    n_missed: int
+    answers: tuple[ResultWarning, ...]  # leading_space, indistinguishable_answers
+
+
+# Facts a Ray worker computed for an experiment of this process (`remember`).
+_told: weakref.WeakKeyDictionary[Experiment, Facts] = weakref.WeakKeyDictionary()
+
+
+def facts(exp: Experiment) -> Facts:
+    """`exp`'s facts: as a worker told them (`remember`), else read from its runs here."""
+    told = _told.get(exp)
+    if told is not None:
+        return told
+    answers = (*_leading_space(exp), *_indistinguishable(exp))
+    return Facts(_n_identical(exp), _n_missed(exp), answers)
+
+
+def remember(exp: Experiment, told: Facts) -> None:
+    """Keep the facts a worker computed for its copy of `exp` (the same prompts and model)."""
+    _told[exp] = told
+
+
 def check_many(
     experiments: list[Experiment], metric: str, clean: float, corrupt: float
 ) -> list[ResultWarning]:
@@ -245,14 +281,23 @@ def check_many(
     `corrupt` are the dataset's averaged metric."""
     if len(experiments) == 1:
         return check(experiments[0], metric, clean, corrupt)
+    each = [facts(e) for e in experiments]
     total = sum(e.n_pairs for e in experiments)
-    found = _identical_message(sum(_n_identical(e) for e in experiments), total)
-    for exp in experiments:
-        found += [*_leading_space(exp), *_indistinguishable(exp)]
-    missed = sum(_n_missed(e) for e in experiments)
+    found = _identical_message(sum(f.n_identical for f in each), total)
+    for f in each:
+        found += f.answers
+    missed = sum(f.n_missed for f in each)
     found += _no_behaviour_message(missed, total, metric, clean, corrupt, None)
     found += _fast_path_unavailable(experiments[0])
     return list(dict.fromkeys(found))
 
 
-__all__ = ["BARELY_DIFFERENT", "ResultWarning", "check", "check_many"]
+__all__ = [
+    "BARELY_DIFFERENT",
+    "Facts",
+    "ResultWarning",
+    "check",
+    "check_many",
+    "facts",
+    "remember",
+]

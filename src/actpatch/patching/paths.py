@@ -347,23 +347,26 @@ def path_patch_many(
     direction: str = "denoising",
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    workers: int | None = None,
+    ray_address: str | None = None,
 ) -> PathPatchResult:
     """Path patching over several experiments (a dataset's length groups), averaged per pair:
     raw values and the clean and corrupted baselines weighted by each group's pairs, the
-    normalized value computed from those averages (as `sweep_many` does; `patching.groups`)."""
-    results = [
-        path_patch(
-            exp,
-            senders,
-            receivers,
-            freeze_mlps=freeze_mlps,
-            metric=metric,
-            direction=direction,
-            progress=report,
-            should_stop=should_stop,
-        )
-        for _, exp, report in groups.each_group(experiments, progress)
-    ]
+    normalized value computed from those averages (as `sweep_many` does; `patching.groups`).
+    `workers` or `ray_address` runs the groups on Ray workers."""
+    results = groups.run_each(
+        path_patch,
+        experiments,
+        progress=progress,
+        should_stop=should_stop,
+        workers=workers,
+        ray_address=ray_address,
+        senders=senders,
+        receivers=receivers,
+        freeze_mlps=freeze_mlps,
+        metric=metric,
+        direction=direction,
+    )
     if len(results) == 1:
         return results[0]
     weights = groups.pair_weights(experiments)
