@@ -3,7 +3,8 @@
 Bodies are `{"detail": message, "field": name}` (plus `errors` when several fields are at
 fault). `InputError`, request validation and bodies that cannot be decoded answer 422, an
 unknown job 404, a cancelled sweep 409, a body over the size limit 413, a full job queue 429
-(with `Retry-After`), a model that cannot be had 503. Anything else is a bug: it is logged and
+(with `Retry-After`), a model that cannot be had or a run history that cannot be used now 503
+(with `Retry-After` when another process holds its lock). Anything else is a bug: it is logged and
 answered with a 500 that says so, never with a stack trace.
 """
 
@@ -19,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from actpatch.errors import ActpatchError, CancelledError, InputError, ModelUnavailableError
+from actpatch.history import HistoryBusyError, HistoryError
 
 logger = logging.getLogger("actpatch.api")
 
@@ -50,7 +52,7 @@ def _body(detail: str, field: str | None, errors: list[dict[str, Any]] | None = 
 def _status(exc: ActpatchError) -> int:
     if isinstance(exc, NotFoundError):
         return 404
-    if isinstance(exc, ModelUnavailableError):
+    if isinstance(exc, ModelUnavailableError | HistoryError):
         return 503
     if isinstance(exc, CancelledError):
         return 409
@@ -131,7 +133,9 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
 async def actpatch_error(request: Request, exc: Exception) -> JSONResponse:
     """The teaching errors: 422 for input, 503 for an unavailable model, 404, 409, 429."""
     assert isinstance(exc, ActpatchError)
-    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, BusyError) else None
+    headers = None
+    if isinstance(exc, BusyError | HistoryBusyError):
+        headers = {"Retry-After": str(exc.retry_after_s)}
     return JSONResponse(
         status_code=_status(exc), content=_body(exc.message, exc.field), headers=headers
     )
