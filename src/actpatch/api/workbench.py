@@ -37,6 +37,7 @@ from actpatch.patching.experiment import answer_id
 from actpatch.patching.options import check_metric
 from actpatch.patching.runners import choose_backend
 
+from . import memory
 from .contract import patch_response
 from .jobs import Job, Progress, ShouldStop, SweepJobs
 from .registry import ExperimentCache, ModelRegistry
@@ -69,6 +70,7 @@ class Workbench:
             settings.max_pending_jobs,
         )
         self._runs = threading.BoundedSemaphore(settings.max_concurrent_runs)
+        self._active, self._active_lock = 0, threading.Lock()  # computations in flight
         # Attribution jobs run on their own worker, so job ids of the two kinds never mix.
         self.attribution_jobs = SweepJobs(
             settings.sweep_workers,
@@ -116,12 +118,20 @@ class Workbench:
 
     @contextmanager
     def computing(self) -> Iterator[None]:
-        """Hold one of the `max_concurrent_runs` places while computing, then trim the cache."""
+        """Hold one of the `max_concurrent_runs` places while computing, then trim the cache;
+        the last computation in flight hands the memory freed back to the system."""
         with self._runs:
+            with self._active_lock:
+                self._active += 1
             try:
                 yield
             finally:
                 self.experiments.trim()
+                with self._active_lock:
+                    self._active -= 1
+                    idle = self._active == 0
+                if idle:
+                    memory.release()
 
     # -- patching -----------------------------------------------------------------------------
 
