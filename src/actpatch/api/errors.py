@@ -68,7 +68,10 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str | None:
 
 
 def _describe(value: Any) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except RecursionError:  # a list nested nearly as deep as JSON's reader goes
+        return "a value nested too deeply to show"
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -106,7 +109,15 @@ def explain(error: dict[str, Any]) -> tuple[str | None, str]:
             "Shorten it."
         )
     if kind == "value_error" and isinstance(ctx.get("error"), ActpatchError):
-        return field, ctx["error"].message  # the engine's own check, run by a validator
+        # the engine's own check, run by a validator (which may name the field itself)
+        return ctx["error"].field or field, ctx["error"].message
+    if kind in ("bool_type", "bool_parsing"):
+        return (
+            field,
+            f"{name} must be true or false, JSON's own booleans without quotes (got {got}).",
+        )
+    if kind in ("float_type", "float_parsing"):
+        return field, f"{name} must be a number, e.g. 0.5 (got {got})."
     if kind == "literal_error":
         return field, f"{name} must be one of {ctx.get('expected')} (got {got})."
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
@@ -145,6 +156,16 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
     """Starlette's own errors (unknown route, wrong method) in the same shape as ours."""
     assert isinstance(exc, StarletteHTTPException)
     detail = str(exc.detail)
+    if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):
+        # FastAPI's answer to a body nested deeper than JSON's reader goes: the usual 422.
+        return JSONResponse(
+            status_code=422,
+            content=_body(
+                "The request body is nested too deeply to read (lists or objects inside each "
+                f"other hundreds of levels deep). Send a flat JSON object, e.g. {EXAMPLE_BODY}.",
+                "body",
+            ),
+        )
     if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
         # FastAPI's answer to a body it could not decode (not UTF-8): the usual 422 instead.
         return JSONResponse(
@@ -157,15 +178,32 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
         )
     if exc.status_code == 404:
         detail = f"No route {request.url.path!r}. The API's routes are listed at /docs."
-    elif exc.status_code == 405:
+    headers = exc.headers
+    if exc.status_code == 405:
+        allowed = _allowed_methods(request)
+        headers = {**(exc.headers or {}), "Allow": ", ".join(allowed)}
         detail = (
-            f"{request.method} is not allowed on {request.url.path!r}. See /docs for the "
-            "methods each route takes."
+            f"{request.method} is not allowed on {request.url.path!r}: it takes "
+            f"{', '.join(allowed)}. See /docs for what each method does."
         )
     field = "body" if exc.status_code == 413 else None  # limits.BodyTooLarge
-    return JSONResponse(
-        status_code=exc.status_code, content=_body(detail, field), headers=exc.headers
-    )
+    return JSONResponse(status_code=exc.status_code, content=_body(detail, field), headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes at this path (Starlette's 405 names only the first
+    matching route's, e.g. GET for /runs/{id}, which takes DELETE and PATCH too)."""
+    from fastapi import routing
+
+    walk = getattr(routing, "iter_route_contexts", None)  # FastAPI's flat view of the routes
+    routes = list(walk(request.app.routes)) if walk is not None else request.app.routes
+    path = request.scope.get("path", "")
+    methods: set[str] = set()
+    for route in routes:
+        regex, taken = getattr(route, "path_regex", None), getattr(route, "methods", None)
+        if regex is not None and taken and regex.match(path):
+            methods |= set(taken)
+    return sorted(methods)
 
 
 def _internal_error_body(exc: Exception) -> dict[str, Any]:
