@@ -1,6 +1,7 @@
-// The history panel: every run the server kept (GET /runs), reopened without recomputing, and
-// two sweeps compared side by side as a difference heatmap (second minus first). Strings from
-// the server are set with textContent.
+// The history panel: every run the server kept (GET /runs), a page at a time, reopened without
+// recomputing, and two sweeps compared side by side as a difference heatmap (second minus
+// first). When the server could not use its history file, the panel says so (GET /runs'
+// `history.problem`). Strings from the server are set with textContent.
 
 import { api } from "./api.js";
 import { showAttribution } from "./attribution.js";
@@ -9,22 +10,43 @@ import { showPatch } from "./patch.js";
 import { DIVERGING, escapePlotly, loadPlotly } from "./plots.js";
 import { showSweep } from "./sweep.js";
 
-const state = { runs: [], ticked: [] };
+const PAGE = 30;
+const state = { runs: [], ticked: [], offset: 0, total: 0, nextOffset: null, problem: null };
 
 async function refresh() {
   let data;
   try {
-    data = await api("GET", "/runs?limit=30");
+    data = await api("GET", `/runs?limit=${PAGE}&offset=${state.offset}`);
   } catch (err) {
     $("history-empty").textContent = `The history cannot be read: ${err.message}`;
     return;
   }
+  if (!data.runs.length && state.offset > 0) {
+    state.offset = Math.max(0, state.offset - PAGE); // the page emptied (runs deleted): go back
+    return refresh();
+  }
   state.runs = data.runs;
+  state.total = data.total ?? data.runs.length;
+  state.nextOffset = data.next_offset ?? null;
+  state.problem = data.history ? data.history.problem : null;
   state.ticked = state.ticked.filter((id) => data.runs.some((r) => r.id === id));
   render();
 }
 
+// Above the list: what went wrong with the history file; below it: the pages.
+function renderFrame() {
+  const problem = $("history-problem");
+  problem.textContent = state.problem ? `⚠ ${state.problem}` : "";
+  show(problem, Boolean(state.problem));
+  const first = state.runs.length ? state.offset + 1 : 0;
+  $("history-range").textContent = state.total > PAGE ? `runs ${first}–${state.offset + state.runs.length} of ${state.total}` : "";
+  $("history-newer").disabled = state.offset === 0;
+  $("history-older").disabled = state.nextOffset === null;
+  show($("history-pages"), state.total > PAGE);
+}
+
 function render() {
+  renderFrame();
   const list = $("history-list");
   list.textContent = "";
   show($("history-empty"), state.runs.length === 0);
@@ -120,9 +142,24 @@ async function compare() {
   );
 }
 
+function turnPage(offset) {
+  state.offset = Math.max(0, offset);
+  refresh();
+}
+
 export function bindHistory() {
+  const list = $("history-list");
+  list.before(el("div", { id: "history-problem", class: "alert hidden", role: "status" }));
+  const newer = el("button", { type: "button", id: "history-newer", class: "ghost", text: "‹ Newer" });
+  const older = el("button", { type: "button", id: "history-older", class: "ghost", text: "Older ›" });
+  newer.addEventListener("click", () => turnPage(state.offset - PAGE));
+  older.addEventListener("click", () => turnPage(state.nextOffset ?? state.offset));
+  list.after(el("div", { id: "history-pages", class: "controls hidden" }, [newer, el("span", { id: "history-range", class: "muted small" }), older]));
   $("history-refresh").addEventListener("click", refresh);
   $("history-compare").addEventListener("click", compare);
-  document.addEventListener("actpatch:run", () => setTimeout(refresh, 50));
+  document.addEventListener("actpatch:run", () => {
+    state.offset = 0; // a new run is the newest: show the first page
+    setTimeout(refresh, 50);
+  });
   refresh();
 }
