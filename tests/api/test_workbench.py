@@ -106,3 +106,26 @@ def test_a_result_is_answered_with_the_registrys_name_for_its_model(
     assert list(answer) == ["metric", "model", "cached"]  # the model keeps its place
     assert _workbench(tiny_model).patch(PatchRequest(**SPEC))["model"] == "tiny"
     assert tiny_model.name != "tiny"  # the engine's own name for it is another
+
+
+def test_the_last_computation_in_flight_hands_freed_memory_back(
+    tiny_model: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from actpatch.api import memory
+
+    released: list[int] = []
+    monkeypatch.setattr(memory, "release", lambda: released.append(1) or True)
+    workbench = _workbench(tiny_model)
+    with workbench.computing():
+        with workbench.computing():
+            pass
+        assert released == []  # another computation is still in flight
+    assert released == [1]
+
+
+def test_memory_release_reaches_the_allocator_here() -> None:
+    import sys
+
+    from actpatch.api import memory
+
+    assert memory.release() == sys.platform.startswith("linux")  # glibc's malloc_trim
