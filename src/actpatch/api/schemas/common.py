@@ -98,7 +98,8 @@ BACKEND = "The path that computed the result: fast (actpatch's engine) or bridge
 BACKEND += "(TransformerLens's TransformerBridge)."
 WARNINGS = "What makes the numbers doubtful (empty when all is well); shown above the numbers."
 CACHED = "Whether the clean and corrupted runs came from the cache."
-RUN_ID = "The run's id in the history (GET /runs/{id})."
+RUN_ID = "The run's id in the history (GET /runs/{id}); null when it could not be kept "
+RUN_ID += "(a not_kept warning says why) or the server keeps no runs."
 
 
 def unencodable(value: Any) -> str | None:
@@ -161,8 +162,9 @@ class ResultWarning(BaseModel):
     """Something that makes a result's numbers doubtful, and how to fix it (never blocks a run)."""
 
     code: str = Field(
-        description="leading_space, no_behaviour, indistinguishable_answers, identical_prompts, "
-        "or not_kept (the result is whole but the history could not store it)."
+        description="leading_space, no_behaviour, indistinguishable_answers or "
+        "identical_prompts; not_kept when the run could not be stored in the history (the "
+        "result is complete all the same)."
     )
     field: str | None = Field(description="The request field at fault, if one is.")
     message: str = Field(description="What is wrong and how to fix it.")
