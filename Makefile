@@ -23,8 +23,10 @@ $(VENV)/.installed: pyproject.toml
 
 $(VENV): $(VENV)/.installed
 
+# MALLOC_ARENA_MAX=2: glibc returns what a burst of sweeps freed instead of keeping it in one
+# arena per thread (see src/actpatch/api/memory.py); the Dockerfile sets it too.
 run: $(VENV)  ## start the web app (MODEL=... or ACTPATCH_MODEL picks the model, PORT=... the port)
-	$(BIN)/actpatch serve $(if $(MODEL),--model $(MODEL),) $(if $(PORT),--port $(PORT),)
+	MALLOC_ARENA_MAX=$${MALLOC_ARENA_MAX:-2} $(BIN)/actpatch serve $(if $(MODEL),--model $(MODEL),) $(if $(PORT),--port $(PORT),)
 
 test: $(VENV)  ## run the whole test suite (browser tests need `make browser-deps` first)
 	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q -n auto --dist loadgroup

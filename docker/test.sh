@@ -13,13 +13,22 @@
 #   folder (find-links), that folder is served on 127.0.0.1 for the build, so the image gets
 #   the same CPU wheel.
 #
+# Several runs may share a machine (two sessions, or a run started while an earlier one still
+# builds): each names its container uniquely and works on it by the id `docker run` gave it,
+# runs the image its own build produced (by id), and holds a lock from the build to the start
+# of its container, so that no run removes another's container or image. (A fixed container
+# name made a second run's `docker rm -f` remove the first one's container right after its
+# `docker run -d`: "Error: No such object: actpatch-docker-test".)
+#
 # Environment: DOCKER (client, default Debian's /usr/bin/docker), IMAGE (default
 # actpatch:test), PORT (host port, default a free one), KEEP=1 to leave the container running.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 IMAGE=${IMAGE:-actpatch:test}
-CONTAINER=actpatch-docker-test
+CONTAINER=actpatch-docker-test-$(date +%s)-$$
+LOCKS=${LOCKS:-/var/lock}
+container_id=""
 started=$(date +%s)
 say() { printf 'docker-test: %s\n' "$*" >&2; }
 elapsed() { echo "$(( $(date +%s) - started )) s"; }
@@ -35,10 +44,26 @@ fi
 DOCKER=${DOCKER:-$( [ -x /usr/bin/docker ] && echo /usr/bin/docker || command -v docker )}
 export DOCKER_BUILDKIT=1
 if ! "$DOCKER" info >/dev/null 2>&1; then
-    say "starting dockerd ..."
-    nohup /usr/sbin/dockerd >/var/log/actpatch-dockerd.log 2>&1 &
-    for _ in $(seq 60); do "$DOCKER" info >/dev/null 2>&1 && break; sleep 1; done
-    "$DOCKER" info >/dev/null 2>&1 || { say "dockerd did not start:"; tail /var/log/actpatch-dockerd.log; exit 1; }
+    # One engine for every run: the first to get here starts it; the others wait for it. An
+    # engine already starting (another run's, or the one the docker.io package's init script
+    # starts on a machine without systemd) is waited for, never doubled.
+    exec 8>"$LOCKS/actpatch-dockerd.lock"
+    flock 8
+    for _ in $(seq 30); do
+        "$DOCKER" info >/dev/null 2>&1 && break
+        pgrep -x dockerd >/dev/null || break
+        sleep 1
+    done
+    if ! "$DOCKER" info >/dev/null 2>&1; then
+        if ! pgrep -x dockerd >/dev/null; then
+            say "starting dockerd ..."
+            # (without the lock's descriptor: the engine outlives this run and must not hold it)
+            nohup /usr/sbin/dockerd >/var/log/actpatch-dockerd.log 2>&1 8>&- &
+        fi
+        for _ in $(seq 60); do "$DOCKER" info >/dev/null 2>&1 && break; sleep 1; done
+        "$DOCKER" info >/dev/null 2>&1 || { say "dockerd did not start:"; tail /var/log/actpatch-dockerd.log; exit 1; }
+    fi
+    exec 8>&-
 fi
 
 # -- the base image -------------------------------------------------------------------------
@@ -83,9 +108,14 @@ for folder in ${PIP_FIND_LINKS:-$(pip_config global.find-links)}; do
     if [ -n "$wheel" ]; then wheels=$folder; break; fi
 done
 server_pid=""
+work=$(mktemp -d /tmp/actpatch-docker-test.XXXXXX)
 cleanup() {
     [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null
-    if [ "${KEEP:-0}" != 1 ]; then "$DOCKER" rm -f -v "$CONTAINER" >/dev/null 2>&1 || true; fi
+    # this run's own container only (by its id): never another run's
+    if [ -n "$container_id" ] && [ "${KEEP:-0}" != 1 ]; then
+        "$DOCKER" rm -f -v "$container_id" >/dev/null 2>&1 || true
+    fi
+    rm -rf "$work"
 }
 trap cleanup EXIT
 if [ -n "$wheels" ]; then
@@ -108,40 +138,52 @@ print(s.getsockname()[1])')
 fi
 
 # -- build, run, check ------------------------------------------------------------------------
+# From the build to the start of the container, under a lock: another run's build must not
+# retag the image and remove this one's before its container holds it.
+exec 9>"$LOCKS/actpatch-docker-test.lock"
+flock 9
 build_started=$(date +%s)
 previous=$("$DOCKER" image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)
+build_log=/var/log/actpatch-docker-build.log
 say "building $IMAGE ..."
-"$DOCKER" build --network host --progress plain "${build_args[@]}" -t "$IMAGE" . \
-    >/var/log/actpatch-docker-build.log 2>&1 \
-    || { tail -40 /var/log/actpatch-docker-build.log; exit 1; }
-size=$("$DOCKER" image inspect -f '{{.Size}}' "$IMAGE")
-if [ -n "$previous" ] && [ "$previous" != "$("$DOCKER" image inspect -f '{{.Id}}' "$IMAGE")" ]; then
+"$DOCKER" build --network host --progress plain "${build_args[@]}" --iidfile "$work/image-id" \
+    -t "$IMAGE" . >"$build_log" 2>&1 \
+    || { tail -40 "$build_log"; exit 1; }
+image_id=$(cat "$work/image-id")
+size=$("$DOCKER" image inspect -f '{{.Size}}' "$image_id")
+if [ -n "$previous" ] && [ "$previous" != "$image_id" ]; then
     "$DOCKER" rmi "$previous" >/dev/null 2>&1 || true  # the last run's image, now untagged
 fi
 say "built $IMAGE in $(( $(date +%s) - build_started )) s: $(( size / 1000000 )) MB"
 
 PORT=${PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
-"$DOCKER" rm -f -v "$CONTAINER" >/dev/null 2>&1 || true
 # The port is published on the host's loopback only, so the server may run without a token.
-"$DOCKER" run -d --name "$CONTAINER" -p "127.0.0.1:$PORT:8000" -e ACTPATCH_ALLOW_OPEN=true \
-    "$IMAGE" >/dev/null
-say "started $CONTAINER on 127.0.0.1:$PORT"
+container_id=$("$DOCKER" run -d --name "$CONTAINER" -p "127.0.0.1:$PORT:8000" \
+    -e ACTPATCH_ALLOW_OPEN=true "$image_id")
+exec 9>&-
+say "started $CONTAINER (${container_id:0:12}) on 127.0.0.1:$PORT"
+state() {  # a field of this run's container; says so plainly if the container is gone
+    "$DOCKER" inspect -f "{{$1}}" "$container_id" 2>/dev/null && return
+    say "FAIL: container ${container_id:0:12} ($CONTAINER) is gone: something removed it while this run used it. Containers now:"
+    "$DOCKER" ps -a >&2
+    exit 1
+}
 for _ in $(seq 300); do
-    running=$("$DOCKER" inspect -f '{{.State.Running}}' "$CONTAINER")
-    [ "$running" = true ] || { say "FAIL: the container stopped:"; "$DOCKER" logs --tail 40 "$CONTAINER"; exit 1; }
+    running=$(state .State.Running)
+    [ "$running" = true ] || { say "FAIL: the container stopped:"; "$DOCKER" logs --tail 40 "$container_id"; exit 1; }
     python3 -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$PORT/health', timeout=5)" \
         2>/dev/null && break
     sleep 2
 done
 say "the server answers ($(elapsed) in all)"
 python3 docker/check.py "http://127.0.0.1:$PORT" \
-    || { "$DOCKER" logs --tail 40 "$CONTAINER"; exit 1; }
+    || { "$DOCKER" logs --tail 40 "$container_id"; exit 1; }
 
-user=$("$DOCKER" exec "$CONTAINER" id -un)
+user=$("$DOCKER" exec "$container_id" id -un)
 [ "$user" != root ] || { say "FAIL: the server runs as root"; exit 1; }
 echo "ok   the server runs as $user, not root"
 for _ in $(seq 60); do
-    health=$("$DOCKER" inspect -f '{{.State.Health.Status}}' "$CONTAINER")
+    health=$(state .State.Health.Status)
     [ "$health" = starting ] || break
     sleep 2
 done

@@ -139,3 +139,25 @@ def test_ablation_and_attribution_notebooks_rerun_and_match(demo, kind):
         for cell in notebook(kind, request, tampered)["cells"]:
             if cell["cell_type"] == "code":
                 exec(cell["source"], fresh)
+
+
+# What OWASP lists as the start of a formula in a spreadsheet cell ("CSV Injection").
+FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def test_csv_cells_that_would_run_as_formulas_are_neutralised(stored):
+    _, data, _ = stored
+    roles = ['=HYPERLINK("http://evil.example","x")', "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx"]
+    n_pos = len(data["position_labels"])
+    labels = (roles * n_pos)[:n_pos]
+    hostile = {**data, "position_labels": labels, "model": "=cmd|' /C calc'!A0"}
+    rows = list(csv.reader(io.StringIO(to_csv(SweepResult.from_dict(hostile)), newline="")))
+    header, cells = rows[0], [cell for row in rows[1:] for cell in row]
+    for cell in cells:
+        if cell.startswith(FORMULA):  # only numbers may start so: a spreadsheet reads them as such
+            float(cell)
+    shown = {row[header.index("pos_label")] for row in rows[1:]}
+    assert shown == {"'" + label for label in labels}  # each role name, as text, in full
+    assert {row[header.index("model")] for row in rows[1:]} == {"'=cmd|' /C calc'!A0"}
+    raw = [float(row[header.index("raw")]) for row in rows[1:] if row[header.index("raw")]]
+    assert any(v < 0 for v in raw)  # negative numbers are still numbers

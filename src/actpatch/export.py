@@ -2,7 +2,8 @@
 
 - `to_csv(result)`: one row per cell with its layer / head / position labels, the raw and
   normalized mean over pairs, the confidence interval (if any) and the number of pairs. Tidy:
-  a spreadsheet or `pandas.read_csv` reads it without reshaping.
+  a spreadsheet or `pandas.read_csv` reads it without reshaping. Safe to open: a cell that a
+  spreadsheet would run as a formula (role names come from uploaded datasets) is neutralised.
 - `to_json(result)`: the result exactly as the CLI's --json and the API return it.
 - `heatmap(result, path)`: the normalized mean per cell, PNG or SVG by the path's suffix; over a
   dataset, cells whose confidence interval contains the unpatched value (0 denoising, 1
@@ -21,6 +22,7 @@ import csv
 import io
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,24 @@ MEDIA_TYPES = {
 }
 
 
+# What a spreadsheet reads as the start of a formula (OWASP, "CSV Injection"), and a number as
+# this module writes one (repr of a float or an int), which it reads as a number, never a formula.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+PLAIN_NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
+
+
+def safe_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text: one that starts a formula gets a leading `'`.
+
+    OWASP's advice for CSV injection: prefix cells that begin with =, +, -, @, tab or carriage
+    return with a single quote (the csv module quotes the cell and doubles its quotes as CSV
+    needs). Numbers are left alone: -0.25 is a number to a spreadsheet, not a formula."""
+    text = str(value)
+    if text.startswith(FORMULA_START) and not PLAIN_NUMBER.fullmatch(text):
+        return "'" + text
+    return value
+
+
 def _number(value: float) -> str:
     return "" if value is None or math.isnan(value) else repr(float(value))
 
@@ -46,13 +66,14 @@ def to_csv(result: SweepResult) -> str:
     """One row per cell: axis indices and labels, raw, normalized, interval, pairs."""
     labels = result.axis_labels()
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    # RFC 4180's CRLF: the csv module then quotes a cell holding a line break of either kind.
+    writer = csv.writer(out, lineterminator="\r\n")
     header = [*result.axes]
     if "pos" in result.axes:
         header.append("pos_label")
     header += ["raw", "normalized", "ci_low", "ci_high", "raw_ci_low", "raw_ci_high"]
     header += ["ci_level", "n_pairs", "metric", "component", "direction", "model"]
-    writer.writerow(header)
+    writer.writerow([safe_cell(cell) for cell in header])
     ci = result.ci
     for index in _cells(tuple(result.raw.shape)):
         row: list[Any] = list(index)
@@ -65,7 +86,7 @@ def to_csv(result: SweepResult) -> str:
         else:
             row += ["", "", "", "", ""]
         row += [result.n_pairs, result.metric, result.component, result.direction, result.model]
-        writer.writerow(row)
+        writer.writerow([safe_cell(cell) for cell in row])
     return out.getvalue()
 
 

@@ -159,3 +159,18 @@ def test_messages_name_the_kind_of_job_and_its_routes() -> None:
     jobs.cancel(running.id)
     assert running.error == {"detail": "The attribution was cancelled.", "field": None}
     jobs.shutdown()
+
+
+def test_a_synchronous_request_takes_a_place_among_the_jobs() -> None:
+    jobs = SweepJobs(workers=1, idle_timeout_s=30, max_pending=2)
+    queued = jobs.submit(_until_stopped, "m", "z")
+    with jobs.place():  # a POST /sweep computing in its own thread: the second place
+        with pytest.raises(BusyError) as busy:
+            jobs.submit(_until_stopped, "m", "z")
+        assert "POST /sweep together" in busy.value.message
+        with pytest.raises(BusyError), jobs.place():
+            pass
+    with jobs.place():  # its place is free again once it answered
+        pass
+    jobs.cancel(queued.id)
+    jobs.shutdown()

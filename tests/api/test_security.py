@@ -9,7 +9,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from actpatch.api import Settings, create_app
-from actpatch.api.security import ExposureError, allowed_hosts, exposure, is_loopback
+from actpatch.api.security import (
+    ExposureError,
+    TokenError,
+    allowed_hosts,
+    exposure,
+    is_loopback,
+)
 from actpatch.models import LoadedModel
 from tests.api.conftest import SPEC_REQUEST, local_client
 
@@ -70,7 +76,7 @@ def test_every_answer_carries_the_security_headers(client: TestClient) -> None:
 
 @pytest.fixture(scope="module")
 def token_app(tiny_model: LoadedModel) -> FastAPI:
-    return create_app(Settings(api_token="s3cret-token"), {"tiny": tiny_model})
+    return create_app(Settings(api_token="s3cret-token-0123456789"), {"tiny": tiny_model})
 
 
 def test_without_the_token_every_route_answers_401(token_app: FastAPI) -> None:
@@ -84,11 +90,11 @@ def test_without_the_token_every_route_answers_401(token_app: FastAPI) -> None:
 
 def test_the_token_as_bearer_or_basic_password(token_app: FastAPI) -> None:
     client = local_client(token_app)
-    bearer = {"authorization": "Bearer s3cret-token"}
+    bearer = {"authorization": "Bearer s3cret-token-0123456789"}
     assert client.post("/patch", json=SPEC_REQUEST, headers=bearer).status_code == 200
-    basic = base64.b64encode(b"anyone:s3cret-token").decode()
+    basic = base64.b64encode(b"anyone:s3cret-token-0123456789").decode()
     assert client.get("/", headers={"authorization": f"Basic {basic}"}).status_code == 200
-    wrong = client.get("/health", headers={"authorization": "Bearer s3cret-tokeN"})
+    wrong = client.get("/health", headers={"authorization": "Bearer s3cret-token-0123456789X"})
     assert wrong.status_code == 401 and "Wrong API token" in wrong.json()["detail"]
     garbled = client.get("/health", headers={"authorization": "Basic %%%"})
     assert garbled.status_code == 401
@@ -119,8 +125,35 @@ def test_is_loopback(host: str, loopback: bool) -> None:
 
 def test_exposure_on_a_network_address() -> None:
     assert exposure(Settings(host="127.0.0.1")) is None
-    assert exposure(Settings(host="0.0.0.0", api_token="t0ken")) is None
+    assert exposure(Settings(host="0.0.0.0", api_token="t0ken-0123456789abcdef")) is None
     with pytest.raises(ExposureError, match="ACTPATCH_API_TOKEN"):
         exposure(Settings(host="0.0.0.0"))
     warning = exposure(Settings(host="0.0.0.0", allow_open=True))
     assert warning is not None and "without a token" in warning
+
+
+@pytest.mark.parametrize(
+    ("token", "words"),
+    [
+        ("  padded-token-0123456789  ", "begins or ends with a space"),
+        ("has a space-0123456789", "outside ASCII"),
+        ("naïve-token-0123456789", "outside ASCII"),
+        ("tab\tinside-0123456789", "outside ASCII"),
+        ("short-t0ken", "11 characters long"),
+    ],
+)
+def test_a_token_clients_cannot_send_as_bearer_is_refused_at_start(
+    tiny_model: LoadedModel, token: str, words: str
+) -> None:
+    with pytest.raises(TokenError, match=words) as refused:
+        create_app(Settings(api_token=token), {"tiny": tiny_model})
+    assert "Authorization: Bearer" in refused.value.message and "secrets" in refused.value.message
+    assert token.strip() not in refused.value.message  # the token itself is never shown
+
+
+def test_every_token_the_settings_accept_works_as_bearer(tiny_model: LoadedModel) -> None:
+    token = "!#$%&'*+-.^_`|~0123456789:;<=>?@[]{}\"(),/\\"  # every ASCII punctuation mark
+    client = local_client(create_app(Settings(api_token=token), {"tiny": tiny_model}))
+    assert client.get("/health", headers={"authorization": f"Bearer {token}"}).status_code == 200
+    basic = base64.b64encode(f"me:{token}".encode()).decode()
+    assert client.get("/health", headers={"authorization": f"Basic {basic}"}).status_code == 200

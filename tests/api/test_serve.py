@@ -107,7 +107,7 @@ def test_network_address_without_a_token_is_refused_before_loading(
 def test_network_address_with_a_token_is_served(
     captured: dict[str, Any], tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("ACTPATCH_API_TOKEN", "s3cret-token")
+    monkeypatch.setenv("ACTPATCH_API_TOKEN", "s3cret-token-0123456789")
     serve(model=str(tiny_model_dir), host="0.0.0.0", port=9004)
     assert captured["host"] == "0.0.0.0"
     assert captured["app"].state.workbench.registry.notices == []
@@ -180,3 +180,32 @@ def test_a_taken_port_is_said_at_once_before_loading_anything(monkeypatch, capsy
     assert exit_info.value.code == 1 and loads == []
     err = capsys.readouterr().err
     assert f"port {port} is already in use" in err and "--port N" in err and "PORT=N" in err
+
+
+def test_a_token_clients_cannot_send_is_refused_before_loading(
+    captured: dict[str, Any],
+    tiny_model_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("ACTPATCH_API_TOKEN", " spaced-token-0123456789 ")
+    with pytest.raises(SystemExit):
+        serve(model=str(tiny_model_dir), host="0.0.0.0")
+    err = capsys.readouterr().err
+    assert "begins or ends with a space" in err and "loading" not in err
+    assert "app" not in captured
+
+
+def test_a_history_left_aside_is_said_at_start(
+    captured: dict[str, Any],
+    tiny_model_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "runs.sqlite3").write_bytes(b"\x00" * 4096)  # not a database
+    monkeypatch.setenv("ACTPATCH_DATA_DIR", str(tmp_path))
+    serve(model=str(tiny_model_dir), port=9006)
+    err = capsys.readouterr().err
+    assert f"WARNING: The run history {tmp_path / 'runs.sqlite3'}" in err
+    assert "left untouched" in err

@@ -124,3 +124,26 @@ def test_a_dataset_sweep_runs_on_the_ray_workers_the_settings_ask_for(
     assert there == here
     pool = workers.current_pool()
     assert pool is not None and pool.tasks_run > ran
+
+
+def test_the_last_computation_in_flight_hands_freed_memory_back(
+    tiny_model: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from actpatch.api import memory
+
+    released: list[int] = []
+    monkeypatch.setattr(memory, "release", lambda: released.append(1) or True)
+    workbench = _workbench(tiny_model)
+    with workbench.computing():
+        with workbench.computing():
+            pass
+        assert released == []  # another computation is still in flight
+    assert released == [1]
+
+
+def test_memory_release_reaches_the_allocator_here() -> None:
+    import sys
+
+    from actpatch.api import memory
+
+    assert memory.release() == sys.platform.startswith("linux")  # glibc's malloc_trim

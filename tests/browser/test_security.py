@@ -67,7 +67,7 @@ def test_redoc_renders_offline_under_the_policy(
 
 @pytest.fixture(scope="module")
 def token_url(browser_model: LoadedModel) -> Iterator[str]:
-    app = create_app(Settings(api_token="s3cret-token"), {"tiny-gpt2": browser_model})
+    app = create_app(Settings(api_token="s3cret-token-0123456789"), {"tiny-gpt2": browser_model})
     with serving(app) as url:
         yield url
 
@@ -75,7 +75,9 @@ def token_url(browser_model: LoadedModel) -> Iterator[str]:
 def test_behind_a_token_the_browser_asks_once_and_the_page_works(
     browser: Any, token_url: str
 ) -> None:
-    context = browser.new_context(http_credentials={"username": "me", "password": "s3cret-token"})
+    context = browser.new_context(
+        http_credentials={"username": "me", "password": "s3cret-token-0123456789"}
+    )
     page = context.new_page()
     open_page(page, token_url)
     run_patch(page)

@@ -3,7 +3,8 @@
 Bodies are `{"detail": message, "field": name}` (plus `errors` when several fields are at
 fault). `InputError`, request validation and bodies that cannot be decoded answer 422, an
 unknown job 404, a cancelled sweep 409, a body over the size limit 413, a full job queue 429
-(with `Retry-After`), a model that cannot be had 503. Anything else is a bug: it is logged and
+(with `Retry-After`), a model that cannot be had or a run history that cannot be used now 503
+(with `Retry-After` when another process holds its lock). Anything else is a bug: it is logged and
 answered with a 500 that says so, never with a stack trace.
 """
 
@@ -19,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from actpatch.errors import ActpatchError, CancelledError, InputError, ModelUnavailableError
+from actpatch.history import HistoryBusyError, HistoryError
 
 logger = logging.getLogger("actpatch.api")
 
@@ -50,7 +52,7 @@ def _body(detail: str, field: str | None, errors: list[dict[str, Any]] | None = 
 def _status(exc: ActpatchError) -> int:
     if isinstance(exc, NotFoundError):
         return 404
-    if isinstance(exc, ModelUnavailableError):
+    if isinstance(exc, ModelUnavailableError | HistoryError):
         return 503
     if isinstance(exc, CancelledError):
         return 409
@@ -66,7 +68,10 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str | None:
 
 
 def _describe(value: Any) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except RecursionError:  # a list nested nearly as deep as JSON's reader goes
+        return "a value nested too deeply to show"
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -104,7 +109,15 @@ def explain(error: dict[str, Any]) -> tuple[str | None, str]:
             "Shorten it."
         )
     if kind == "value_error" and isinstance(ctx.get("error"), ActpatchError):
-        return field, ctx["error"].message  # the engine's own check, run by a validator
+        # the engine's own check, run by a validator (which may name the field itself)
+        return ctx["error"].field or field, ctx["error"].message
+    if kind in ("bool_type", "bool_parsing"):
+        return (
+            field,
+            f"{name} must be true or false, JSON's own booleans without quotes (got {got}).",
+        )
+    if kind in ("float_type", "float_parsing"):
+        return field, f"{name} must be a number, e.g. 0.5 (got {got})."
     if kind == "literal_error":
         return field, f"{name} must be one of {ctx.get('expected')} (got {got})."
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
@@ -131,7 +144,9 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
 async def actpatch_error(request: Request, exc: Exception) -> JSONResponse:
     """The teaching errors: 422 for input, 503 for an unavailable model, 404, 409, 429."""
     assert isinstance(exc, ActpatchError)
-    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, BusyError) else None
+    headers = None
+    if isinstance(exc, BusyError | HistoryBusyError):
+        headers = {"Retry-After": str(exc.retry_after_s)}
     return JSONResponse(
         status_code=_status(exc), content=_body(exc.message, exc.field), headers=headers
     )
@@ -141,6 +156,16 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
     """Starlette's own errors (unknown route, wrong method) in the same shape as ours."""
     assert isinstance(exc, StarletteHTTPException)
     detail = str(exc.detail)
+    if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):
+        # FastAPI's answer to a body nested deeper than JSON's reader goes: the usual 422.
+        return JSONResponse(
+            status_code=422,
+            content=_body(
+                "The request body is nested too deeply to read (lists or objects inside each "
+                f"other hundreds of levels deep). Send a flat JSON object, e.g. {EXAMPLE_BODY}.",
+                "body",
+            ),
+        )
     if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
         # FastAPI's answer to a body it could not decode (not UTF-8): the usual 422 instead.
         return JSONResponse(
@@ -153,15 +178,32 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
         )
     if exc.status_code == 404:
         detail = f"No route {request.url.path!r}. The API's routes are listed at /docs."
-    elif exc.status_code == 405:
+    headers = exc.headers
+    if exc.status_code == 405:
+        allowed = _allowed_methods(request)
+        headers = {**(exc.headers or {}), "Allow": ", ".join(allowed)}
         detail = (
-            f"{request.method} is not allowed on {request.url.path!r}. See /docs for the "
-            "methods each route takes."
+            f"{request.method} is not allowed on {request.url.path!r}: it takes "
+            f"{', '.join(allowed)}. See /docs for what each method does."
         )
     field = "body" if exc.status_code == 413 else None  # limits.BodyTooLarge
-    return JSONResponse(
-        status_code=exc.status_code, content=_body(detail, field), headers=exc.headers
-    )
+    return JSONResponse(status_code=exc.status_code, content=_body(detail, field), headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes at this path (Starlette's 405 names only the first
+    matching route's, e.g. GET for /runs/{id}, which takes DELETE and PATCH too)."""
+    from fastapi import routing
+
+    walk = getattr(routing, "iter_route_contexts", None)  # FastAPI's flat view of the routes
+    routes = list(walk(request.app.routes)) if walk is not None else request.app.routes
+    path = request.scope.get("path", "")
+    methods: set[str] = set()
+    for route in routes:
+        regex, taken = getattr(route, "path_regex", None), getattr(route, "methods", None)
+        if regex is not None and taken and regex.match(path):
+            methods |= set(taken)
+    return sorted(methods)
 
 
 def _internal_error_body(exc: Exception) -> dict[str, Any]:

@@ -6,7 +6,9 @@ once; more wait in a queue of at most `max_pending` queued and running jobs: a j
 is refused with `BusyError`, 429, and a Retry-After estimated from recent jobs). The engine
 reports progress as cells finish and polls `should_stop` between batches, so a cancelled job
 stops computing within one batch of cells. A job nobody has asked about for `idle_timeout_s`
-seconds is cancelled too, so a closed browser tab does not keep the CPU busy.
+seconds is cancelled too, so a closed browser tab does not keep the CPU busy. A synchronous
+request of the same kind (`POST /sweep`) takes one of the same `max_pending` places for as long
+as it computes (`place()`), so one limit bounds the work of both.
 
 A job's status changes under one lock, and a final status (done, failed, cancelled) never
 changes again: a cancel that arrives while the job runs wins at once (the answer says
@@ -22,8 +24,9 @@ import threading
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,6 +119,7 @@ class SweepJobs:
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
         self._recent_s: deque[float] = deque(maxlen=8)  # how long the last sweeps ran
+        self._inline = 0  # synchronous requests holding a place (see `place`)
         self.workers = workers
         self.keep = keep
         self.idle_timeout_s = idle_timeout_s
@@ -134,18 +138,42 @@ class SweepJobs:
         mean = sum(recent) / len(recent) if recent else FIRST_RETRY_S
         return max(1, min(600, math.ceil(mean / self.workers)))
 
+    def _check_room(self) -> None:
+        """Raise `BusyError` when every place is taken (called with the lock held)."""
+        taken = self.running + self._inline
+        if taken < self.max_pending:
+            return
+        retry = self.retry_after_s()
+        raise BusyError(
+            f"This server already has {taken} {self.kind}s queued or running (background jobs "
+            f"and POST {self.route} together), as many as it takes "
+            f"(ACTPATCH_MAX_PENDING_JOBS={self.max_pending}). Try again in about {retry} s, or "
+            f"cancel one of yours (DELETE {self.route}/jobs/{{id}}).",
+            retry_after_s=retry,
+        )
+
+    @contextmanager
+    def place(self) -> Iterator[None]:
+        """Hold one of the `max_pending` places while a request computes in its own thread;
+        `BusyError` (429 with Retry-After) at once when every place is taken."""
+        with self._lock:
+            self._check_room()
+            self._inline += 1
+        started = time.monotonic()
+        finished = False
+        try:
+            yield
+            finished = True
+        finally:
+            with self._lock:
+                self._inline -= 1
+                if finished:
+                    self._recent_s.append(time.monotonic() - started)
+
     def submit(self, work: SweepWork, model: str, component: str) -> Job:
         """Queue `work(progress, should_stop)`; return its job at once (`BusyError` if full)."""
         with self._lock:
-            if self.running >= self.max_pending:
-                retry = self.retry_after_s()
-                raise BusyError(
-                    f"This server already has {self.running} {self.kind}s queued or running, as "
-                    f"many as it takes (ACTPATCH_MAX_PENDING_JOBS={self.max_pending}). Try again "
-                    f"in about {retry} s, or cancel one of yours "
-                    f"(DELETE {self.route}/jobs/{{id}}).",
-                    retry_after_s=retry,
-                )
+            self._check_room()
             job = Job(uuid.uuid4().hex[:12], model, component, self.idle_timeout_s)
             self._jobs[job.id] = job
             self._forget_old()

@@ -14,6 +14,9 @@ Three ASGI middlewares and one start-up check, all driven by the settings:
   this origin only (`CSP` says what each directive allows and why).
 - `exposure(settings)`: serving on a non-loopback address needs a token, or `allow_open`, in
   which case it returns the warning that the terminal and the page show.
+- `check_token(settings)`: a token must be one every client can send as `Authorization: Bearer
+  TOKEN` (the container's health check does): printable ASCII without spaces, at least
+  `MIN_TOKEN_CHARS` long. Any other is refused at start, saying why, never shown.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from actpatch.errors import ActpatchError
 from .settings import Settings
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+MIN_TOKEN_CHARS = 16
 WILDCARD_BINDS = ("", "0.0.0.0", "::", "[::]")
 
 # Everything from this origin only. Styles also allow inline `style` attributes and <style>
@@ -67,6 +71,41 @@ SECURITY_HEADERS = {
 
 class ExposureError(ActpatchError):
     """The server would listen on the network without a token and nobody said it may."""
+
+
+class TokenError(ActpatchError):
+    """The API token is one clients could not send, or too short to keep anyone out."""
+
+
+def check_token(settings: Settings) -> None:
+    """Refuse (`TokenError`) an API token that cannot be sent as a Bearer token, or a short one.
+
+    An HTTP header drops spaces at its ends and many clients send only ASCII in it: a token with
+    either worked only as a browser's Basic password, never through `Authorization: Bearer`."""
+    if settings.api_token is None:
+        return
+    token = settings.api_token.get_secret_value()
+    if token != token.strip():
+        problem = "it begins or ends with a space (or another blank), which HTTP drops"
+    elif not all("!" <= c <= "~" for c in token):
+        problem = (
+            "it holds a space, a control character or a character outside ASCII, which not "
+            "every client can send in a header"
+        )
+    elif len(token) < MIN_TOKEN_CHARS:
+        problem = (
+            f"it is {len(token)} characters long, short enough to guess: use at least "
+            f"{MIN_TOKEN_CHARS}"
+        )
+    else:
+        return
+    raise TokenError(
+        f"ACTPATCH_API_TOKEN cannot be used: {problem}. Clients send the token as "
+        "'Authorization: Bearer TOKEN' (the container's health check does too), so it must be "
+        f"at least {MIN_TOKEN_CHARS} printable ASCII characters without spaces; make one with "
+        "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'.",
+        field="api_token",
+    )
 
 
 def _host_name(value: str) -> str:
@@ -218,7 +257,9 @@ class SecurityHeaders:
 
 
 def install(app: FastAPI, settings: Settings) -> None:
-    """Add the checks, outermost last: headers on every answer, then Host, then the token."""
+    """Add the checks, outermost last: headers on every answer, then Host, then the token
+    (`TokenError` for a token clients could not send)."""
+    check_token(settings)
     if settings.api_token is not None:
         app.add_middleware(TokenCheck, token=settings.api_token.get_secret_value())
     app.add_middleware(HostCheck, allowed=allowed_hosts(settings))
@@ -227,11 +268,14 @@ def install(app: FastAPI, settings: Settings) -> None:
 
 __all__ = [
     "CSP",
+    "MIN_TOKEN_CHARS",
     "ExposureError",
     "HostCheck",
     "SecurityHeaders",
     "TokenCheck",
+    "TokenError",
     "allowed_hosts",
+    "check_token",
     "exposure",
     "install",
     "is_loopback",

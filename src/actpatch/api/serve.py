@@ -9,7 +9,7 @@ from actpatch.errors import ActpatchError
 from actpatch.models import requested_model
 
 from .app import create_app
-from .security import exposure
+from .security import check_token, exposure
 from .settings import Settings
 
 
@@ -78,7 +78,8 @@ def serve(
         )
         raise SystemExit(1)
     try:
-        open_warning = exposure(settings)  # before loading: refuse an open server at once
+        check_token(settings)  # before loading: refuse a token clients cannot send at once
+        open_warning = exposure(settings)  # and an open server
         _say(f"loading {settings.model} ...")
         app = create_app(settings)
     except ActpatchError as exc:
@@ -91,7 +92,7 @@ def serve(
     workbench = app.state.workbench
     if open_warning is not None:
         workbench.registry.notices.append(open_warning)  # the page shows it too
-    for notice in workbench.registry.notices:
+    for notice in workbench.notices():  # a model fallback, exposure, a history left aside
         _say(f"WARNING: {notice}")
     for name, loaded in workbench.registry.models.items():
         shape = f"{loaded.n_layers} layers x {loaded.n_heads} heads"

@@ -196,6 +196,27 @@ class Settings(BaseSettings):
         description="Keep every patch, sweep and attribution run through the API in the run "
         "history (GET /runs); False: keep none.",
     )
+    history_max_runs: int | None = Field(
+        default=None,
+        ge=1,
+        description="The most runs the history keeps, pinned ones aside: after each run the "
+        "oldest unpinned runs beyond it are deleted. None: no limit.",
+    )
+    history_max_mb: float | None = Field(
+        default=None,
+        gt=0,
+        description="The most MiB of requests and results the history keeps, pinned runs "
+        "aside (a 64-pair dataset sweep stores about 0.4 MiB); the oldest unpinned runs beyond "
+        "it are deleted, never the newest. None: no limit.",
+    )
+    history_busy_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="How long a request waits for another process (a second server, a sqlite3 "
+        "shell) to release the history's lock: then its result is answered with a warning that "
+        "it was not kept, and the history's own routes answer 503 with Retry-After.",
+    )
 
     @field_validator("api_token", mode="after")
     @classmethod

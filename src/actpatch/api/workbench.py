@@ -7,7 +7,10 @@ clients use for it (`respond`).
 Limits (all in `Settings`): a request's prompt pairs and prompt lengths are counted before
 anything is tokenized; at most `max_concurrent_runs` patches and sweeps compute at once (the
 others wait their turn, so the server's peak memory is bounded); after each computation the
-experiment cache is trimmed back to its bytes.
+experiment cache is trimmed back to its bytes. A synchronous sweep or attribution takes a place
+among its kind's background jobs (`max_pending_jobs`) for as long as it runs: past the limit it
+is refused with 429 and `Retry-After` at once, rather than holding one of the server's threads
+while it waits, so the rest of the server (GET /health first) keeps answering.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import actpatch
 from actpatch.errors import InputError
@@ -34,10 +37,11 @@ from actpatch.patching.experiment import answer_id
 from actpatch.patching.options import check_metric
 from actpatch.patching.runners import choose_backend
 
+from . import memory
 from .contract import patch_response
-from .errors import NotFoundError
 from .jobs import Job, Progress, ShouldStop, SweepJobs
 from .registry import ExperimentCache, ModelRegistry
+from .run_history import RunHistory
 from .schemas import (
     AttributeRequest,
     EdgesRequest,
@@ -50,9 +54,6 @@ from .schemas import (
     VerifyRequest,
 )
 from .settings import Settings
-
-if TYPE_CHECKING:
-    from actpatch.history import History
 
 
 class Workbench:
@@ -69,6 +70,7 @@ class Workbench:
             settings.max_pending_jobs,
         )
         self._runs = threading.BoundedSemaphore(settings.max_concurrent_runs)
+        self._active, self._active_lock = 0, threading.Lock()  # computations in flight
         # Attribution jobs run on their own worker, so job ids of the two kinds never mix.
         self.attribution_jobs = SweepJobs(
             settings.sweep_workers,
@@ -78,8 +80,7 @@ class Workbench:
             kind="attribution",
             route="/attribute",
         )
-        self._history: History | None = None
-        self._history_lock = threading.Lock()
+        self.history = RunHistory(settings)
 
     def check_limits(self, request: ExperimentFields | TokenizeRequest) -> None:
         """Refuse (422) more prompt pairs or longer prompts than the settings allow."""
@@ -117,12 +118,20 @@ class Workbench:
 
     @contextmanager
     def computing(self) -> Iterator[None]:
-        """Hold one of the `max_concurrent_runs` places while computing, then trim the cache."""
+        """Hold one of the `max_concurrent_runs` places while computing, then trim the cache;
+        the last computation in flight hands the memory freed back to the system."""
         with self._runs:
+            with self._active_lock:
+                self._active += 1
             try:
                 yield
             finally:
                 self.experiments.trim()
+                with self._active_lock:
+                    self._active -= 1
+                    idle = self._active == 0
+                if idle:
+                    memory.release()
 
     # -- patching -----------------------------------------------------------------------------
 
@@ -149,7 +158,12 @@ class Workbench:
             cached=cached,
             seconds=round(time.perf_counter() - t0, 4),
         )
-        return self.keep("patch", request.model_dump(exclude_none=True), out)
+        return self.history.keep("patch", request.model_dump(exclude_none=True), out)
+
+    def sweep_now(self, request: SweepRequest) -> dict[str, Any]:
+        """A sweep in this request's thread, holding a place among the background sweeps."""
+        with self.jobs.place():
+            return self.sweep(request)
 
     def sweep(
         self,
@@ -188,7 +202,7 @@ class Workbench:
                     ray_address=ray_address,
                 )
             out = respond(ablated.to_dict(), name, cached=cached)
-            return self.keep("ablation", request.model_dump(exclude_none=True), out)
+            return self.history.keep("ablation", request.model_dump(exclude_none=True), out)
         try:
             with self.computing():
                 result = actpatch.sweep_many(
@@ -206,13 +220,13 @@ class Workbench:
                     ray_address=ray_address,
                 )
         except actpatch.CancelledError:
-            if last and self.settings.keep_runs:  # cancel keeps what was computed
-                self.history.store(
+            if last:  # cancel keeps what was computed
+                self.history.keep(
                     "sweep", request.model_dump(exclude_none=True), last[0], complete=False
                 )
             raise
         out = respond(result.to_dict(), name, cached=cached)
-        return self.keep("sweep", request.model_dump(exclude_none=True), out)
+        return self.history.keep("sweep", request.model_dump(exclude_none=True), out)
 
     def _sweep_experiments(self, request: SweepRequest) -> tuple[list[Experiment], bool]:
         """The request's experiments: one (cached) for prompts, one per length group for a
@@ -269,6 +283,11 @@ class Workbench:
 
     # -- attribution patching -----------------------------------------------------------------
 
+    def attribute_now(self, request: AttributeRequest) -> dict[str, Any]:
+        """An attribution in this request's thread, holding a place among the background ones."""
+        with self.attribution_jobs.place():
+            return self.attribute(request)
+
     def attribute(
         self,
         request: AttributeRequest,
@@ -291,7 +310,7 @@ class Workbench:
                 max_memory=self.settings.max_memory,
             )
         out = respond(result.to_dict(), self.registry.name_of(exp.model), cached=cached)
-        return self.keep("attribution", request.model_dump(exclude_none=True), out)
+        return self.history.keep("attribution", request.model_dump(exclude_none=True), out)
 
     def start_attribute(self, request: AttributeRequest) -> Job:
         """Check the request now (bad input answers 422 at once), then attribute in the
@@ -307,55 +326,6 @@ class Workbench:
             model=self.registry.name_of(exp.model),
             component=component.name,
         )
-
-    # -- the run history -----------------------------------------------------------------------
-
-    @property
-    def history(self) -> History:
-        """The run history (opened on first use, under settings.data_dir)."""
-        with self._history_lock:
-            if self._history is None:
-                from actpatch.history import History
-
-                self._history = History(self.settings.data_dir)
-            return self._history
-
-    def keep(self, kind: str, request: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
-        """Store a run in the history (unless settings.keep_runs is off); the result with its
-        run_id. Every kind (patch, sweep, attribution, path, edges, ...) goes through here."""
-        if not self.settings.keep_runs:
-            return result
-        run_id = self.store(kind, request, result)
-        return {**result, "run_id": run_id}
-
-    def store(self, kind: str, request: dict[str, Any], result: dict[str, Any]) -> int:
-        """Keep one run; its id."""
-        return self.history.store(kind, request, result)
-
-    def runs(self, limit: int = 100, kind: str | None = None) -> dict[str, Any]:
-        """The most recent runs first, without their results, and where they are kept."""
-        runs = [run.summary() for run in self.history.list(limit, kind)]
-        return {"runs": runs, "data_dir": str(self.history.path.parent)}
-
-    def run(self, run_id: int) -> dict[str, Any]:
-        """One stored run with its request and result; 404 when there is none."""
-        from actpatch.history import RunNotFoundError
-
-        try:
-            return self.history.get(run_id).to_dict()
-        except RunNotFoundError as exc:
-            raise NotFoundError(exc.message, field="run_id") from None
-
-    def delete_run(self, run_id: int) -> dict[str, Any]:
-        """Delete one stored run; 404 when there is none."""
-        from actpatch.history import RunNotFoundError
-
-        try:
-            summary = self.history.get(run_id).summary()
-            self.history.delete(run_id)
-        except RunNotFoundError as exc:
-            raise NotFoundError(exc.message, field="run_id") from None
-        return summary
 
     # -- tokens -------------------------------------------------------------------------------
 
@@ -422,7 +392,7 @@ class Workbench:
                 }
                 for name, m in self.registry.models.items()
             ],
-            "notices": list(self.registry.notices),
+            "notices": self.notices(),
             "components": {
                 name: {"axes": list(c.axes), "description": c.description}
                 for name, c in COMPONENTS.items()
@@ -433,10 +403,21 @@ class Workbench:
             "options": options.catalog(),
         }
 
+    def notices(self) -> list[str]:
+        """What the terminal and the page say about how this server runs (fallbacks, exposure,
+        a history that could not be used)."""
+        problem = self.history.problem
+        return [*self.registry.notices, *([problem] if problem else [])]
+
     def health(self) -> dict[str, Any]:
-        """A liveness answer that says what the server runs."""
+        """A liveness answer that says what the server runs, and what is wrong if anything is.
+
+        Reads counters only (no lock another request could hold), so it answers at once."""
+        problem = self.history.problem
         return {
-            "status": "ok",
+            "status": "degraded" if problem else "ok",
+            "reason": problem,
+            "history": self.history.describe(),
             "version": actpatch.__version__,
             "default_model": self.registry.default,
             "models": list(self.registry.models),
@@ -448,8 +429,7 @@ class Workbench:
         """Stop background work (the server is shutting down)."""
         self.jobs.shutdown()
         self.attribution_jobs.shutdown()
-        if self._history is not None:
-            self._history.close()
+        self.history.close()
 
     # -- circuits -----------------------------------------------------------------------------
 
@@ -477,7 +457,7 @@ class Workbench:
             )
         name = self.registry.name_of(exp.model)
         out = respond(result.to_dict(), name, known_roles=to_dict(name))
-        return self.keep("path", request.model_dump(exclude_none=True), out)
+        return self.history.keep("path", request.model_dump(exclude_none=True), out)
 
     def circuit_edges(self, request: EdgesRequest) -> dict[str, Any]:
         """Edge attribution (EAP or EAP-IG) over the whole graph, strongest edges first."""
@@ -504,7 +484,7 @@ class Workbench:
             n_heads=exp.model.n_heads,
             known_roles=to_dict(name),
         )
-        return self.keep("edges", request.model_dump(exclude_none=True), out)
+        return self.history.keep("edges", request.model_dump(exclude_none=True), out)
 
     def circuit_evaluate(self, request: EvaluateRequest) -> dict[str, Any]:
         """Faithfulness of a circuit (edges or nodes), or a curve over a ranking's top n."""
@@ -546,7 +526,7 @@ class Workbench:
                     kv=request.kv,
                 )
         out = respond(result.to_dict(), self.registry.name_of(exp.model))
-        return self.keep("evaluation", request.model_dump(exclude_none=True), out)
+        return self.history.keep("evaluation", request.model_dump(exclude_none=True), out)
 
     def circuit_verify(self, request: VerifyRequest) -> dict[str, Any]:
         """Each edge patched exactly, alone: its effect on the metric."""

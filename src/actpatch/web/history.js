@@ -1,9 +1,11 @@
 // The history panel: every run kept in the server's data directory (GET /runs, which names
-// it), reopened without recomputing, and two sweeps compared side by side as a difference
-// heatmap (second minus first). A run's title says its kind, its model's short name, what it
-// patched and its prompts; hovering shows the rest. "Open" puts the run's whole request back
-// into the form and shows its result in its card; a run from a model this server does not serve
-// says so. Strings from the server are set with textContent.
+// it), a page at a time (Newer/Older), reopened without recomputing, and two sweeps compared
+// side by side as a difference heatmap (second minus first). A run's title says its kind, its
+// model's short name, what it patched and its prompts; hovering shows the rest. "Open" puts the
+// run's whole request back into the form and shows its result in its card; a run from a model
+// this server does not serve says so. When the server could not use its history file, the
+// panel says so above the list (GET /runs' `history.problem`). Strings from the server are set
+// with textContent.
 
 import { api } from "./api.js";
 import { showAttribution } from "./attribution.js";
@@ -30,23 +32,56 @@ function served(model) {
   return server.models.some((m) => m.name === model);
 }
 
-const state = { runs: [], ticked: [] };
+const PAGE = 30;
+const state = { runs: [], ticked: [], offset: 0, total: 0, nextOffset: null, problem: null };
 
 async function refresh() {
   let data;
   try {
-    data = await api("GET", "/runs?limit=30");
+    data = await api("GET", `/runs?limit=${PAGE}&offset=${state.offset}`);
   } catch (err) {
     $("history-empty").textContent = `The history cannot be read: ${err.message}`;
     return;
   }
+  if (!data.runs.length && state.offset > 0) {
+    state.offset = Math.max(0, state.offset - PAGE); // the page emptied (runs deleted): go back
+    return refresh();
+  }
   state.runs = data.runs;
-  $("history-where").textContent = data.data_dir ? `Runs kept in ${data.data_dir} (this server's data directory, ACTPATCH_DATA_DIR; the CLI's --save keeps its runs there too).` : "";
+  state.total = data.total ?? data.runs.length;
+  state.nextOffset = data.next_offset ?? null;
+  state.problem = data.history ? data.history.problem : null;
+  $("history-where").textContent = whereText(data);
   state.ticked = state.ticked.filter((id) => data.runs.some((r) => r.id === id));
   render();
 }
 
+// The folder the runs are kept in; when its history file was left aside (the notice above the
+// list says why), where they go instead.
+function whereText(data) {
+  if (!data.data_dir) return "";
+  const info = data.history;
+  if (info && info.problem) {
+    const instead = info.in_memory ? "in memory (lost when the server stops)" : `in ${info.path}`;
+    return `Runs kept ${instead}: the history file of ${data.data_dir} (this server's data directory, ACTPATCH_DATA_DIR) was left aside.`;
+  }
+  return `Runs kept in ${data.data_dir} (this server's data directory, ACTPATCH_DATA_DIR; the CLI's --save keeps its runs there too).`;
+}
+
+// Above the list: what went wrong with the history file; below it: the pages.
+function renderFrame() {
+  const problem = $("history-problem");
+  problem.textContent = state.problem ? `⚠ ${state.problem}` : "";
+  show(problem, Boolean(state.problem));
+  const first = state.runs.length ? state.offset + 1 : 0;
+  $("history-range").textContent = state.total > PAGE ? `runs ${first}–${state.offset + state.runs.length} of ${state.total}` : "";
+  $("history-newer").disabled = state.offset === 0;
+  $("history-older").disabled = state.nextOffset === null;
+  show($("history-pages"), state.total > PAGE);
+}
+
 function render() {
+  renderFrame();
   const list = $("history-list");
   list.textContent = "";
   show($("history-empty"), state.runs.length === 0);
@@ -163,9 +198,24 @@ async function compare() {
   );
 }
 
+function turnPage(offset) {
+  state.offset = Math.max(0, offset);
+  refresh();
+}
+
 export function bindHistory() {
+  const list = $("history-list");
+  list.before(el("div", { id: "history-problem", class: "alert hidden", role: "status" }));
+  const newer = el("button", { type: "button", id: "history-newer", class: "ghost", text: "‹ Newer" });
+  const older = el("button", { type: "button", id: "history-older", class: "ghost", text: "Older ›" });
+  newer.addEventListener("click", () => turnPage(state.offset - PAGE));
+  older.addEventListener("click", () => turnPage(state.nextOffset ?? state.offset));
+  list.after(el("div", { id: "history-pages", class: "controls hidden" }, [newer, el("span", { id: "history-range", class: "muted small" }), older]));
   $("history-refresh").addEventListener("click", refresh);
   $("history-compare").addEventListener("click", compare);
-  document.addEventListener("actpatch:run", () => setTimeout(refresh, 50));
+  document.addEventListener("actpatch:run", () => {
+    state.offset = 0; // a new run is the newest: show the first page
+    setTimeout(refresh, 50);
+  });
   refresh();
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..deps import WorkbenchDep
-from ..responses import WITH_BODY
+from ..responses import COMPUTE_LIMITED
 from ..routing import JobRoutes, add_job_routes, make_router
 from ..schemas.attribute import AttributeJob, AttributeRequest, AttributeResponse
 from ..workbench import Workbench
@@ -13,10 +13,10 @@ from ..workbench import Workbench
 router = make_router(tags=["attribution"])
 
 
-@router.post("/attribute", response_model=AttributeResponse, responses=WITH_BODY)
+@router.post("/attribute", response_model=AttributeResponse, responses=COMPUTE_LIMITED)
 def attribute(request: AttributeRequest, workbench: WorkbenchDep) -> dict[str, Any]:
     """Estimate every cell of a component by attribution patching (AtP, AtP*)."""
-    return workbench.attribute(request)
+    return workbench.attribute_now(request)
 
 
 add_job_routes(

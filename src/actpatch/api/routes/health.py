@@ -13,6 +13,7 @@ router = make_router(tags=["server"])
 
 
 @router.get("/health", response_model=HealthResponse, responses=documented())
-def health(workbench: WorkbenchDep) -> dict[str, Any]:
-    """Liveness: the version, the models loaded and the work in progress."""
+async def health(workbench: WorkbenchDep) -> dict[str, Any]:
+    """Liveness: the version, the models loaded, the work in progress, and what is degraded."""
+    # async: answered on the event loop, never waiting for a worker thread that sweeps hold
     return workbench.health()

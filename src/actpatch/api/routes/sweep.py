@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..deps import WorkbenchDep
-from ..responses import WITH_BODY
+from ..responses import COMPUTE_LIMITED
 from ..routing import JobRoutes, add_job_routes, make_router
 from ..schemas.sweep import SweepJob, SweepRequest, SweepResponse
 from ..workbench import Workbench
@@ -13,10 +13,10 @@ from ..workbench import Workbench
 router = make_router(tags=["patching"])
 
 
-@router.post("/sweep", response_model=SweepResponse, responses=WITH_BODY)
+@router.post("/sweep", response_model=SweepResponse, responses=COMPUTE_LIMITED)
 def sweep(request: SweepRequest, workbench: WorkbenchDep) -> dict[str, Any]:
     """Patch every cell of a component and return the metric after each patch."""
-    return workbench.sweep(request)
+    return workbench.sweep_now(request)
 
 
 add_job_routes(

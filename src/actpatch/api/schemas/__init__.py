@@ -40,7 +40,7 @@ from .errors import ErrorResponse, FieldMessage
 from .health import HealthResponse
 from .models import ComponentInfo, ModelInfo, ModelsResponse, OptionInfo
 from .patch import PatchRequest, PatchResponse, TopToken
-from .runs import RunDetail, RunList, RunSummary
+from .runs import HistoryInfo, RunDetail, RunList, RunSummary, RunUpdate
 from .sweep import ConfidenceInterval, SweepJob, SweepRequest, SweepResponse
 from .tokenize import TokenizedAnswer, TokenizedPrompt, TokenizeRequest, TokenizeResponse
 
@@ -65,6 +65,7 @@ __all__ = [
     "FieldMessage",
     "GraphShapeItem",
     "HealthResponse",
+    "HistoryInfo",
     "KnownRole",
     "KnownRoles",
     "ModelInfo",
@@ -79,6 +80,7 @@ __all__ = [
     "RunDetail",
     "RunList",
     "RunSummary",
+    "RunUpdate",
     "SweepJob",
     "SweepRequest",
     "SweepResponse",

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from actpatch.errors import InputError
 from actpatch.patching import COMPONENTS, get_component
 from actpatch.patching.components import ALIASES
 from actpatch.patching.options import OPTIONS, POSITIONS
@@ -97,13 +98,54 @@ BACKEND = "The path that computed the result: fast (actpatch's engine) or bridge
 BACKEND += "(TransformerLens's TransformerBridge)."
 WARNINGS = "What makes the numbers doubtful (empty when all is well); shown above the numbers."
 CACHED = "Whether the clean and corrupted runs came from the cache."
-RUN_ID = "The run's id in the history (GET /runs/{id})."
+RUN_ID = "The run's id in the history (GET /runs/{id}); null when it could not be kept "
+RUN_ID += "(a not_kept warning says why) or the server keeps no runs."
+
+
+def unencodable(value: Any) -> str | None:
+    """The first string in `value` (nested lists and objects, keys too) that is not Unicode
+    text, or None. JSON's escapes can carry half of a surrogate pair ("\\ud800"), which no
+    tokenizer, database or answer can encode. Walks without recursion: any depth is safe."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return item
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return None
+
+
+def not_text(where: str) -> str:
+    """What a 422 says about text that is not Unicode (`unencodable`), and how to fix it."""
+    return (
+        f"{where} holds text that is not valid Unicode: an unpaired surrogate (a JSON escape "
+        "such as \\ud800 without its other half). Send the text itself, encoded as UTF-8, or "
+        "both halves of the pair (\\ud83d\\ude00 is one emoji)."
+    )
 
 
 class Request(BaseModel):
-    """A request body: unknown fields are refused, so a misspelt option is never ignored."""
+    """A request body: unknown fields are refused, so a misspelt option is never ignored; values
+    are strict, so `true` is not a 1 and `"yes"` not a true; text must be Unicode."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unicode_text(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if unencodable([key, value]) is not None:
+                    name = key if unencodable(key) is None else repr(key)
+                    raise InputError(not_text(str(name)), field=str(name))
+        return data
 
 
 class ExperimentFields(Request):
@@ -120,7 +162,9 @@ class ResultWarning(BaseModel):
     """Something that makes a result's numbers doubtful, and how to fix it (never blocks a run)."""
 
     code: str = Field(
-        description="leading_space, no_behaviour, indistinguishable_answers or identical_prompts."
+        description="leading_space, no_behaviour, indistinguishable_answers or "
+        "identical_prompts; not_kept when the run could not be stored in the history (the "
+        "result is complete all the same)."
     )
     field: str | None = Field(description="The request field at fault, if one is.")
     message: str = Field(description="What is wrong and how to fix it.")

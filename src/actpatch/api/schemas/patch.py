@@ -6,9 +6,10 @@ optional fields after the spec's (which model, component, direction, metric, wro
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
-from actpatch.patching import options
+from actpatch.errors import InputError
+from actpatch.patching import get_component, options
 
 from .common import (
     BACKEND,
@@ -42,6 +43,21 @@ class PatchRequest(ExperimentFields):
     metric: Metric | None = Field(None, description=METRIC)
     direction: Direction = Field(options.DEFAULT_DIRECTION, description=DIRECTION)
     top_k: StrictInt = Field(10, ge=1, le=100, description="How many top tokens to list per run.")
+
+    @model_validator(mode="after")
+    def _cell_of_the_component(self) -> PatchRequest:
+        """Refuse a head or position the component has no axis for (it would be ignored)."""
+        component = get_component(self.component)
+        for axis, value in (("head", self.head), ("pos", self.pos)):
+            if value is not None and axis not in component.axes:
+                by = ", ".join(component.axes)
+                raise InputError(
+                    f"{axis} was given, but component {component.name!r} is indexed by {by} "
+                    f"only, so it would be ignored. Leave {axis} out, or choose a component "
+                    f"indexed by {axis} (z_by_pos patches one head at one position).",
+                    field=axis,
+                )
+        return self
 
 
 class TopToken(BaseModel):

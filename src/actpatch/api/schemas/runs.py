@@ -1,10 +1,12 @@
-"""GET /runs and /runs/{id}: the run history (issue 11)."""
+"""GET /runs, GET/PATCH/DELETE /runs/{id}: the run history (issue 11), paged, with pins."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
+
+from .common import Request
 
 
 class RunSummary(BaseModel):
@@ -25,17 +27,37 @@ class RunSummary(BaseModel):
     version: str = Field(description="The actpatch version that computed it.")
     seconds: float | None = Field(description="Time taken, in seconds.")
     complete: bool = Field(description="False for a cancelled sweep's partial result.")
+    pinned: bool = Field(False, description="Pinned runs are never deleted by retention.")
+
+
+class HistoryInfo(BaseModel):
+    """Where the server keeps its runs, and what went wrong with where it was asked to."""
+
+    path: str | None = Field(description="The history's file; null when it is kept in memory.")
+    in_memory: bool = Field(description="Runs are kept in memory only, lost when it stops.")
+    problem: str | None = Field(
+        description="Why runs are not kept in the file the settings name (damaged, unreadable, "
+        "written by a newer actpatch), that it was left untouched, and how to get its runs "
+        "back; null when all is well."
+    )
 
 
 class RunList(BaseModel):
-    """The most recent runs first."""
+    """The most recent runs first, one page of them."""
 
     runs: list[RunSummary]
     data_dir: str | None = Field(
         None,
         description="The folder whose history this is (the server's data_dir, "
-        "ACTPATCH_DATA_DIR): every run this server and the CLI's --save keep there.",
+        "ACTPATCH_DATA_DIR): every run this server and the CLI's --save keep there. When its "
+        "file could not be used, `history` says where runs are kept instead.",
     )
+    total: int = Field(0, description="How many runs (of the kind asked for) are kept.")
+    offset: int = Field(0, description="How many more recent runs this page skipped.")
+    next_offset: int | None = Field(
+        None, description="The offset of the next (older) page; null on the last page."
+    )
+    history: HistoryInfo | None = None
 
 
 class RunDetail(RunSummary):
@@ -43,3 +65,9 @@ class RunDetail(RunSummary):
 
     request: dict[str, Any]
     result: dict[str, Any]
+
+
+class RunUpdate(Request):
+    """What may change on a stored run: whether it is pinned."""
+
+    pinned: StrictBool = Field(description="true: retention never deletes this run.")

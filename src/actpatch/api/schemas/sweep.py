@@ -3,11 +3,13 @@ the background, over prompts or a dataset."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from actpatch.datasets import DATASET_SPEC_LIST
+from actpatch.errors import InputError
 from actpatch.patching import options
 from actpatch.patching.options import ABLATIONS, OPTIONS
 
@@ -37,6 +39,8 @@ from .common import (
     Positions,
     Prompt,
     ResultWarning,
+    not_text,
+    unencodable,
 )
 from .errors import ErrorResponse
 
@@ -84,6 +88,28 @@ class SweepRequest(ExperimentFields):
         description="A dataset of several token lengths: " + OPTIONS["batching"].help() + ". "
         "The result's `batching` says which ran.",
     )
+
+    @field_validator("dataset_jsonl")
+    @classmethod
+    def _readable_lines(cls, text: str | None) -> str | None:
+        """Refuse lines no JSON reader can take apart (nested thousands deep) and text that is
+        not Unicode, naming the line; everything else is the dataset reader's to check."""
+        for lineno, line in enumerate((text or "").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except RecursionError:
+                raise InputError(
+                    f"dataset_jsonl, line {lineno}: nested too deeply to read. Each line must "
+                    'be one flat JSON object: {"clean": "...", "corrupt": "...", "target": " X"}.',
+                    field="dataset_jsonl",
+                ) from None
+            except ValueError:
+                continue  # the dataset reader names the line and what is wrong with it
+            if unencodable(row) is not None:
+                raise InputError(not_text(f"dataset_jsonl, line {lineno},"), field="dataset_jsonl")
+        return text
 
     @model_validator(mode="after")
     def _prompts_or_dataset(self) -> SweepRequest:
