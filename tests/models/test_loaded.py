@@ -34,3 +34,19 @@ def test_the_bridge_leaves_the_weights_as_loaded(tmp_path):
         assert all(torch.equal(before[n], after[n]) for n in before)
         final, _ = load(model.hf_model).run_with_cache(tokens, [])
     assert (load(model.hf_model).unembed(final) - reference).abs().max() < 1e-4
+
+
+def test_building_the_bridge_changes_neither_the_count_nor_the_fingerprint(tiny_model_dir):
+    """TransformerLens's bridge wraps the modules in place and adds split copies of GPT-2's fused
+    c_attn; the model's own weights (what workers compare) stay what was loaded."""
+    from transformers import AutoModelForCausalLM
+
+    import actpatch
+    from actpatch.patching.remote import fingerprint
+
+    model = actpatch.load_model(str(tiny_model_dir))
+    before = fingerprint(model)
+    model.bridge()
+    fresh = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
+    assert model.n_params == fresh.num_parameters()
+    assert fingerprint(model) == before

@@ -35,8 +35,16 @@ class LoadedModel:
     notes: list[str] = field(default_factory=list)
     # Module -> device, when the model is spread over several devices (`models.placement`).
     device_map: dict[str, Any] | None = None
+    # The model's own weights as loaded. TransformerLens's bridge, once built, wraps the modules
+    # in place and adds split copies of some (GPT-2's fused c_attn as q, k, v), so counting and
+    # checking "the weights" goes through this list, which the bridge does not change.
+    weights: list[torch.nn.Parameter] = field(default_factory=list, repr=False)
     _bridge: Any = field(default=None, repr=False)
     _bridge_lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.weights:
+            self.weights = list(self.hf_model.parameters())
 
     @property
     def config(self) -> Any:
@@ -102,7 +110,7 @@ class LoadedModel:
 
     @property
     def n_params(self) -> int:
-        return sum(p.numel() for p in self.hf_model.parameters())
+        return sum(p.numel() for p in self.weights)
 
     @property
     def bos_token_id(self) -> int:

@@ -68,10 +68,11 @@ def _not_reloadable(model: LoadedModel) -> str:
 
 def fingerprint(model: LoadedModel) -> tuple[str, int, str]:
     """A cheap check that two processes hold the same weights: the dtype, the number of
-    parameters, and the sum of a sample of every tensor's entries (as exact hex)."""
+    parameters, and the sum of a sample of every tensor's entries (as exact hex), over the
+    weights as loaded (`LoadedModel.weights`: a bridge built since adds copies, not changes)."""
     total = 0.0
     with torch.no_grad():
-        for p in model.hf_model.parameters():
+        for p in model.weights:
             flat = p.detach().reshape(-1)
             total += float(flat[:: max(1, flat.numel() // 256)].double().sum())
     return str(model.dtype), model.n_params, total.hex()
