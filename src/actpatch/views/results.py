@@ -15,7 +15,7 @@ from typing import Any
 from torch import Tensor
 
 from actpatch.patching.results import ResultWarning
-from actpatch.patching.results.shown import display
+from actpatch.patching.results.shown import Shown
 
 
 def _rows(t: Tensor) -> list[Any]:
@@ -25,7 +25,7 @@ def _rows(t: Tensor) -> list[Any]:
 
 
 @dataclass(frozen=True)
-class AttentionResult:
+class AttentionResult(Shown):
     """Attention patterns of one layer's heads on the clean and corrupted runs of one pair.
 
     `clean[i]` and `corrupt[i]` are head `heads[i]`'s pattern, (query position, key position),
@@ -44,17 +44,6 @@ class AttentionResult:
     corrupt: Tensor  # (heads, query_pos, key_pos)
     pair: int = 0
     warnings: list[ResultWarning] = field(default_factory=list)
-
-    def _repr_html_(self) -> str:
-        return display().html(self)
-
-    def _repr_png_(self) -> bytes:
-        return display().png(self)
-
-    def to_pandas(self) -> Any:
-        """A tidy `pandas.DataFrame`: one row per (run, head, query, key) with both tokens and the
-        weight (`actpatch.display.frames`)."""
-        return display().to_pandas(self)
 
     @property
     def head(self) -> int:
@@ -130,7 +119,7 @@ class DirectEffects:
 
 
 @dataclass(frozen=True)
-class DLAResult:
+class DLAResult(Shown):
     """Direct logit attribution on the clean and corrupted runs, and their difference.
 
     `metric` is "logit_diff" (target minus wrong answer) or "logit" (the target's logit, when no
@@ -145,17 +134,6 @@ class DLAResult:
     n_pairs: int
     norm_note: str
     warnings: list[ResultWarning] = field(default_factory=list)
-
-    def _repr_html_(self) -> str:
-        return display().html(self)
-
-    def _repr_png_(self) -> bytes:
-        return display().png(self)
-
-    def to_pandas(self) -> Any:
-        """A tidy `pandas.DataFrame`: one row per part (embeddings, each head, attention bias, MLP,
-        const) with its clean, corrupt and difference share (`actpatch.display.frames`)."""
-        return display().to_pandas(self)
 
     def to_dict(self) -> dict[str, Any]:
         c, k = self.clean, self.corrupt
@@ -199,7 +177,7 @@ class LensRun:
 
 
 @dataclass(frozen=True)
-class LensResult:
+class LensResult(Shown):
     """The logit lens on the clean and corrupted runs: `labels[i]` names read-out point i
     (`resid_pre 0` ... `resid_post L-1`, and `resid_mid L` with sub-layers); the last point is the
     model's own output."""
@@ -214,17 +192,6 @@ class LensResult:
     corrupt: LensRun
     n_pairs: int
     warnings: list[ResultWarning] = field(default_factory=list)
-
-    def _repr_html_(self) -> str:
-        return display().html(self)
-
-    def _repr_png_(self) -> bytes:
-        return display().png(self)
-
-    def to_pandas(self) -> Any:
-        """A tidy `pandas.DataFrame`: one row per read-out point with the metric, the answer's rank
-        and probability and the top tokens, clean and corrupt (`actpatch.display.frames`)."""
-        return display().to_pandas(self)
 
     def to_dict(self) -> dict[str, Any]:
         return {

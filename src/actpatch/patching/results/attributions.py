@@ -8,13 +8,13 @@ from typing import Any
 
 from torch import Tensor
 
-from actpatch.patching.results.shown import display
+from actpatch.patching.results.shown import Shown
 from actpatch.patching.results.warning import ResultWarning
 from actpatch.patching.serial import jsonable, nested
 
 
 @dataclass
-class AttributionResult:
+class AttributionResult(Shown):
     """Attribution patching (AtP or AtP*): every cell's estimated metric change, and, when asked,
     the exact change beside it.
 
@@ -62,17 +62,6 @@ class AttributionResult:
     agreement: dict[str, Any] | None = None
     agreement_atp: dict[str, Any] | None = None
     verified: list[dict[str, Any]] = field(default_factory=list)
-
-    def _repr_html_(self) -> str:
-        return display().html(self)
-
-    def _repr_png_(self) -> bytes:
-        return display().png(self)
-
-    def to_pandas(self) -> Any:
-        """A tidy `pandas.DataFrame`: one row per cell with its labels, the estimate, the score and
-        the exact effect when compared (`actpatch.display.frames`)."""
-        return display().to_pandas(self)
 
     def top(self, k: int = 10) -> list[tuple[tuple[int, ...], float]]:
         """The k cells ranked first (by `score`), with their estimate."""

@@ -10,13 +10,13 @@ from typing import Any
 
 from torch import Tensor
 
-from actpatch.patching.results.shown import display
+from actpatch.patching.results.shown import Shown
 from actpatch.patching.results.warning import ResultWarning
 from actpatch.patching.serial import jsonable, nested
 
 
 @dataclass
-class PathPatchResult:
+class PathPatchResult(Shown):
     """Path patching (Wang et al. 2022): the metric when only the receivers see each sender's
     change. `raw[layer, head]` when the senders are every head, else one value per sender
     (`senders` names them, EAP-IG style: 'a9.h9', 'm0'). Normalized: clean = 1, corrupted = 0.
@@ -38,17 +38,6 @@ class PathPatchResult:
     backend: str
     note: str | None = None
     warnings: list[ResultWarning] = field(default_factory=list)
-
-    def _repr_html_(self) -> str:
-        return display().html(self)
-
-    def _repr_png_(self) -> bytes:
-        return display().png(self)
-
-    def to_pandas(self) -> Any:
-        """A tidy `pandas.DataFrame`: one row per sender with its layer and head, the raw and
-        normalized metric (`actpatch.display.frames`)."""
-        return display().to_pandas(self)
 
     @property
     def all_heads(self) -> bool:
@@ -109,7 +98,7 @@ class CircuitPoint:
 
 
 @dataclass
-class CircuitResult:
+class CircuitResult(Shown):
     """Circuit evaluation: the clean run with every edge outside the circuit ablated.
 
     `points` holds one circuit, or a faithfulness curve (the top n edges of a ranking for each
@@ -134,17 +123,6 @@ class CircuitResult:
     graph: dict[str, Any] = field(default_factory=dict)
     # MIB's summary when asked for (`actpatch.patching.mib`): fractions, curves, CPR and CMD
     mib: dict[str, Any] | None = None
-
-    def _repr_html_(self) -> str:
-        return display().html(self)
-
-    def _repr_png_(self) -> bytes:
-        return display().png(self)
-
-    def to_pandas(self) -> Any:
-        """A tidy `pandas.DataFrame`: one row per circuit: edges kept, metric, faithfulness
-        (`actpatch.display.frames`)."""
-        return display().to_pandas(self)
 
     @property
     def faithfulness(self) -> float:
@@ -217,7 +195,7 @@ class EdgeScore:
 
 
 @dataclass
-class EdgeResult:
+class EdgeResult(Shown):
     """Edge attribution (EAP or EAP-IG): every edge of the graph with its score, strongest
     (by magnitude) first: `names[i]` scores `scores[i]` (`by_pos[i]` per position, when kept).
     `edges` gives them as `EdgeScore`s. `verified` holds the top edges patched exactly, when
@@ -242,17 +220,6 @@ class EdgeResult:
     warnings: list[ResultWarning] = field(default_factory=list)
     # the graph scored: n_layers, n_heads, n_kv_heads, kv (the key/value convention), parallel
     graph: dict[str, Any] = field(default_factory=dict)
-
-    def _repr_html_(self) -> str:
-        return display().html(self)
-
-    def _repr_png_(self) -> bytes:
-        return display().png(self)
-
-    def to_pandas(self) -> Any:
-        """A tidy `pandas.DataFrame`: one row per edge, strongest first: source, target, score and
-        the exact effect when verified (`actpatch.display.frames`)."""
-        return display().to_pandas(self)
 
     @property
     def kv(self) -> str:
@@ -298,7 +265,7 @@ class EdgeResult:
 
 
 @dataclass
-class VerifyResult:
+class VerifyResult(Shown):
     """Edges patched exactly, one at a time: each edge's metric and effect."""
 
     model: str
@@ -310,17 +277,6 @@ class VerifyResult:
     seconds: float
     backend: str
     warnings: list[ResultWarning] = field(default_factory=list)
-
-    def _repr_html_(self) -> str:
-        return display().html(self)
-
-    def _repr_png_(self) -> bytes:
-        return display().png(self)
-
-    def to_pandas(self) -> Any:
-        """A tidy `pandas.DataFrame`: one row per edge: the metric with it patched, its effect and
-        that effect normalized (`actpatch.display.frames`)."""
-        return display().to_pandas(self)
 
     def to_dict(self) -> dict[str, Any]:
         return {

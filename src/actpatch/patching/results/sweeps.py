@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
-from actpatch.patching.results.shown import display
+from actpatch.patching.results.shown import Shown
 from actpatch.patching.results.warning import ResultWarning
 from actpatch.patching.serial import jsonable, nested, tensor_of
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class SweepResult:
+class SweepResult(Shown):
     """A patching sweep: the metric after each patch, raw and normalized (clean = 1, corrupt = 0).
 
     `raw[i, j, ...]` is indexed by `axes` (e.g. ("layer", "head")). NaN marks a cell that was
@@ -71,17 +71,6 @@ class SweepResult:
     # numbers, usually faster); `batching_note` says why, when a dataset was not padded.
     batching: str = "single"
     batching_note: str | None = None
-
-    def _repr_html_(self) -> str:
-        return display().html(self)
-
-    def _repr_png_(self) -> bytes:
-        return display().png(self)
-
-    def to_pandas(self) -> Any:
-        """A tidy `pandas.DataFrame`: one row per cell, exactly the columns of the CSV export
-        (`actpatch.display.frames`)."""
-        return display().to_pandas(self)
 
     def top(self, k: int = 10) -> list[tuple[tuple[int, ...], float]]:
         """The k cells whose patch moved the metric most, with their normalized (else raw) value.
@@ -220,7 +209,7 @@ class TopToken:
 
 
 @dataclass
-class PatchResult:
+class PatchResult(Shown):
     """One patch (e.g. one head): the target's probability and rank in the clean, corrupted and
     patched runs, the recovery, and each run's top tokens; plus the chosen metric."""
 
@@ -248,17 +237,6 @@ class PatchResult:
     backend: str
     note: str | None = None
     warnings: list[ResultWarning] = field(default_factory=list)
-
-    def _repr_html_(self) -> str:
-        return display().html(self)
-
-    def _repr_png_(self) -> bytes:
-        return display().png(self)
-
-    def to_pandas(self) -> Any:
-        """A tidy `pandas.DataFrame`: one row per run (clean, corrupt, patched) with the target's
-        probability and rank, the metric and the top tokens (`actpatch.display.frames`)."""
-        return display().to_pandas(self)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (what the CLI prints as JSON): the target's probabilities, ranks
