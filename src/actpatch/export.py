@@ -373,9 +373,10 @@ def export(kind: str, request: dict[str, Any], result: dict[str, Any], fmt: str)
     if "raw" not in result or "axes" not in result:
         from actpatch.errors import InputError
 
+        also = " or ipynb" if kind in NOTEBOOK_KINDS else ""
         raise InputError(
-            f"A {kind} has no grid of cells: export it as json or ipynb (csv, png and svg are "
-            "for sweeps).",
+            f"A {kind} has no grid of cells: export it as json{also} (csv, png and svg are for "
+            "sweeps).",
             field="format",
         )
     sweep = SweepResult.from_dict(result)

@@ -37,6 +37,9 @@ def test_save_then_runs_list_show_export(capsys, tmp_path, monkeypatch) -> None:
             "faithfulness",
         ),
         (["attribute", "--method", "atp"], "attribution", "atp z"),
+        (["attention", "--layer", "3", "--head", "4"], "attention", "attention of L3H4"),
+        (["dla"], "dla", "direct logit_diff attribution"),
+        (["lens"], "lens", "logit lens of logit_diff"),
     ],
 )
 def test_every_kind_of_run_is_kept_with_save(capsys, tmp_path, monkeypatch, argv, kind, what):

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from actpatch.cli.common import add_common, add_experiment, load_for, one_experiment
+from actpatch.cli.common import (
+    add_common,
+    add_experiment,
+    add_keep,
+    load_for,
+    one_experiment,
+    request,
+)
 from actpatch.cli.report import report
 
 
@@ -19,6 +26,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--head", type=int, required=True, help="the (query) head")
     p.add_argument("--pair", type=int, default=0, help="which prompt pair of a dataset (0)")
     p.add_argument("--top", type=int, default=3, help="key positions listed per query (3)")
+    add_keep(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
         file=f"{name}.json",
         text=lambda: print_attention(result, args.top),
         warnings=result.warnings,
+        kind="attention",
+        request=request(args, model, layer=args.layer, head=args.head, pair=args.pair),
         plots={f"{name}.png": lambda p: attention_heatmap(result, p)},
     )
 

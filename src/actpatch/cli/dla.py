@@ -6,7 +6,14 @@ import argparse
 import textwrap
 from typing import Any
 
-from actpatch.cli.common import add_common, add_experiment, load_for, one_experiment
+from actpatch.cli.common import (
+    add_common,
+    add_experiment,
+    add_keep,
+    load_for,
+    one_experiment,
+    request,
+)
 from actpatch.cli.report import report
 
 
@@ -19,6 +26,7 @@ def add_parser(sub: Any) -> None:
     add_common(p)
     add_experiment(p)
     p.add_argument("--top", type=int, default=10, help="how many heads to list (10)")
+    add_keep(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
         file="dla.json",
         text=lambda: print_dla(result, args.top),
         warnings=result.warnings,
+        kind="dla",
+        request=request(args, model),
         plots={"dla.png": lambda p: dla_heatmap(result, p)},
     )
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from actpatch.cli.common import add_common, add_experiment, load_for, one_experiment
+from actpatch.cli.common import (
+    add_common,
+    add_experiment,
+    add_keep,
+    load_for,
+    one_experiment,
+    request,
+)
 from actpatch.cli.report import report
 
 
@@ -17,6 +24,7 @@ def add_parser(sub: Any) -> None:
     add_experiment(p)
     p.add_argument("--k", type=int, default=5, help="top tokens per layer (5)")
     p.add_argument("--sublayers", action="store_true", help="also read between attention and MLP")
+    add_keep(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
         file="lens.json",
         text=lambda: print_lens(result),
         warnings=result.warnings,
+        kind="lens",
+        request=request(args, model, k=args.k, sublayers=args.sublayers),
         plots={"lens.png": lambda p: lens_chart(result, p)},
     )
 

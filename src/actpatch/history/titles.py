@@ -51,6 +51,13 @@ def what_ran(kind: str, request: dict[str, Any], result: dict[str, Any]) -> list
         if len(points) > 1:
             return [f"faithfulness curve to {points[-1].get('n_edges')} edges{by}"]
         return [f"{points[0].get('n_edges')} edges" if points else "circuit"]
+    if kind == "attention":
+        layer, head = (result.get(k, request.get(k)) for k in ("layer", "head"))
+        return [f"attention of L{layer}H{head}"]
+    if kind == "dla":
+        return [f"direct {result.get('metric') or 'logit'} attribution"]
+    if kind == "lens":
+        return [f"logit lens of {result.get('metric') or request.get('metric') or 'the metric'}"]
     return [component]
 
 

@@ -84,3 +84,21 @@ def test_bad_input_names_the_field(client: TestClient, route, extra, field) -> N
     response = client.post(route, json={**IOI, **extra})
     assert response.status_code == 422
     assert field in response.text
+
+
+@pytest.mark.parametrize(
+    ("route", "extra", "title"),
+    [
+        ("/attention", {"layer": 1, "head": 2}, "attention of L1H2"),
+        ("/dla", {}, "direct logit_diff attribution"),
+        ("/lens", {}, "logit lens of logit_diff"),
+    ],
+)
+def test_each_view_is_kept_in_the_history(client: TestClient, route, extra, title) -> None:
+    body = client.post(route, json={**IOI, **extra}).json()
+    assert isinstance(body["run_id"], int)
+    stored = client.get(f"/runs/{body['run_id']}").json()
+    assert stored["kind"] == route.lstrip("/")
+    assert stored["result"]["clean"] == body["clean"]
+    listed = client.get("/runs").json()["runs"]
+    assert any(r["id"] == body["run_id"] and title in r["label"] for r in listed)

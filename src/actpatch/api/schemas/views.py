@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from .common import BACKEND, IOI_EXAMPLE, METRIC, WARNINGS, ExperimentFields, Metric, ResultWarning
+from .common import (
+    BACKEND,
+    IOI_EXAMPLE,
+    METRIC,
+    RUN_ID,
+    WARNINGS,
+    ExperimentFields,
+    Metric,
+    ResultWarning,
+)
 
 
 class AttentionRequest(ExperimentFields):
@@ -39,6 +48,7 @@ class AttentionResponse(BaseModel):
     backend: str = Field(description=BACKEND)
     warnings: list[ResultWarning] = Field(description=WARNINGS)
     seconds: float
+    run_id: int | None = Field(None, description=RUN_ID)
 
 
 class DLARequest(ExperimentFields):
@@ -71,6 +81,7 @@ class DLAResponse(BaseModel):
     backend: str = Field(description=BACKEND)
     warnings: list[ResultWarning] = Field(description=WARNINGS)
     seconds: float
+    run_id: int | None = Field(None, description=RUN_ID)
 
 
 class LensRequest(ExperimentFields):
@@ -107,6 +118,7 @@ class LensResponse(BaseModel):
     backend: str = Field(description=BACKEND)
     warnings: list[ResultWarning] = Field(description=WARNINGS)
     seconds: float
+    run_id: int | None = Field(None, description=RUN_ID)
 
 
 __all__ = [
