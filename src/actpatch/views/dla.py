@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from actpatch.errors import InputError
+from actpatch.patching import metrics
 from actpatch.patching.experiment import Experiment
 from actpatch.patching.results import ResultWarning
 from actpatch.views.common import both_runs, warnings
@@ -179,12 +180,12 @@ def _effects(exp: Experiment, parts: _Parts, read: _ReadOut, metric: str, actual
 
 
 def _actual(exp: Experiment, which: str, metric: str) -> float:
+    """The model's own metric, mean over pairs: the logit difference, or the target's logit."""
     logits = exp.logits(which).float()
-    rows = torch.arange(logits.shape[0], device=logits.device)
-    value = logits[rows, exp.target_ids]
     if metric == "logit_diff":
-        value = value - logits[rows, exp.wrong_ids]
-    return float(value.mean())
+        assert exp.wrong_ids is not None
+        return float(metrics.logit_diff(logits, exp.target_ids, exp.wrong_ids).mean())
+    return float(logits.gather(1, exp.target_ids[:, None]).mean())
 
 
 def direct_logit_attribution(exp: Experiment) -> DLAResult:
