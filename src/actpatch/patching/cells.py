@@ -310,31 +310,33 @@ def axis_sizes(setup: Setup) -> dict[str, int]:
 
 
 def cell_mask(setup: Setup, cells: list[tuple[int, ...]]) -> Tensor:
-    """Which entries each cell patches. cells are index tuples in the component's axes order."""
+    """Which entries each cell patches. cells are index tuples in the component's axes order.
+
+    Built with one indexed write for all cells (a sweep has hundreds; one small operation per
+    cell costs more than the patched run itself on a GPU)."""
     comp, n_pos = setup.component, setup.n_tokens
     n_heads = head_count(setup.exp, comp.hook)
     if setup.convention == "role" and comp.by_pos:
         return _role_mask(setup, cells)
-    aligned = torch.tensor([setup.aligned(p) for p in range(n_pos)])
-    if comp.hook == "pattern":
+    index = torch.tensor(cells, dtype=torch.long).reshape(len(cells), len(comp.axes))
+    rows = torch.arange(len(cells))
+    if comp.hook == "pattern":  # (layer, head)
         mask = torch.zeros(len(cells), n_heads, dtype=torch.bool)
-        for i, (_, head) in enumerate(cells):
-            mask[i, head] = True
+        mask[rows, index[:, 1]] = True
         return mask
     if not comp.per_head:  # (layer, pos)
         mask = torch.zeros(len(cells), n_pos, dtype=torch.bool)
-        for i, (_, pos) in enumerate(cells):
-            mask[i, pos] = True
+        mask[rows, index[:, 1]] = True
         return mask
-    mask = torch.zeros(len(cells), n_pos, n_heads, dtype=torch.bool)
-    for i, cell in enumerate(cells):
-        if comp.by_pos:  # (layer, pos, head)
-            _, pos, head = cell
-            mask[i, pos, head] = True
-        else:  # (layer, head): every aligned position
-            _, head = cell
-            mask[i, :, head] = aligned
-    return mask
+    if comp.by_pos:  # (layer, pos, head)
+        mask = torch.zeros(len(cells), n_pos, n_heads, dtype=torch.bool)
+        mask[rows, index[:, 1], index[:, 2]] = True
+        return mask
+    # (layer, head): the head at every aligned position
+    aligned = torch.tensor([setup.aligned(p) for p in range(n_pos)])
+    heads = torch.zeros(len(cells), n_heads, dtype=torch.bool)
+    heads[rows, index[:, 1]] = True
+    return aligned[None, :, None] & heads[:, None, :]
 
 
 def _role_mask(setup: Setup, cells: list[tuple[int, ...]]) -> Tensor:

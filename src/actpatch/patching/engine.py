@@ -104,15 +104,18 @@ def sweep(
         # later position could start there, but on a CPU fewer, larger batched calls beat
         # skipping those few positions: the weights are read once per call.)
         todo: list[tuple[int, ...]] = []
+        no_op: list[tuple[int, ...]] = []
         for cell in cells:
             if comp.by_pos and not by_role:
                 pos = cell[1]
                 if not setup.aligned(pos):
                     continue  # no counterpart in the other prompt: not patched (NaN)
                 if pos < setup.start:
-                    per_pair[_at(cell)] = base_pairs  # identical in both runs: no-op
+                    no_op.append(cell)  # identical in both runs: the base run's answer
                     continue
             todo.append(cell)
+        if no_op:
+            _put(per_pair, no_op, base_pairs.expand(len(no_op), -1))
 
         def result(complete: bool, done: int = 0) -> SweepResult:
             return _sweep_result(
@@ -142,8 +145,7 @@ def sweep(
 
             final = run_cells(setup, part, setup.start, report, should_stop)
             values = metric_values_per_pair(setup, final).float().cpu()  # (cells, pairs)
-            for cell, column in zip(part, values, strict=True):
-                per_pair[_at(cell)] = column
+            _put(per_pair, part, values)
             done += len(part)
             if progress is not None:
                 progress(done, total)
@@ -152,9 +154,11 @@ def sweep(
     return result(True, total)
 
 
-def _at(cell: tuple[int, ...]) -> tuple[slice | int, ...]:
-    """Index of one cell's values for every pair in a (pairs, *cells) tensor."""
-    return (slice(None), *cell)
+def _put(per_pair: Tensor, cells: list[tuple[int, ...]], values: Tensor) -> None:
+    """Write each cell's values (cells, pairs) into per_pair (pairs, *cells), in one indexed
+    copy rather than one per cell (on a GPU a sweep waits on such small operations)."""
+    index = torch.tensor(cells, dtype=torch.long).T  # (axes, cells)
+    per_pair[(slice(None), *index)] = values.T.to(per_pair.dtype)
 
 
 def _sweep_result(
