@@ -11,7 +11,8 @@ minutes on one H100/H200):
   hand with plain PyTorch hooks (one forward of a batch of 144, each row patching one head);
   AtP over z_by_pos + mlp_out + resid_pre, EAP and EAP-IG (5 steps); the head sweep of
   ioi:64, ioi:256 and ioi:1024; how many kernels a head sweep launches and how long the GPU is
-  busy in it (whether the sweep waits on launches rather than on arithmetic);
+  busy in it (whether the sweep waits on launches rather than on arithmetic); the head sweep
+  replayed from a CUDA graph (`cuda_graphs`, `gpu_graphs.py`) and AtP over the same cells;
 - Llama-3.2-1B-shaped: the head sweep in float32, then the same weights cast to bfloat16 (built
   once, never re-initialised in the other dtype) and the largest difference between the two;
 - Llama-3.1-8B-shaped, bfloat16: head sweep, resid_pre sweep, AtP of heads by position, memory;
@@ -65,7 +66,8 @@ from actpatch.patching.attribution import attribute_components
 from actpatch.patching.edges import edge_attribution
 from actpatch.patching.experiment import dataset_experiments
 from actpatch.tokenizer import gpt2_tokenizer
-from gpu_baselines import experiment, hand_batched_heads, launches, tl_loops
+from gpu_baselines import experiment, hand_batched_heads, launches, max_diff, ms, tl_loops
+from gpu_graphs import graphs_row
 from random_models import gpu_configs
 
 GB = 1e9
@@ -80,6 +82,7 @@ ROWS = (
     ("attribution", "same", "AtP over z_by_pos + mlp_out + resid_pre / EAP / EAP-IG (5 steps)"),
     ("ioi", "same", "ioi dataset head sweep"),
     ("launches", "same", "launch-bound evidence: kernels and busy time of one head sweep"),
+    ("graphs", "same", "head sweep replayed from a CUDA graph (cuda_graphs); AtP over z"),
     ("1b", f"{L1B}, fp32 / bf16", "head sweep"),
     ("8b", f"{L8B}, bf16", "head sweep / resid_pre / AtP by position; memory"),
     ("32b", f"{Q32B}, bf16", "head sweep / resid_pre; memory"),
@@ -216,14 +219,6 @@ def does_not_fit(bench: Bench, kind: str, dtype: torch.dtype) -> str | None:
     )
 
 
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
-
-
-def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.float().cpu() - b.float().cpu()).abs().nan_to_num().max())
-
-
 # -- GPT-2-small-shaped ---------------------------------------------------------------------
 
 
@@ -300,6 +295,9 @@ def gpt2_rows(bench: Bench, cpu_model: LoadedModel, model: LoadedModel) -> None:
                 "which CUDA graphs or torch.compile of the cell batches could cut"
             )
         bench.row("launches", evidence)
+
+    with bench.rows("graphs"):
+        bench.row("graphs", graphs_row(bench, model, t_z, z))
 
     with bench.rows("attribution"):
         t_atp, _ = bench.timed(

@@ -129,3 +129,11 @@ def launches(fn: Callable[[], Any], cuda: bool, sync: Callable[[], None]) -> tup
             busy += stop - max(start, end)
             end = stop
     return len(kernels), busy / 1000
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float().cpu() - b.float().cpu()).abs().nan_to_num().max())

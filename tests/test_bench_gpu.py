@@ -24,6 +24,7 @@ ROWS = [
     ("same", "AtP over z_by_pos + mlp_out + resid_pre / EAP / EAP-IG (5 steps)"),
     ("same", "ioi dataset head sweep"),
     ("same", "launch-bound evidence"),
+    ("same", "head sweep replayed from a CUDA graph"),
     ("Llama-3.2-1B-shaped, fp32 / bf16", "head sweep"),
     ("Llama-3.1-8B-shaped, bf16", "head sweep / resid_pre / AtP by position; memory"),
     ("Qwen2.5-32B-shaped, bf16", "head sweep / resid_pre; memory"),

@@ -144,3 +144,9 @@ def test_building_an_experiment_never_holds_up_other_lookups(
     slow.join(10)
     assert hit and still_building  # answered while the other was still building
     assert len(cache) == 2
+
+
+def test_cuda_graphs_setting_reaches_the_loader(tiny_model_dir: Path) -> None:
+    """ACTPATCH_CUDA_GRAPHS on a CPU server stops it with the reason, not a silent eager run."""
+    with pytest.raises(InputError, match="need a CUDA GPU"):
+        ModelRegistry.load(Settings(model=str(tiny_model_dir), cuda_graphs=True))

@@ -96,6 +96,13 @@ def test_a_model_built_in_memory_cannot_go_to_workers(tiny_model):
         ModelSpec.of(built)
 
 
+def test_workers_load_the_model_with_its_cuda_graphs_setting(tiny_model):
+    spec = ModelSpec.of(dataclasses.replace(tiny_model, cuda_graphs=True))
+    assert spec.cuda_graphs
+    with pytest.raises(InputError, match="need a CUDA GPU"):  # as this process would
+        spec.load()
+
+
 def test_workers_without_ray_name_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails
     with pytest.raises(InputError, match=r"pip install 'actpatch\[ray\]'"):

@@ -58,6 +58,7 @@ class ModelRegistry:
             "device": settings.device,
             "dtype": settings.dtype,
             "device_map": settings.device_map,
+            "cuda_graphs": settings.cuda_graphs,
         }
         try:
             primary = load_model(settings.model, **where)

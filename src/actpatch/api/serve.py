@@ -45,6 +45,7 @@ def serve(
     dtype: str | None = None,
     max_memory: str | None = None,
     device_map: str | None = None,
+    cuda_graphs: bool = False,
 ) -> None:
     """Load `model` (default ACTPATCH_MODEL, else GPT-2 small) and serve the page and the API.
 
@@ -64,6 +65,7 @@ def serve(
         "dtype": dtype,
         "max_memory": max_memory,
         "device_map": device_map,
+        "cuda_graphs": cuda_graphs or None,
     }
     overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     if model is not None or requested_model() is not None:

@@ -72,6 +72,11 @@ class Settings(BaseSettings):
         description="Spread each model over several devices instead of `device`: auto, "
         "balanced, or a JSON file of module -> device (actpatch.models.placement).",
     )
+    cuda_graphs: bool = Field(
+        default=False,
+        description="On one CUDA GPU, replay sweeps' patched batches from recorded CUDA graphs "
+        "(fewer kernel launches when the same prompt lengths come back).",
+    )
     dtype: str = Field(
         default="float32",
         description="The models' precision: float32 (exact), bfloat16 or float16 (half the "

@@ -56,6 +56,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -84,6 +85,8 @@ INTERNAL_NAMES = ("rot_k", "mlp_in")
 # What a later run needs from a cached one to start at pos0: the keys attention consumed, and
 # the values.
 PAST_NAMES = ("rot_k", "v")
+# Causal masks kept per model (one per query/key shape): a server sees few prompt lengths.
+_MASKS_KEPT = 64
 
 
 @dataclass
@@ -202,6 +205,7 @@ class Transformer:
         )
         self.past_names = PAST_NAMES
         self._rope_tables: dict[Rope, tuple[Tensor, Tensor]] = {}
+        self._masks: dict[tuple[Any, ...], Tensor] = {}
 
     # -- the pieces, in the order data flows through them ------------------------------------
 
@@ -273,7 +277,8 @@ class Transformer:
             return t
         n = t.shape[1]
         cos, sin = self._rope_table(rope, pos0 + n)
-        cos, sin = cos.to(t.device), sin.to(t.device)  # a block on another device (device map)
+        if cos.device != t.device:  # a block on another device (device map)
+            cos, sin = cos.to(t.device), sin.to(t.device)
         if pad is None:
             cos, sin = cos[pos0 : pos0 + n, None, :], sin[pos0 : pos0 + n, None, :]  # (pos, 1, dim)
         else:
@@ -284,6 +289,27 @@ class Transformer:
             return t * cos + _rotate_half(t) * sin
         rot, rest = t[..., : rope.dim], t[..., rope.dim :]  # partial rotary (Pythia)
         return torch.cat((rot * cos + _rotate_half(rot) * sin, rest), dim=-1)
+
+    def _hidden(
+        self, q_pos0: int, n_q: int, first_key: int, end: int, window: int | None, device: Any
+    ) -> Tensor:
+        """Which keys (first_key..end) each query (q_pos0..) may not read: later ones, and those
+        past a sliding window. (query, key), built once per shape (a sweep asks for the same
+        few masks in every layer, and on a GPU each small operation costs a launch), outside
+        inference mode so that runs with gradients can use it too."""
+        key = (q_pos0, n_q, first_key, end, window, str(device))
+        known = self._masks.get(key)
+        if known is None:
+            with torch.inference_mode(False):
+                query_at = torch.arange(q_pos0, q_pos0 + n_q, device=device)[:, None]
+                key_at = torch.arange(first_key, end, device=device)[None, :]
+                known = key_at > query_at
+                if window is not None:
+                    known = known | (key_at <= query_at - window)
+            if len(self._masks) >= _MASKS_KEPT:
+                self._masks.clear()
+            self._masks[key] = known
+        return known
 
     def _attend(
         self,
@@ -326,21 +352,20 @@ class Transformer:
             scores = torch.cat([past.reshape(batch, Hkv, G, n_q, pos0), scores], dim=-1)
         scores = _softcap(scores * spec.layer_scale(layer), spec.attn_softcap)
         first_key = 0 if has_past else pos0
-        query_at = torch.arange(q_pos0, q_pos0 + n_q, device=q.device)[:, None]
-        key_at = torch.arange(first_key, pos0 + n, device=q.device)[None, :]
-        hidden = key_at > query_at
-        window = spec.window(layer)
-        if window is not None:
-            hidden = hidden | (key_at <= query_at - window)
+        hidden = self._hidden(q_pos0, n_q, first_key, pos0 + n, spec.window(layer), q.device)
         if pad is not None:
             # (batch, 1, 1, query, key): a real query never reads a padding key; padding
             # queries read only padding keys (causally), so every row keeps a key.
+            query_at = torch.arange(q_pos0, q_pos0 + n_q, device=q.device)[:, None]
+            key_at = torch.arange(first_key, pos0 + n, device=q.device)[None, :]
             rows = _rows(pad, batch)[:, None, None]
             padding = (key_at[None] < rows) & (query_at[None] >= rows)
             hidden = (hidden[None] | padding)[:, None, None]
         scores = scores.masked_fill(hidden, torch.finfo(scores.dtype).min)
         # softmax in float32, as Hugging Face does (a no-op for float32 models)
-        pattern = scores.softmax(dim=-1, dtype=torch.float32).to(q.dtype)
+        pattern = scores.softmax(dim=-1, dtype=torch.float32)
+        if pattern.dtype != q.dtype:
+            pattern = pattern.to(q.dtype)
         if hook is not None:
             flat = hook("pattern", layer, pattern.reshape(batch, H, n_q, -1), q_pos0)
             pattern = flat.reshape(pattern.shape)

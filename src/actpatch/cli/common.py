@@ -41,6 +41,7 @@ FLAGS = {
     "dtype": "--dtype",
     "device": "--device",
     "device_map": "--device-map",
+    "cuda_graphs": "--cuda-graphs",
     "max_memory": "--max-memory",
     "positions": "--positions",
     "batching": "--batching",
@@ -120,6 +121,12 @@ def add_common(p: argparse.ArgumentParser) -> None:
         default=None,
         choices=list(DTYPES),
         help="; ".join(f"{name}: {what}" for name, what in DTYPES.items()),
+    )
+    p.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        help="on one CUDA GPU, replay each batch of patched cells from a recorded CUDA graph "
+        "(fewer kernel launches; pays when the same prompt lengths come back)",
     )
     p.add_argument("--json", action="store_true", help="print JSON on stdout instead of tables")
     p.add_argument("--out", type=Path, default=None, help="folder to save JSON (and heatmaps) in")
@@ -205,17 +212,21 @@ def load(
     device: str = "cpu",
     dtype: str | None = None,
     device_map: str | None = None,
+    cuda_graphs: bool = False,
 ) -> Any:
     """The model `--model` names (`actpatch.models.load_model`), on `--device` in `--dtype` (or
-    spread by `--device-map`)."""
+    spread by `--device-map`), with `--cuda-graphs`."""
     from actpatch.models import load_model
 
-    return load_model(spec, device=device, dtype=dtype, device_map=device_map)
+    return load_model(
+        spec, device=device, dtype=dtype, device_map=device_map, cuda_graphs=cuda_graphs
+    )
 
 
 def load_for(args: argparse.Namespace) -> Any:
-    """The model a command's --model, --device, --dtype and --device-map ask for."""
-    return load(args.model, args.device, args.dtype, args.device_map)
+    """The model a command's --model, --device, --dtype, --device-map and --cuda-graphs ask
+    for."""
+    return load(args.model, args.device, args.dtype, args.device_map, args.cuda_graphs)
 
 
 def experiments(args: argparse.Namespace, model: Any) -> list[Any]:

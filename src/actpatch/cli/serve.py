@@ -19,6 +19,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--device-map", default=None, help="auto, balanced or a JSON file of module -> device"
     )
+    p.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        help="on one CUDA GPU, replay sweeps' patched batches from recorded CUDA graphs",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,5 +37,6 @@ def run(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         max_memory=args.max_memory,
         device_map=args.device_map,
+        cuda_graphs=args.cuda_graphs,
     )
     return 0

@@ -155,6 +155,7 @@ def load_model(
     device: str = "cpu",
     dtype: str | torch.dtype | None = None,
     device_map: str | dict[str, Any] | None = None,
+    cuda_graphs: bool = False,
 ) -> LoadedModel:
     """Load a model by hub name, local folder, GGUF file, `demo` or a `PACKAGED` name ("smollm2");
     a teaching error if it cannot be had.
@@ -162,15 +163,39 @@ def load_model(
     `dtype` is float32 (default), bfloat16 or float16; the device must be able to compute in
     it (checked first). `device_map` ("auto", "balanced", a dict or a JSON file of module ->
     device; `actpatch.models.placement`) spreads the model over several devices instead of
-    putting it on `device`."""
+    putting it on `device`. `cuda_graphs` replays sweeps' patched batches from recorded CUDA
+    graphs (`actpatch.patching.graphs`): for a model on one CUDA GPU, where a sweep waits on
+    kernel launches."""
+    if cuda_graphs:
+        check_cuda_graphs(device, device_map)
     if device_map is None:
-        return _load(spec, device, dtype)
-    from actpatch.models.placement import place, read_map
+        model = _load(spec, device, dtype)
+    else:
+        from actpatch.models.placement import place, read_map
 
-    wanted = read_map(device_map)  # a bad map is refused before the weights are read
-    model = _load(spec, "cpu", dtype)
-    model.device_map = place(model.hf_model, wanted)
+        wanted = read_map(device_map)  # a bad map is refused before the weights are read
+        model = _load(spec, "cpu", dtype)
+        model.device_map = place(model.hf_model, wanted)
+    model.cuda_graphs = cuda_graphs
     return model
+
+
+def check_cuda_graphs(device: str, device_map: str | dict[str, Any] | None) -> None:
+    """Refuse CUDA graphs where there are none to record: a model not on one CUDA GPU."""
+    if device_map is not None:
+        raise InputError(
+            "CUDA graphs record a run on one GPU, and a device map spreads the model over "
+            "several devices: leave cuda_graphs off, or load the model on one GPU (--device "
+            "cuda) without a device map.",
+            field="cuda_graphs",
+        )
+    if not str(device).startswith("cuda"):
+        raise InputError(
+            f"CUDA graphs need a CUDA GPU, and the model goes on {device!r}: load it with "
+            "--device cuda, or leave cuda_graphs off (on a CPU there are no kernel launches "
+            "to save).",
+            field="cuda_graphs",
+        )
 
 
 def _load(spec: str | None, device: str, dtype: str | torch.dtype | None) -> LoadedModel:

@@ -39,6 +39,9 @@ class LoadedModel:
     # in place and adds split copies of some (GPT-2's fused c_attn as q, k, v), so counting and
     # checking "the weights" goes through this list, which the bridge does not change.
     weights: list[torch.nn.Parameter] = field(default_factory=list, repr=False)
+    # Replay patched cell batches from recorded CUDA graphs (`actpatch.patching.graphs`); only
+    # for a model on one CUDA GPU (`load_model(..., cuda_graphs=True)` checks).
+    cuda_graphs: bool = False
     _bridge: Any = field(default=None, repr=False)
     _bridge_lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
@@ -142,6 +145,7 @@ class LoadedModel:
             "dtype": str(self.dtype).removeprefix("torch."),
             "device": str(self.device),
             "devices": self.devices,
+            "cuda_graphs": self.cuda_graphs,
             "notes": list(self.notes),
         }
 

@@ -225,10 +225,13 @@ class CellPatch:
         cells: list[tuple[int, ...]],
         hook: str | None = None,
         source: Callable[[int], Tensor] | None = None,
+        mask: Tensor | None = None,
     ):
         self.setup, self.n_pairs = setup, setup.exp.n_pairs
         self.hook = hook or setup.component.hook
-        self.mask = cell_mask(setup, cells).to(setup.exp.model.device)
+        if mask is None:
+            mask = cell_mask(setup, cells).to(setup.exp.model.device)
+        self.mask = mask
         self.pair_axis = setup.convention == "role" and setup.component.by_pos
         self.first_row = 0  # first cell patched at the current layer (set by the runner)
         self._make_source = source or (lambda layer: aligned_source(setup, layer))
@@ -369,17 +372,75 @@ def run_cells(
     Every cell's patch leaves positions before `start` unchanged. The cells, sorted by layer,
     share one batch that grows as it goes: a cell joins at its own layer, starting from the
     base run's cached residual stream there, so each layer is one batched block call.
-    `progress(fraction)` reports the share of the work done.
+    `progress(fraction)` reports the share of the work done. On a model with `cuda_graphs` on,
+    the batch replays a captured CUDA graph of the same run (`actpatch.patching.graphs`).
     """
     if setup.exp.backend == "bridge":
         return _run_cells_bridge(setup, cells, start, progress, should_stop)
-    runner, n_pairs = setup.exp.runner, setup.exp.n_pairs
+    if should_stop is not None and should_stop():
+        raise CancelledError("The sweep was cancelled.")
     order = sorted(range(len(cells)), key=lambda i: cells[i][0])
     cells = [cells[i] for i in order]
-    cache = setup.base.cache
-    # Keys and values before `start` are the base run's, shared by every cell (never copied).
-    past = runner.past_kv(cache, start)
-    patch = CellPatch(setup, cells)
+    inputs = cell_inputs(setup, cells, start)
+
+    if getattr(setup.exp.model, "cuda_graphs", False):
+        from actpatch.patching.graphs import replay
+
+        # What the recorded run depends on besides its inputs' shapes: a recording replays the
+        # run it recorded, with no callbacks (progress comes when the replay ends).
+        key = (setup.component.hook, setup.convention, setup.exp.n_pairs, start, tuple(cells))
+        final = replay(
+            setup.exp.runner,
+            key,
+            inputs,
+            lambda inputs: _patched_run(setup, cells, start, inputs),
+        )
+        if progress is not None:
+            progress(1.0)
+    else:
+        final = _patched_run(setup, cells, start, inputs, progress, should_stop)
+    final = final.reshape(len(cells), setup.exp.n_pairs, -1)
+    inverse = torch.empty(len(order), dtype=torch.long)
+    inverse[torch.tensor(order)] = torch.arange(len(order))
+    return final[inverse.to(final.device)].reshape(-1, final.shape[-1])
+
+
+def cell_inputs(setup: Setup, cells: list[tuple[int, ...]], start: int) -> dict[str, Tensor]:
+    """Everything a patched run of `cells` (sorted by layer) reads, by name: each joining
+    layer's cached residual stream ("resid_pre.L"), each layer's past keys and values before
+    `start` ("past_k.L", "past_v.L"), the source activation each layer patches in ("source.L"),
+    which entries each cell takes ("mask") and the left-padding ("pad"). Views of the runs'
+    caches: nothing is copied here."""
+    runner, cache = setup.exp.runner, setup.base.cache
+    first = cells[0][0]
+    inputs: dict[str, Tensor] = {
+        "mask": cell_mask(setup, cells).to(setup.exp.model.device),
+        **setup.exp.padding,
+    }
+    for layer in sorted({cell[0] for cell in cells}):
+        inputs[f"resid_pre.{layer}"] = cache[("resid_pre", layer)][:, start:]
+    for layer, (keys, values) in enumerate(runner.past_kv(cache, start)):
+        if layer >= first:
+            inputs[f"past_k.{layer}"], inputs[f"past_v.{layer}"] = keys, values
+            inputs[f"source.{layer}"] = aligned_source(setup, layer)
+    return inputs
+
+
+def _patched_run(
+    setup: Setup,
+    cells: list[tuple[int, ...]],
+    start: int,
+    inputs: dict[str, Tensor],
+    progress: Callable[[float], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Tensor:
+    """`run_cells`' batched run, reading only `inputs` (`cell_inputs`): final residuals in the
+    sorted cells' order. (cells * pairs, d_model)"""
+    runner, n_pairs = setup.exp.runner, setup.exp.n_pairs
+    patch = CellPatch(
+        setup, cells, source=lambda layer: inputs[f"source.{layer}"], mask=inputs["mask"]
+    )
+    padding = {"pad": inputs["pad"]} if "pad" in inputs else {}
     layers = [cell[0] for cell in cells]
     work = [sum(1 for c in layers if c <= layer) for layer in range(runner.n_layers)]
     total_work, done_work = sum(work[layers[0] :]), 0
@@ -389,22 +450,18 @@ def run_cells(
             raise CancelledError("The sweep was cancelled.")
         joining = layers.count(layer)
         if joining:
-            fresh = cache[("resid_pre", layer)][:, start:].repeat(joining, 1, 1)
+            fresh = inputs[f"resid_pre.{layer}"].repeat(joining, 1, 1)
             x = fresh if x is None else torch.cat([x, fresh])
         assert x is not None
         patch.first_row = x.shape[0] // n_pairs - joining
         last = layer == runner.n_layers - 1
-        x = runner.block(
-            layer, x, start, *past[layer], hook=patch, last_only=last, **setup.exp.padding
-        )
+        past = inputs[f"past_k.{layer}"], inputs[f"past_v.{layer}"]
+        x = runner.block(layer, x, start, *past, hook=patch, last_only=last, **padding)
         done_work += work[layer]
         if progress is not None:
             progress(done_work / total_work)
     assert x is not None
-    final = x[:, -1].reshape(len(cells), n_pairs, -1)
-    inverse = torch.empty(len(order), dtype=torch.long, device=x.device)
-    inverse[torch.tensor(order, device=x.device)] = torch.arange(len(order), device=x.device)
-    return final[inverse].reshape(len(cells) * n_pairs, -1)
+    return x[:, -1]
 
 
 def _run_cells_bridge(

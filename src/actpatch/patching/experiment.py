@@ -311,7 +311,7 @@ class Experiment:
         if self.clean_tokens.shape == self.corrupt_tokens.shape:
             # Both runs in one batched forward: the weights are read once.
             with torch.inference_mode():
-                self.run_both_with(names, self.runner.run_with_cache)
+                self.run_both_with(names, self._forward())
             return self._runs[which]
         wanted = {"resid_pre", *self.runner.past_names, *names}
         with self._lock:
@@ -321,9 +321,18 @@ class Experiment:
                 return known
             tokens = self.clean_tokens if which == "clean" else self.corrupt_tokens
             with torch.inference_mode():
-                final, cache = self.runner.run_with_cache(tokens, wanted | have, **self.padding)
+                final, cache = self._forward()(tokens, wanted | have, **self.padding)
             self._runs[which] = Run(tokens, final, cache)
             return self._runs[which]
+
+    def _forward(self) -> Callable[..., tuple[Tensor, dict[Any, Tensor]]]:
+        """The runner's `run_with_cache`; replayed from recorded CUDA graphs on a fast-path
+        model with `cuda_graphs` on (`actpatch.patching.graphs`)."""
+        if self.backend == "fast" and getattr(self.model, "cuda_graphs", False):
+            from actpatch.patching.graphs import cached_forward
+
+            return cached_forward(self.runner)
+        return self.runner.run_with_cache  # type: ignore[no-any-return]
 
     @property
     def padding(self) -> dict[str, Tensor]:

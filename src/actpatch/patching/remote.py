@@ -35,6 +35,7 @@ class ModelSpec:
     device: str  # "cpu" or "cuda": a worker's GPU is the one Ray gives it
     dtype: str
     device_map: dict[str, Any] | None = None  # a model spread over devices, spread alike
+    cuda_graphs: bool = False
 
     @classmethod
     def of(cls, model: LoadedModel) -> ModelSpec:
@@ -48,12 +49,17 @@ class ModelSpec:
         elif model.source not in ("hub", "bundled") and not model.source.startswith("package "):
             raise InputError(_not_reloadable(model), field="workers")
         dtype = str(model.dtype).removeprefix("torch.")
-        return cls(load_as, model.name, model.device.type, dtype, model.device_map)
+        device = model.device.type
+        return cls(load_as, model.name, device, dtype, model.device_map, model.cuda_graphs)
 
     def load(self) -> LoadedModel:
         """The model, loaded in this process, under its name in the driver's."""
         loaded = load_model(
-            self.load_as, device=self.device, dtype=self.dtype, device_map=self.device_map
+            self.load_as,
+            device=self.device,
+            dtype=self.dtype,
+            device_map=self.device_map,
+            cuda_graphs=self.cuda_graphs,
         )
         return dataclasses.replace(loaded, name=self.name)
 

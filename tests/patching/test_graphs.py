@@ -1,0 +1,111 @@
+"""Replayed cell batches (`actpatch.patching.graphs`) give the eager engine's numbers.
+
+On a CPU there are no CUDA graphs: a replay runs the recorded function again on its own
+buffers. That is what these tests check: a replay reads only its buffers (a second experiment
+of the same shapes gets its own answer, not the recorded one's), and gives exactly the eager
+run's values. The eager engine is the reference (it is checked against TransformerLens in
+test_engine*.py). The last test records a real CUDA graph where a GPU is present.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+import actpatch
+from actpatch.errors import InputError
+from actpatch.patching import runners
+from actpatch.patching.graphs import Replays, replays_of
+from tests.conftest import IOI_CLEAN, IOI_CORRUPT
+
+OTHER_CLEAN = "When Anna and Tom went to the park, Tom gave a ball to"
+OTHER_CORRUPT = "When Anna and Tom went to the park, Anna gave a ball to"
+
+
+def replaying(model):
+    """The same weights as a model with cuda_graphs on (its own runner and recordings)."""
+    return dataclasses.replace(model, cuda_graphs=True)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama", "gemma2"])
+@pytest.mark.parametrize("component", ["z", "resid_pre", "pattern", "z_by_pos"])
+def test_replay_equals_the_eager_sweep(family_model, family, component):
+    model = family_model(family)
+    replayed = replaying(model)
+    recordings = replays_of(runners.runner(replayed, "fast"))
+    recorded = []
+    for clean, corrupt, target, wrong in (
+        (IOI_CLEAN, IOI_CORRUPT, " Mary", " John"),
+        (OTHER_CLEAN, OTHER_CORRUPT, " Anna", " Tom"),
+    ):
+        eager = actpatch.sweep(actpatch.Experiment(model, clean, corrupt, target, wrong), component)
+        again = actpatch.sweep(
+            actpatch.Experiment(replayed, clean, corrupt, target, wrong), component
+        )
+        assert torch.equal(again.per_pair.isnan(), eager.per_pair.isnan())
+        torch.testing.assert_close(again.per_pair, eager.per_pair, rtol=0, atol=0, equal_nan=True)
+        torch.testing.assert_close(again.clean_per_pair, eager.clean_per_pair, rtol=0, atol=0)
+        recorded.append(recordings.recorded)
+    # The unpatched runs and the cell batch were recorded once, by the first prompt pair; the
+    # second (the same shapes, other tokens) replayed them.
+    assert recorded == [2, 2]
+
+
+def test_replay_with_padding_and_several_batches(family_model):
+    """Prompts of different lengths padded into one batch, in batches of a few cells."""
+    model = family_model("llama")
+    clean = [IOI_CLEAN, "When Mary and John went out, John gave a drink to"]
+    corrupt = [IOI_CORRUPT, "When Mary and John went out, Mary gave a drink to"]
+
+    def sweep(m):
+        exp = actpatch.Experiment(m, clean, corrupt, " Mary", " John", pad=True)
+        return actpatch.sweep(exp, "z", max_memory=200_000)
+
+    eager, again = sweep(model), sweep(replaying(model))
+    torch.testing.assert_close(again.per_pair, eager.per_pair, rtol=0, atol=0, equal_nan=True)
+
+
+def test_recordings_keep_the_most_recent():
+    replays = Replays(kept=2)
+    x = {"x": torch.arange(3.0)}
+    for key in ("a", "b", "c"):
+        assert torch.equal(replays.run(key, x, lambda inputs: inputs["x"] * 2), x["x"] * 2)
+    assert len(replays) == 2 and replays.recorded == 3
+    replays.run("c", x, lambda inputs: inputs["x"])  # kept: no new recording
+    assert replays.recorded == 3
+    replays.run("a", x, lambda inputs: inputs["x"])  # dropped: recorded again
+    assert replays.recorded == 4
+
+
+def test_a_replay_reads_its_buffers_not_the_caller_tensors():
+    replays = Replays()
+    first = {"x": torch.tensor([1.0, 2.0])}
+    replays.run("k", first, lambda inputs: inputs["x"] + 1)
+    second = {"x": torch.tensor([10.0, 20.0])}
+    # The recorded function is the first call's; the second call's own function is not run.
+    out = replays.run("k", second, lambda inputs: torch.zeros(2))
+    assert out.tolist() == [11.0, 21.0]
+
+
+def test_cuda_graphs_refused_off_a_gpu(tiny_model_dir):
+    with pytest.raises(InputError, match="need a CUDA GPU") as info:
+        actpatch.load_model(str(tiny_model_dir), cuda_graphs=True)
+    assert info.value.field == "cuda_graphs"
+    with pytest.raises(InputError, match="device map"):
+        actpatch.load_model(str(tiny_model_dir), cuda_graphs=True, device_map={"": "cpu"})
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="records a real CUDA graph: needs a GPU")
+def test_a_recorded_cuda_graph_equals_the_eager_sweep(tiny_model_dir):
+    model = actpatch.load_model(str(tiny_model_dir), device="cuda")
+    replayed = replaying(model)
+    for clean, corrupt, target, wrong in (
+        (IOI_CLEAN, IOI_CORRUPT, " Mary", " John"),
+        (OTHER_CLEAN, OTHER_CORRUPT, " Anna", " Tom"),
+    ):
+        eager = actpatch.sweep(actpatch.Experiment(model, clean, corrupt, target, wrong), "z")
+        again = actpatch.sweep(actpatch.Experiment(replayed, clean, corrupt, target, wrong), "z")
+        torch.testing.assert_close(again.per_pair, eager.per_pair, rtol=1e-5, atol=1e-5)
+    assert replays_of(runners.runner(replayed, "fast")).graph_count == 2
