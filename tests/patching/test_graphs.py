@@ -67,6 +67,23 @@ def test_replay_with_padding_and_several_batches(family_model):
     torch.testing.assert_close(again.per_pair, eager.per_pair, rtol=0, atol=0, equal_nan=True)
 
 
+def test_a_single_patch_is_not_recorded(family_model):
+    """The page patches one cell per click: each would be a recording of its own."""
+    model = family_model("gpt2")
+    replayed = replaying(model)
+    recordings = replays_of(runners.runner(replayed, "fast"))
+    for layer, head in ((0, 1), (1, 2)):
+        eager = actpatch.patch(
+            actpatch.Experiment(model, IOI_CLEAN, IOI_CORRUPT, " Mary", " John"), layer, head
+        )
+        again = actpatch.patch(
+            actpatch.Experiment(replayed, IOI_CLEAN, IOI_CORRUPT, " Mary", " John"), layer, head
+        )
+        assert again.metric_patched == eager.metric_patched
+        assert again.patched_prob == eager.patched_prob
+    assert recordings.recorded == 1  # the unpatched runs only
+
+
 def test_recordings_keep_the_most_recent():
     replays = Replays(kept=2)
     x = {"x": torch.arange(3.0)}

@@ -383,7 +383,8 @@ def run_cells(
     cells = [cells[i] for i in order]
     inputs = cell_inputs(setup, cells, start)
 
-    if getattr(setup.exp.model, "cuda_graphs", False):
+    # One cell (the page's single patch, a click at a time) is not worth a recording.
+    if len(cells) > 1 and getattr(setup.exp.model, "cuda_graphs", False):
         from actpatch.patching.graphs import replay
 
         # What the recorded run depends on besides its inputs' shapes: a recording replays the
