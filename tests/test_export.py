@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 
 import nbclient
 import nbformat
@@ -17,6 +19,7 @@ from actpatch.datasets import ioi
 from actpatch.export import export, heatmap, notebook, to_csv
 from actpatch.patching.experiment import dataset_experiments
 from actpatch.patching.results import SweepResult
+from tests.conftest import IOI_CLEAN, IOI_CORRUPT
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +164,167 @@ def test_csv_cells_that_would_run_as_formulas_are_neutralised(stored):
     assert {row[header.index("model")] for row in rows[1:]} == {"'=cmd|' /C calc'!A0"}
     raw = [float(row[header.index("raw")]) for row in rows[1:] if row[header.index("raw")]]
     assert any(v < 0 for v in raw)  # negative numbers are still numbers
+
+
+# -- the views: a tidy CSV, the same table as to_pandas() --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def views(demo):
+    """The three views of the IOI pair on the demo model (two heads: the `by_head` layout)."""
+    from actpatch.views import attention_pattern, direct_logit_attribution, logit_lens
+
+    exp = actpatch.Experiment(demo, IOI_CLEAN, IOI_CORRUPT, " Mary", " John")
+    return {
+        "attention": attention_pattern(exp, 1, [0, 5]),
+        "dla": direct_logit_attribution(exp),
+        "lens": logit_lens(exp, k=3, sublayers=True),
+    }
+
+
+def view_table(kind: str, result) -> list[list[str]]:
+    """A view's run as the history keeps it (its JSON, read back), exported as CSV and read by
+    the csv module: the header, then the rows."""
+    stored = json.loads(json.dumps(result.to_dict()))
+    return list(csv.reader(io.StringIO(export(kind, {}, stored, "csv").decode(), newline="")))
+
+
+def hf_logits(demo, prompt: str) -> torch.Tensor:
+    """Hugging Face's own logits at the final position."""
+    with torch.inference_mode():
+        return demo.hf_model(torch.tensor([demo.to_tokens(prompt)])).logits[0, -1].float()
+
+
+@pytest.mark.parametrize("kind", ["attention", "dla", "lens"])
+def test_a_views_csv_is_its_to_pandas_table(views, kind):
+    """Column for column and row for row, the CSV is the notebook's table: its labels and counts
+    exactly, its numbers to the stored JSON's 6 significant digits, its lists as JSON arrays."""
+    import pandas as pd
+
+    result = views[kind]
+    header, *rows = view_table(kind, result)
+    frame = result.to_pandas()
+    assert header == list(frame.columns)
+    assert len(rows) == len(frame)
+    for row, want in zip(rows, frame.itertuples(index=False), strict=True):
+        numbers = [abs(v) for v in want if isinstance(v, float) and v == v]
+        scale = max(numbers, default=0.0)
+        for cell, value in zip(row, want, strict=True):
+            if value is None or value is pd.NA:
+                assert cell == ""
+            elif isinstance(value, str):  # a cell a spreadsheet would run gets a leading '
+                assert cell == ("'" + value if value.startswith(FORMULA) else value)
+            elif isinstance(value, list):
+                assert json.loads(cell) == value
+            elif isinstance(value, float):
+                assert float(cell) == pytest.approx(value, rel=1e-5, abs=1e-5 * scale)
+            else:
+                assert int(cell) == value
+
+
+def test_the_attention_csv_holds_transformer_lens_pattern(demo, views):
+    """The clean rows' weights are TransformerLens's `hook_pattern` (through its bridge), each
+    query's row summing to 1, labelled with the clean prompt's tokens."""
+    header, *rows = view_table("attention", views["attention"])
+    col = {name: header.index(name) for name in header}
+    tokens = demo.to_tokens(IOI_CLEAN)
+    with torch.inference_mode():
+        _, cache = demo.bridge().run_with_cache(torch.tensor([tokens]))
+    pattern = cache["blocks.1.attn.hook_pattern"][0].float()  # (head, query_pos, key_pos)
+    clean = [r for r in rows if r[col["run"]] == "clean"]
+    assert len(clean) == 2 * len(tokens) ** 2  # heads 0 and 5, every (query, key)
+    sums: dict[tuple[int, int], float] = {}
+    for r in clean:
+        head, q, k = int(r[col["head"]]), int(r[col["query_pos"]]), int(r[col["key_pos"]])
+        assert float(r[col["weight"]]) == pytest.approx(float(pattern[head, q, k]), abs=1e-5)
+        sums[head, q] = sums.get((head, q), 0.0) + float(r[col["weight"]])
+        assert r[col["key_token"]] == demo.tokenizer.decode([tokens[k]])
+    assert sums.values() and all(v == pytest.approx(1.0, abs=1e-4) for v in sums.values())
+
+
+def test_the_dla_csv_sums_to_hugging_faces_logit_difference(demo, views):
+    """Each run's column of direct shares sums to the model's own logit difference (Hugging
+    Face's forward): DLA decomposes the final residual stream, the norm's scale frozen."""
+    header, *rows = view_table("dla", views["dla"])
+    mary, john = (
+        demo.to_tokens(" Mary", prepend_bos=False)[0],
+        demo.to_tokens(" John", prepend_bos=False)[0],
+    )
+    for run, prompt in (("clean", IOI_CLEAN), ("corrupt", IOI_CORRUPT)):
+        logits = hf_logits(demo, prompt)
+        total = sum(float(r[header.index(run)]) for r in rows)
+        assert total == pytest.approx(float(logits[mary] - logits[john]), abs=1e-3)
+    names = [r[header.index("name")] for r in rows]
+    assert names[0] == "embed" and names[-1] == "const" and "L3H4" in names and "MLP L3" in names
+
+
+def test_the_lens_csv_ends_at_the_models_own_output(demo, views):
+    header, *rows = view_table("lens", views["lens"])
+    assert len(rows) == 2 * demo.n_layers + 1  # before each layer, after each attention; output
+    mary, john = (
+        demo.to_tokens(" Mary", prepend_bos=False)[0],
+        demo.to_tokens(" John", prepend_bos=False)[0],
+    )
+    last = dict(zip(header, rows[-1], strict=True))
+    logits = hf_logits(demo, IOI_CORRUPT)
+    assert float(last["corrupt_metric"]) == pytest.approx(
+        float(logits[mary] - logits[john]), abs=1e-4
+    )
+    top = [demo.tokenizer.decode([int(i)]) for i in logits.topk(3).indices]
+    assert json.loads(last["corrupt_top"]) == top
+    assert float(last["corrupt_prob"]) == pytest.approx(float(logits.softmax(-1)[mary]), abs=1e-5)
+
+
+def test_a_view_exports_as_json_or_csv_not_as_a_picture(views):
+    stored = json.loads(json.dumps(views["dla"].to_dict()))
+    for fmt in ("png", "ipynb"):
+        with pytest.raises(actpatch.InputError, match="export it as json or csv"):
+            export("dla", {}, stored, fmt)
+
+
+# A stored attention run whose tokens a spreadsheet would read as formulas.
+HOSTILE_ATTENTION = {
+    "model": "=cmd|' /C calc'!A0",
+    "backend": "fast",
+    "layer": 0,
+    "head": 1,
+    "kv_head": 0,
+    "pair": 0,
+    "tokens": ["=1+1", "-"],
+    "corrupt_tokens": ["@SUM(A1)", " b"],
+    "clean": [[1.0, 0.0], [0.25, 0.75]],
+    "corrupt": [[1.0, 0.0], [0.5, 0.5]],
+    "warnings": [],
+}
+
+
+def test_a_views_csv_neutralises_cells_that_would_run_as_formulas():
+    header, *rows = list(
+        csv.reader(io.StringIO(export("attention", {}, HOSTILE_ATTENTION, "csv").decode()))
+    )
+    table = [dict(zip(header, row, strict=True)) for row in rows]
+    assert [(r["query_token"], r["key_token"]) for r in table[:4]] == [
+        ("'=1+1", "'=1+1"),
+        ("'=1+1", "'-"),
+        ("'-", "'=1+1"),
+        ("'-", "'-"),
+    ]
+    assert table[4]["query_token"] == "'@SUM(A1)" and table[7]["key_token"] == " b"
+    assert {r["model"] for r in table} == {"'=cmd|' /C calc'!A0"}
+    assert [float(r["weight"]) for r in table] == [1.0, 0.0, 0.25, 0.75, 1.0, 0.0, 0.5, 0.5]
+
+
+def test_a_views_csv_needs_no_pandas():
+    """pandas is the notebook extra: the CSV export is written with the csv module."""
+    code = (
+        "import json, sys\n"
+        "sys.modules['pandas'] = None  # any import of pandas now fails\n"
+        "from actpatch.export import export\n"
+        f"print(export('attention', {{}}, json.loads({json.dumps(json.dumps(HOSTILE_ATTENTION))}),"
+        " 'csv').decode().splitlines()[0])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (
+        "run,layer,head,kv_head,query_pos,query_token,key_pos,key_token,weight,pair,model"
+    )

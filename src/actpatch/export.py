@@ -4,6 +4,11 @@
   normalized mean over pairs, the confidence interval (if any) and the number of pairs. Tidy:
   a spreadsheet or `pandas.read_csv` reads it without reshaping. Safe to open: a cell that a
   spreadsheet would run as a formula (role names come from uploaded datasets) is neutralised.
+- `view_csv(kind, result)`: a view's run (attention, dla, lens) as the same tidy table as its
+  result's `to_pandas()` (the columns and rows of `actpatch.display.columns`), one row per value;
+  a list (the lens's top tokens) is written as a JSON array. Written with the csv module: no
+  pandas needed. Its numbers are the stored JSON's (a pattern's weights and a part's shares
+  to 6 significant digits).
 - `to_json(result)`: the result exactly as the CLI's --json and the API return it.
 - `heatmap(result, path)`: the normalized mean per cell, PNG or SVG by the path's suffix; over a
   dataset, cells whose confidence interval contains the unpatched value (0 denoising, 1
@@ -26,11 +31,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+from actpatch.display.columns import TABLES
 from actpatch.patching.results import SweepResult
 
 FORMATS = ("csv", "json", "png", "svg", "ipynb")
 # The kinds of run a notebook reproduces (the circuit kinds export as json).
 NOTEBOOK_KINDS = ("patch", "sweep", "ablation", "attribution")
+# The views' kinds of run, which export as their tidy table (csv) or json.
+VIEW_KINDS = tuple(TABLES)
 MEDIA_TYPES = {
     "csv": "text/csv",
     "json": "application/json",
@@ -87,6 +95,29 @@ def to_csv(result: SweepResult) -> str:
             row += ["", "", "", "", ""]
         row += [result.n_pairs, result.metric, result.component, result.direction, result.model]
         writer.writerow([safe_cell(cell) for cell in row])
+    return out.getvalue()
+
+
+def _text(value: Any) -> Any:
+    """A table's value as a CSV cell: a number as repr writes it (it reads back exactly), NaN and
+    None empty, a list as a JSON array."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return _number(value)
+    if isinstance(value, list):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+def view_csv(kind: str, result: dict[str, Any]) -> str:
+    """A view's run (`kind` attention, dla or lens) as its tidy table, from its stored JSON."""
+    columns, rows = TABLES[kind]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180's CRLF, as to_csv
+    writer.writerow(columns)
+    for row in rows(result):
+        writer.writerow([safe_cell(_text(value)) for value in row])
     return out.getvalue()
 
 
@@ -348,7 +379,8 @@ def notebook(kind: str, request: dict[str, Any], result: dict[str, Any]) -> dict
 
 
 def export(kind: str, request: dict[str, Any], result: dict[str, Any], fmt: str) -> bytes:
-    """A stored run in one of FORMATS, as bytes (CSV, PNG and SVG need a sweep)."""
+    """A stored run in one of FORMATS, as bytes (PNG and SVG need a sweep; CSV a sweep or a
+    view)."""
     if fmt not in FORMATS:
         from actpatch.errors import InputError
 
@@ -361,22 +393,25 @@ def export(kind: str, request: dict[str, Any], result: dict[str, Any], fmt: str)
         if kind not in NOTEBOOK_KINDS:
             from actpatch.errors import InputError
 
+            also = " or csv" if kind in VIEW_KINDS else ""
             raise InputError(
                 f"A {kind} run has no notebook yet (notebooks rerun a {', '.join(NOTEBOOK_KINDS)}"
-                "): export it as json.",
+                f"): export it as json{also}.",
                 field="format",
             )
         nb = notebook(kind, request, result)
         for i, cell in enumerate(nb["cells"]):
             cell["id"] = f"cell-{i}"
         return (json.dumps(nb, indent=1) + "\n").encode()
+    if fmt == "csv" and kind in VIEW_KINDS:
+        return view_csv(kind, result).encode()
     if "raw" not in result or "axes" not in result:
         from actpatch.errors import InputError
 
-        also = " or ipynb" if kind in NOTEBOOK_KINDS else ""
+        also = " or ipynb" if kind in NOTEBOOK_KINDS else " or csv" if kind in VIEW_KINDS else ""
         raise InputError(
-            f"A {kind} has no grid of cells: export it as json{also} (csv, png and svg are for "
-            "sweeps).",
+            f"A {kind} has no grid of cells: export it as json{also} (png and svg are for "
+            "sweeps; csv for sweeps and the views).",
             field="format",
         )
     sweep = SweepResult.from_dict(result)

@@ -1,6 +1,9 @@
 """`actpatch attention`: the JSON contract, numbers equal to the library's, the table and PNG."""
 
+import csv
 import json
+
+import pytest
 
 import actpatch
 from actpatch.views import attention_pattern
@@ -56,3 +59,18 @@ def test_a_missing_head_is_refused_by_flag(capsys, tiny_model_dir):
         capsys, "attention", "--model", tiny_model_dir, *IOI, "--layer", 0, "--head", 99
     )
     assert code == 2 and "--head" in err and "does not exist" in err
+
+
+def test_attention_export_csv_is_the_to_pandas_table(capsys, tiny_model_dir, tiny_model, tmp_path):
+    path = tmp_path / "pattern.csv"
+    argv = ["attention", "--model", tiny_model_dir, *IOI, "--layer", 1, "--head", 3]
+    code, _, err = run(capsys, *argv, "--export", path)
+    assert code == 0 and f"wrote {path}" in err
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    exp = actpatch.Experiment(tiny_model, IOI_CLEAN, IOI_CORRUPT, " Mary", " John")
+    frame = attention_pattern(exp, 1, 3).to_pandas()
+    assert list(rows[0]) == list(frame.columns) and len(rows) == len(frame)
+    assert [r["key_token"] for r in rows] == frame["key_token"].tolist()
+    weights = [float(r["weight"]) for r in rows]
+    assert weights == pytest.approx(frame["weight"].tolist(), rel=1e-5, abs=1e-7)

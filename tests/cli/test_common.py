@@ -3,6 +3,8 @@ request a saved run keeps."""
 
 import json
 
+import pytest
+
 from tests.cli.conftest import IOI, run
 from tests.conftest import IOI_CLEAN, IOI_CORRUPT
 
@@ -55,3 +57,31 @@ def test_a_saved_run_names_a_local_model_by_its_absolute_path(
     assert request["model"] == str(tmp_path / "models" / "tiny")
     code, _, _ = run(capsys, "runs", "export", stored.id, tmp_path / "rerun.ipynb")
     assert code == 0 and str(tmp_path / "models" / "tiny") in (tmp_path / "rerun.ipynb").read_text()
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        (
+            '{"clean": ' + "[" * 3_000 + "]" * 3_000 + ', "corrupt": "b", "target": " c"}',
+            "lists or objects nested 3001 levels deep",
+        ),
+        (
+            r'{"clean": "When Mary and \ud800 went", "corrupt": "b", "target": " c"}',
+            "'clean' holds text that is not valid Unicode: an unpaired surrogate",
+        ),
+    ],
+)
+def test_a_dataset_line_nested_too_deep_or_not_unicode_is_refused(
+    capsys, tiny_model_dir, tmp_path, line, says
+):
+    """--dataset refuses what the API refuses in a body, naming the file and the line and how
+    to fix it: no RecursionError, no crash when the text is encoded later."""
+    pairs = tmp_path / "pairs.jsonl"
+    first = {"clean": IOI_CLEAN, "corrupt": IOI_CORRUPT, "target": " Mary"}
+    pairs.write_text(json.dumps(first) + "\n" + line + "\n", encoding="utf-8")
+    for command in (["dla"], ["sweep", "heads"]):
+        code, out, err = run(capsys, *command, "--model", tiny_model_dir, "--dataset", pairs)
+        assert code == 2 and out == ""
+        assert err.startswith(f"error: {pairs}, line 2: {says}")
+        assert err.rstrip().endswith("[--dataset]")

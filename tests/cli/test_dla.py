@@ -1,5 +1,6 @@
 """`actpatch dla`: the JSON contract, its sums against the model's own logit difference."""
 
+import csv
 import json
 
 import pytest
@@ -30,3 +31,23 @@ def test_dla_table(capsys, tiny_model_dir, tmp_path):
     assert code == 0
     assert "by layer x head" in out and "top 10 heads" in out and "actual" in out
     assert (tmp_path / "dla.png").exists()
+
+
+def test_dla_export_csv_is_the_to_pandas_table(capsys, tiny_model_dir, tiny_model, tmp_path):
+    import actpatch
+    from actpatch.views import direct_logit_attribution
+    from tests.conftest import IOI_CORRUPT
+
+    path = tmp_path / "dla.csv"
+    code, _, err = run(capsys, "dla", "--model", tiny_model_dir, *IOI, "--export", path)
+    assert code == 0 and f"wrote {path}" in err
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    exp = actpatch.Experiment(tiny_model, IOI_CLEAN, IOI_CORRUPT, " Mary", " John")
+    frame = direct_logit_attribution(exp).to_pandas()
+    assert list(rows[0]) == list(frame.columns)
+    assert [r["name"] for r in rows] == frame["name"].tolist()
+    for run_name in ("clean", "corrupt"):
+        ours = [float(r[run_name]) for r in rows]
+        assert ours == pytest.approx(frame[run_name].tolist(), rel=1e-5, abs=1e-6)
+    assert [r["layer"] for r in rows][:2] == ["", "0"]  # embed has no layer, L0H0 has

@@ -1,5 +1,6 @@
 """`actpatch lens`: the JSON contract; the last layer is the model's own prediction."""
 
+import csv
 import json
 
 import torch
@@ -26,3 +27,23 @@ def test_lens_table(capsys, tiny_model_dir):
     code, out, _ = run(capsys, "lens", "--model", tiny_model_dir, *IOI, "--sublayers")
     assert code == 0
     assert "resid_mid 0" in out and "resid_post" in out
+
+
+def test_lens_export_csv_is_the_to_pandas_table(capsys, tiny_model_dir, tiny_model, tmp_path):
+    import actpatch
+    from actpatch.views import logit_lens
+    from tests.conftest import IOI_CORRUPT
+
+    path = tmp_path / "lens.csv"
+    argv = ["lens", "--model", tiny_model_dir, *IOI, "--k", 2, "--sublayers"]
+    code, _, err = run(capsys, *argv, "--export", path)
+    assert code == 0 and f"wrote {path}" in err
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    exp = actpatch.Experiment(tiny_model, IOI_CLEAN, IOI_CORRUPT, " Mary", " John")
+    frame = logit_lens(exp, k=2, sublayers=True).to_pandas()
+    assert list(rows[0]) == list(frame.columns)
+    assert [r["point"] for r in rows] == frame["point"].tolist()
+    assert [json.loads(r["clean_top"]) for r in rows] == frame["clean_top"].tolist()
+    assert [int(r["corrupt_rank"]) for r in rows] == frame["corrupt_rank"].tolist()
+    assert [float(r["clean_metric"]) for r in rows] == frame["clean_metric"].tolist()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from actpatch.datasets import PromptDataset, factual, ioi, load_dataset
+from actpatch.datasets import PromptDataset, factual, ioi, load_dataset, parse_jsonl
 from actpatch.errors import InputError
 from actpatch.tokenizer import gpt2_tokenizer
 
@@ -64,6 +64,77 @@ def test_jsonl_errors_name_the_line(tmp_path: Path, second_line: str, expected: 
     with pytest.raises(InputError) as info:
         load_dataset(spec)
     assert expected in info.value.message and info.value.field == "dataset"
+
+
+# A pair with a value nested `depth` lists deep, as text (json.dumps would recurse that deep).
+def _nested(depth: int, key: str = "clean") -> str:
+    pair = {"clean": "a", "corrupt": "b", "target": " c", "wrong": " d"}
+    pair[key] = "@"
+    return json.dumps(pair).replace('"@"', "[" * depth + "]" * depth)
+
+
+@pytest.mark.parametrize("depth", [40, 300, 5_000, 200_000])
+def test_jsonl_nested_deeply_is_refused_by_line(tmp_path: Path, depth: int) -> None:
+    """What the API answers for a body nested hundreds of levels deep (422, not a crash), the
+    reader says for a line: its file, its line, how deep, and what to write instead."""
+    first = json.dumps({"clean": "a", "corrupt": "b", "target": " c", "wrong": " d"})
+    path = _write(tmp_path / "deep.jsonl", [first, _nested(depth)])
+    with pytest.raises(InputError) as info:
+        load_dataset(path)
+    message = info.value.message
+    assert message.startswith(f"{path}, line 2: lists or objects nested {depth + 1} levels deep")
+    assert "write each prompt and answer as a string" in message
+    assert info.value.field == "dataset"
+
+
+def test_jsonl_brackets_inside_strings_are_text(tmp_path: Path) -> None:
+    """Only JSON's own lists and objects count as nesting: brackets and escaped quotes inside a
+    prompt are its text."""
+    clean = 'say "' + "[{" * 300
+    row = {"clean": clean, "corrupt": "b", "target": " c", "positions": {"X": [1, 2]}}
+    data = load_dataset(_write(tmp_path / "text.jsonl", [json.dumps(row)]))
+    assert data.clean == [clean] and data.positions == [{"X": [1, 2]}]
+
+
+@pytest.mark.parametrize(
+    ("line", "named"),
+    [
+        (r'{"clean": "a \ud800 b", "corrupt": "b", "target": " c"}', "'clean'"),
+        (r'{"clean": "a", "corrupt": "b", "target": " \udfff"}', "'target'"),
+        (
+            r'{"clean": "a", "corrupt": "b", "target": " c", "positions": {"\udc00": 1}}',
+            "'positions'",
+        ),
+        (r'{"\ud800": "a", "clean": "a", "corrupt": "b", "target": " c"}', "a key"),
+    ],
+)
+def test_jsonl_unpaired_surrogates_are_refused_by_line(tmp_path: Path, line: str, named: str):
+    """Half a surrogate pair (a \\ud800 escape alone) is no text: no tokenizer, database or
+    terminal can encode it. The API refuses it in a body; the reader refuses it in a line."""
+    first = json.dumps({"clean": "x", "corrupt": "y", "target": " z"})
+    path = _write(tmp_path / "half.jsonl", [first, line])
+    with pytest.raises(InputError) as info:
+        load_dataset(path)
+    message = info.value.message
+    assert message.startswith(f"{path}, line 2: {named} holds text that is not valid Unicode")
+    assert "both halves of the pair" in message
+    message.encode("utf-8")  # the message itself prints anywhere
+
+
+def test_jsonl_surrogate_pairs_are_text(tmp_path: Path) -> None:
+    line = r'{"clean": "I \ud83d\ude00 it", "corrupt": "I \u2764 it", "target": " c"}'
+    data = load_dataset(_write(tmp_path / "emoji.jsonl", [line]))
+    assert data.clean == ["I \N{GRINNING FACE} it"] and data.corrupt == [
+        "I \N{HEAVY BLACK HEART} it"
+    ]
+
+
+def test_uploaded_jsonl_text_is_checked_the_same(tmp_path: Path) -> None:
+    """The API's dataset_jsonl goes through the same reader, named as the field it came in."""
+    with pytest.raises(InputError, match=r"^dataset_jsonl, line 1: lists or objects nested"):
+        parse_jsonl(_nested(2_000), where="dataset_jsonl")
+    with pytest.raises(InputError, match=r"^dataset_jsonl, line 1: 'corrupt' holds text"):
+        parse_jsonl(r'{"clean": "a", "corrupt": "\udbff", "target": " c"}', where="dataset_jsonl")
 
 
 def test_empty_jsonl_and_mismatched_lengths(tmp_path: Path) -> None:

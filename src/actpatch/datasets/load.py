@@ -10,6 +10,7 @@ tokenizer=model.tokenizer)`. This module sits above the generators: they know no
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,13 @@ from actpatch.datasets.pairs import Positions, PromptDataset
 from actpatch.errors import InputError
 
 _JSONL_KEYS = ("clean", "corrupt", "target", "wrong", "positions", "corrupt_positions")
+# A pair's line nests three levels at most ({"positions": {"IO": [2, 5]}}). A line nested
+# hundreds of levels deep is no pair, and JSON's reader would recurse as deep as it goes (a
+# RecursionError, not a message): it is refused before it is parsed.
+MAX_DEPTH = 32
+# A JSON string (its escapes included), and the brackets that open and close lists and objects.
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
 
 
 # The generated datasets a spec "NAME:N[:SEED]" names, with what each is; the CLI's and the
@@ -94,7 +102,10 @@ def parse_jsonl(text: str, *, name: str = "pairs", where: str = "pairs") -> Prom
     Each line: {"clean": "...", "corrupt": "...", "target": " X", "wrong": " Y",
     "positions": {"IO": 2, "S2": 10, "END": 14}, "corrupt_positions": {...}}; "wrong",
     "positions" and "corrupt_positions" are optional, but on every line or on none, and every
-    line names the same roles. Errors name the line and the field.
+    line names the same roles. Errors name the line and the field. What no reader can take is
+    refused by its line too, as the API refuses it in a request body: lists or objects nested
+    more than MAX_DEPTH deep (before parsing: JSON's reader would recurse that deep), and text
+    with half a surrogate pair (a lone "\\ud800" escape, which nothing can encode later).
     """
 
     def fail(lineno: int, why: str, key: str = "") -> InputError:
@@ -111,12 +122,31 @@ def parse_jsonl(text: str, *, name: str = "pairs", where: str = "pairs") -> Prom
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
+        # (a line with few brackets cannot nest deeply: it is not scanned)
+        if line.count("[") + line.count("{") > MAX_DEPTH and (depth := nesting(line)) > MAX_DEPTH:
+            raise fail(
+                lineno,
+                f"lists or objects nested {depth} levels deep (a pair's line needs 3 at most; "
+                f"more than {MAX_DEPTH} is not read): write each prompt and answer as a string",
+            )
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise fail(lineno, f"not valid JSON ({exc.msg} at column {exc.colno})") from None
         if not isinstance(row, dict):
             raise fail(lineno, f"expected a JSON object, got {type(row).__name__}")
+        # Half a surrogate pair comes from a \u escape (or from text that was never UTF-8).
+        suspect = "\\u" in line or unencodable(line) is not None
+        for key, value in row.items() if suspect else ():
+            if unencodable([key, value]) is not None:
+                name = repr(key) if unencodable(key) is None else "a key"
+                raise fail(
+                    lineno,
+                    f"{name} holds text that is not valid Unicode: an unpaired surrogate (a JSON "
+                    "escape such as \\ud800 without its other half). Write the text itself, "
+                    "saved as UTF-8, or both halves of the pair (\\ud83d\\ude00 is one emoji)",
+                    str(key),
+                )
         unknown = sorted(set(row) - set(_JSONL_KEYS))
         if unknown:
             raise fail(lineno, f"unknown key(s) {unknown}", unknown[0])
@@ -165,6 +195,36 @@ def parse_jsonl(text: str, *, name: str = "pairs", where: str = "pairs") -> Prom
         ),
         origins=[f"{where}, line {lineno}" for lineno, _ in rows],
     )
+
+
+def nesting(line: str) -> int:
+    """How deep a line of JSON nests lists and objects (1 for a flat object), read without
+    parsing it, so that any depth is safe; brackets inside strings do not count."""
+    depth = deepest = 0
+    for bracket in _BRACKETS.findall(_JSON_STRING.sub('""', line)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def unencodable(value: Any) -> str | None:
+    """The first string in `value` (nested lists and objects, keys too) that is not Unicode
+    text, or None. JSON's escapes can carry half of a surrogate pair ("\\ud800"), which no
+    tokenizer, database or terminal can encode. Walks without recursion: any depth is safe."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return item
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return None
 
 
 def _read_positions(

@@ -35,6 +35,9 @@ Tidy means a spreadsheet or `df.groupby`/`df.pivot` reads it without reshaping. 
   `corrupt_metric`, `clean_rank`, `corrupt_rank`, `clean_prob`, `corrupt_prob`, `clean_top`
   and `corrupt_top` (lists, most likely first), `target`, `metric`, `model`.
 
+The three views' tables are defined in `display.columns`, whose rows their CSV export
+(`actpatch.export.view_csv`) writes too: a view's CSV and its `to_pandas()` are the same table.
+
 pandas is the `actpatch[notebook]` extra; nothing imports it until a table is asked for.
 """
 
@@ -49,6 +52,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from actpatch.display.columns import (
+    ATTENTION_COLUMNS,
+    DLA_COLUMNS,
+    LENS_COLUMNS,
+    attention_rows,
+    dla_rows,
+    lens_rows,
+)
 from actpatch.patching.results import (
     AttributionResult,
     CircuitResult,
@@ -58,7 +69,7 @@ from actpatch.patching.results import (
     SweepResult,
     VerifyResult,
 )
-from actpatch.views.results import AttentionResult, DLAResult, LensResult
+from actpatch.views.results import AttentionResult, DirectEffects, DLAResult, LensResult
 
 # The CSV export's numeric columns that may be empty (read as NaN, never as text).
 _CSV_NUMBERS = ("raw", "normalized", "ci_low", "ci_high", "raw_ci_low", "raw_ci_high", "ci_level")
@@ -265,78 +276,57 @@ def _(result: CircuitResult) -> Any:
     )
 
 
+# The views' tables: their columns and rows are `display.columns`', which the CSV export writes
+# too; here they are made from the result's tensors at full precision (its JSON rounds a
+# pattern's weight and a part's share to 6 significant digits).
+
+
 @frame.register
 def _(result: AttentionResult) -> Any:
     pd = pandas()
-    parts = []
-    for run, pattern, tokens in (
-        ("clean", result.clean, result.tokens),
-        ("corrupt", result.corrupt, result.corrupt_tokens),
-    ):
-        heads, query, key = _cells(tuple(pattern.shape))  # pattern: (heads, query_pos, key_pos)
-        parts.append(
-            pd.DataFrame(
-                {
-                    "run": run,
-                    "layer": result.layer,
-                    "head": [result.heads[i] for i in heads],
-                    "kv_head": [result.kv_heads[i] for i in heads],
-                    "query_pos": query,
-                    "query_token": [tokens[q] for q in query],
-                    "key_pos": key,
-                    "key_token": [tokens[k] for k in key],
-                    "weight": _values(pattern, pattern.numel()),
-                    "pair": result.pair,
-                    "model": result.model,
-                }
-            )
+    by_head = [
+        {"head": h, "kv_head": g, "clean": c.double().tolist(), "corrupt": k.double().tolist()}
+        for h, g, c, k in zip(
+            result.heads, result.kv_heads, result.clean, result.corrupt, strict=True
         )
-    return pd.concat(parts, ignore_index=True)
+    ]  # each (query_pos, key_pos)
+    table = {
+        "layer": result.layer,
+        "by_head": by_head,
+        "tokens": result.tokens,
+        "corrupt_tokens": result.corrupt_tokens,
+        "pair": result.pair,
+        "model": result.model,
+    }
+    return pd.DataFrame(attention_rows(table), columns=list(ATTENTION_COLUMNS))
+
+
+def _shares(run: DirectEffects) -> dict[str, Any]:
+    """One run's direct shares as its JSON lays them out, unrounded."""
+    return {
+        "heads": run.heads.double().tolist(),
+        "mlp": run.mlp.double().tolist(),
+        "embed": run.embed,
+        "attn_bias": run.attn_bias.double().tolist(),
+        "const": run.const,
+    }
 
 
 @frame.register
 def _(result: DLAResult) -> Any:
     pd = pandas()
-    c, k = result.clean, result.corrupt
-    rows: list[tuple[str, str, int | None, int | None, float, float]] = [
-        ("embed", "embed", None, None, c.embed, k.embed)
-    ]
-    n_layers, n_heads = c.heads.shape
-    for layer in range(n_layers):
-        rows += [
-            ("head", f"L{layer}H{h}", layer, h, float(c.heads[layer, h]), float(k.heads[layer, h]))
-            for h in range(n_heads)
-        ]
-        bias = (float(c.attn_bias[layer]), float(k.attn_bias[layer]))
-        rows.append(("attn_bias", f"attention bias L{layer}", layer, None, *bias))
-        rows.append(("mlp", f"MLP L{layer}", layer, None, float(c.mlp[layer]), float(k.mlp[layer])))
-    rows.append(("const", "const", None, None, c.const, k.const))
-    out = pd.DataFrame(rows, columns=["part", "name", "layer", "head", "clean", "corrupt"])
+    table = {
+        "clean": _shares(result.clean),
+        "corrupt": _shares(result.corrupt),
+        "metric": result.metric,
+        "model": result.model,
+    }
+    out = pd.DataFrame(dla_rows(table), columns=list(DLA_COLUMNS))
     out["layer"] = out["layer"].astype("Int64")
     out["head"] = out["head"].astype("Int64")
-    out["difference"] = out["clean"] - out["corrupt"]
-    out["metric"] = result.metric
-    out["model"] = result.model
     return out
 
 
 @frame.register
 def _(result: LensResult) -> Any:
-    pd = pandas()
-    c, k = result.clean, result.corrupt
-    return pd.DataFrame(
-        {
-            "point": result.labels,
-            "clean_metric": c.metric,
-            "corrupt_metric": k.metric,
-            "clean_rank": c.target_rank,
-            "corrupt_rank": k.target_rank,
-            "clean_prob": c.target_prob,
-            "corrupt_prob": k.target_prob,
-            "clean_top": c.top,
-            "corrupt_top": k.top,
-            "target": result.target,
-            "metric": result.metric,
-            "model": result.model,
-        }
-    )
+    return pandas().DataFrame(lens_rows(result.to_dict()), columns=list(LENS_COLUMNS))

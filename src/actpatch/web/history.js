@@ -18,9 +18,22 @@ import { checkStale } from "./stale.js";
 import { server } from "./state.js";
 import { showSweep } from "./sweep.js";
 import { scheduleTokenize } from "./tokens.js";
+import { showStoredView } from "./views.js";
 
-// The card each kind of run reopens in (a path patching run has none yet).
-const CARDS = { patch: "patch-title", sweep: "sweep-title", ablation: "sweep-title", attribution: "attribution", edges: "circuit-card", evaluation: "circuit-card" };
+// The card (or panel) each kind of run reopens in (a path patching run has none yet); the page
+// scrolls to those named "-title" or "-panel".
+const CARDS = {
+  patch: "patch-title",
+  sweep: "sweep-title",
+  ablation: "sweep-title",
+  attribution: "attribution",
+  edges: "circuit-card",
+  evaluation: "circuit-card",
+  attention: "attn-panel",
+  dla: "dla-panel",
+  lens: "lens-panel",
+};
+const VIEW_KINDS = ["attention", "dla", "lens"];
 
 // A model as lists name it: a hub id or a folder by its last part (history.short_model_name).
 function shortModel(model) {
@@ -114,8 +127,9 @@ function render() {
 }
 
 // A stored run, shown as it was computed: its request back in the form, its result in its
-// card (the patch's numbers, the sweep's heatmap, the attribution, the circuit), nothing
-// recomputed. What the form cannot hold (another model, more prompt pairs) is said.
+// card (the patch's numbers, the sweep's heatmap, the attribution, the circuit, a view's
+// attention pattern, DLA heatmap or lens chart), nothing recomputed. What the form cannot hold
+// (another model, more prompt pairs) is said.
 async function reopen(id) {
   const run = await api("GET", `/runs/${id}`);
   const lost = restoreForm(run.request, run.result);
@@ -126,6 +140,7 @@ async function reopen(id) {
   else if (run.kind === "attribution") await showAttribution(run.result, run.request);
   else if (run.kind === "edges") showEdges(run.result, run.request);
   else if (run.kind === "evaluation") showCurve(run.result);
+  else if (VIEW_KINDS.includes(run.kind)) await showStoredView(run.kind, run.result, run.request);
   saveUrl();
   const notes = [];
   const model = run.result.model || run.model;
@@ -134,7 +149,7 @@ async function reopen(id) {
   if (!CARDS[run.kind]) notes.push(`Run #${id} (${run.kind}) has no view on this page yet: its inputs are back in the form; \`actpatch runs show ${id}\` prints its result.`);
   $("history-note").textContent = notes.join(" ");
   show($("history-note"), notes.length > 0);
-  if (CARDS[run.kind] && CARDS[run.kind].endsWith("-title")) $(CARDS[run.kind]).scrollIntoView({ behavior: "smooth" });
+  if (/-(title|panel)$/.test(CARDS[run.kind] || "")) $(CARDS[run.kind]).scrollIntoView({ behavior: "smooth" });
   document.body.dataset.reopened = String(id);
 }
 

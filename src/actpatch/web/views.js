@@ -8,7 +8,8 @@
 //   share of the metric, beside the sweep's heatmap, so "important by patching" and "writes
 //   directly to the answer" can be told apart;
 // - the logit lens: the metric read from the residual stream at each layer, clean and corrupted.
-// DLA and the lens run with every sweep of the prompts and from the card's button.
+// DLA and the lens run with every sweep of the prompts and from the card's button. A stored run of
+// any of the three (the history's "Open") is drawn from its stored result (`showStoredView`).
 
 import { api, renderWarnings, showApiError, showPageError } from "./api.js";
 import { $, el, formatNumber, formatPct, formatProb, headName, show, showToken } from "./dom.js";
@@ -103,12 +104,9 @@ function fetchPattern(body) {
 
 // Open head (layer, head)'s pattern on the prompts above, clean and corrupted side by side.
 export async function showAttention(layer, head) {
-  const ticket = ++latestAttention;
+  const ticket = beginAttention(layer, head);
   const body = { ...viewBody(), layer, head };
   const key = experimentKey("attention");
-  show($("attn-error"), false);
-  $("attn-title").textContent = `Attention pattern · ${headName(layer, head)}`;
-  $("attn-panel").classList.add("busy");
   let result;
   let Plotly;
   try {
@@ -121,6 +119,20 @@ export async function showAttention(layer, head) {
     return;
   }
   if (ticket !== latestAttention) return; // a later click wins
+  await drawAttention(Plotly, result, key);
+}
+
+// A new pattern is on its way: its title, the panel busy; the ticket says whether it is still
+// the latest asked for when it arrives.
+function beginAttention(layer, head) {
+  show($("attn-error"), false);
+  $("attn-title").textContent = `Attention pattern · ${headName(layer, head)}`;
+  $("attn-panel").classList.add("busy");
+  return ++latestAttention;
+}
+
+// Draw an answered (or stored) pattern, computed on the experiment `key` names.
+async function drawAttention(Plotly, result, key) {
   shown.attention = result;
   drawnFor.attention = key;
   updateStale();
@@ -429,4 +441,40 @@ function renderLensRanks(r) {
     el("span", { text: ` · ${r.metric} read from the residual stream at the final position through the final norm and the unembedding; the last point is the model's own output · hover for the top tokens` }),
   );
   show(summary, true);
+}
+
+// -- a stored run, reopened ----------------------------------------------------------------------
+
+// A view's stored run (the history's "Open": kind "attention", "dla" or "lens"), drawn from its
+// stored result as it was drawn when it ran, nothing recomputed. Its request is already back in
+// the form, so the drawing belongs to the form's experiment (not stale); the lens's "after
+// attention too" is set as the run asked.
+export async function showStoredView(kind, result, request) {
+  if (kind === "attention") {
+    const ticket = beginAttention(result.layer, result.head);
+    const key = experimentKey("attention");
+    try {
+      const Plotly = await loadPlotly();
+      if (ticket === latestAttention) await drawAttention(Plotly, result, key);
+    } catch (err) {
+      $("attn-panel").classList.remove("busy");
+      showPageError($("attn-error"), err);
+    }
+    return;
+  }
+  latestViews++; // an answer still on its way (a sweep's DLA and lens) must not draw over it
+  const button = $("run-views");
+  button.disabled = false;
+  button.classList.remove("busy");
+  show($("views-error"), false);
+  if (kind === "lens") $("lens-sublayers").checked = Boolean(request.sublayers);
+  shown[kind] = result;
+  drawnFor[kind] = experimentKey(kind);
+  updateStale();
+  renderWarnings("views-warnings", result.warnings);
+  try {
+    await (kind === "dla" ? drawDla() : drawLens());
+  } catch (err) {
+    showPageError($("views-error"), err);
+  }
 }

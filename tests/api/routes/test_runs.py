@@ -3,6 +3,8 @@ recomputing, exported, and deleted; an unknown run is a 404. Dataset sweeps with
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import time
 
@@ -54,6 +56,40 @@ def test_export_formats(client):
     nb = json.loads(client.get(f"/runs/{run_id}/export/ipynb").content)
     assert nb["nbformat"] == 4
     assert client.get(f"/runs/{run_id}/export/xls").status_code == 422
+
+
+def _flat(grid):
+    return [v for row in grid for v in row]
+
+
+@pytest.mark.parametrize(
+    ("route", "extra"), [("/attention", {"layer": 1, "head": 2}), ("/dla", {}), ("/lens", {})]
+)
+def test_a_view_run_exports_as_a_tidy_csv(client, route, extra):
+    """A view's run downloads as CSV: one row per value of the answer it gave."""
+    prompts = {k: v for k, v in SWEEP.items() if k != "component"}
+    answer = client.post(route, json={**prompts, **extra}).json()
+    response = client.get(f"/runs/{answer['run_id']}/export/csv")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/csv")
+    name = f"actpatch-run-{answer['run_id']}.csv"
+    assert response.headers["content-disposition"] == f'attachment; filename="{name}"'
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    if route == "/attention":
+        clean = [float(r["weight"]) for r in rows if r["run"] == "clean"]
+        assert clean == _flat(answer["clean"])
+        assert {(r["layer"], r["head"]) for r in rows} == {("1", "2")}
+    elif route == "/dla":
+        heads = [r for r in rows if r["part"] == "head"]
+        assert [float(r["corrupt"]) for r in heads] == _flat(answer["corrupt"]["heads"])
+        assert heads[0]["name"] == "L0H0"
+    else:
+        assert [r["point"] for r in rows] == answer["labels"]
+        assert [float(r["clean_metric"]) for r in rows] == answer["clean"]["metric"]
+        assert [int(r["corrupt_rank"]) for r in rows] == answer["corrupt"]["target_rank"]
+    # a picture of a view is refused, naming what it exports as
+    refused = client.get(f"/runs/{answer['run_id']}/export/png")
+    assert refused.status_code == 422 and "export it as json or csv" in refused.text
 
 
 def test_dataset_sweep_by_role_has_per_pair_and_interval(client):
