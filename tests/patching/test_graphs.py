@@ -13,10 +13,11 @@ import dataclasses
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import actpatch
 from actpatch.errors import InputError
-from actpatch.patching import runners
+from actpatch.patching import graphs, runners
 from actpatch.patching.graphs import Replays, replays_of
 from tests.conftest import IOI_CLEAN, IOI_CORRUPT
 
@@ -126,3 +127,84 @@ def test_a_recorded_cuda_graph_equals_the_eager_sweep(tiny_model_dir):
         again = actpatch.sweep(actpatch.Experiment(replayed, clean, corrupt, target, wrong), "z")
         torch.testing.assert_close(again.per_pair, eager.per_pair, rtol=1e-5, atol=1e-5)
     assert replays_of(runners.runner(replayed, "fast")).graph_count == 2
+
+
+class WaitsOnTheDevice(TorchDispatchMode):
+    """Records the operators that a CUDA graph cannot capture: those that make the CPU wait
+    for the GPU (reading a value back, sizes that depend on values) and tensors made from
+    Python data (a copy from host memory on a GPU). A move between devices cannot be told from
+    a no-op on a CPU-only machine, so it is not checked here."""
+
+    WAITING = frozenset(
+        {
+            "aten._local_scalar_dense",  # .item(), float(t)
+            "aten.item",  # the same, in inference mode
+            "aten.nonzero",
+            "aten.masked_select",
+            "aten.unique",
+            "aten._unique2",
+            "aten.equal",
+            "aten.is_nonzero",
+            "aten.lift_fresh",  # torch.tensor(data): a copy from host memory
+        }
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = str(func.overloadpacket)
+        if name in self.WAITING:
+            self.seen.append(name)
+        if name == "aten.index" and any(
+            isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in args[1]
+        ):
+            self.seen.append("aten.index with a boolean mask")
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama", "gemma2", "gpt_neox"])
+def test_recorded_runs_never_wait_on_the_device(family_model, family, monkeypatch):
+    """What a replay records must be capturable on a GPU: after the first run (the warm-up
+    before a capture, which fills the rotary and mask tables), the recorded functions launch
+    no operator that waits on the device or copies from the host. Checked on the CPU, for a
+    sweep of every component kind, padded prompts included."""
+    seen: list[str] = []
+    guarded_calls: list[int] = []
+    original = graphs.Replay.__init__
+    monkeypatch.setattr(graphs, "KEPT", 64)  # every recording of both rounds kept
+
+    def init(self, fn, inputs):
+        calls = []
+
+        def guarded(buffers):
+            calls.append(1)
+            if len(calls) == 1:
+                return fn(buffers)
+            with WaitsOnTheDevice() as mode:
+                out = fn(buffers)
+            seen.extend(mode.seen)
+            guarded_calls.append(1)
+            return out
+
+        original(self, guarded, inputs)
+
+    monkeypatch.setattr(graphs.Replay, "__init__", init)
+    model = replaying(family_model(family))
+    padded = (
+        [IOI_CLEAN, "When Mary and John went out, John gave a drink to"],
+        [IOI_CORRUPT, "When Mary and John went out, Mary gave a drink to"],
+    )
+    for _ in range(2):  # the second time replays
+        for component in ("z", "resid_pre", "pattern", "z_by_pos", "mlp_out"):
+            actpatch.sweep(
+                actpatch.Experiment(model, IOI_CLEAN, IOI_CORRUPT, " Mary", " John"), component
+            )
+        actpatch.sweep(actpatch.Experiment(model, *padded, " Mary", " John", pad=True), "z")
+    recordings = replays_of(runners.runner(model, "fast"))
+    # 11 recordings (5 component kinds' cell batches, 4 kinds of unpatched runs, the padded
+    # pair's two), each replayed at least once in the second round
+    assert len(recordings) == recordings.recorded == 11
+    assert len(guarded_calls) >= 11
+    assert seen == []

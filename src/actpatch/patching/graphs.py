@@ -91,8 +91,8 @@ class Replays:
     """A model's recordings, by key and input shapes; the least recently used dropped past
     `KEPT`."""
 
-    def __init__(self, kept: int = KEPT) -> None:
-        self.kept = kept
+    def __init__(self, kept: int | None = None) -> None:
+        self.kept = KEPT if kept is None else kept
         self._known: OrderedDict[Hashable, Replay] = OrderedDict()
         self._lock = threading.Lock()
         self.recorded = 0  # how many recordings were made (a miss), for benchmarks and tests
