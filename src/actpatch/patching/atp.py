@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -105,8 +106,10 @@ class Work:
     def n_pos(self) -> int:
         return int(self.grad.tokens.shape[1])
 
+    @cached_property
     def aligned(self) -> Tensor:
-        """Which base positions start.. have a counterpart in the source run. (n,) bool"""
+        """Which base positions start.. have a counterpart in the source run. (n,) bool; made
+        once (on a GPU, a tensor from a list is a copy the CPU waits for)."""
         return torch.tensor(
             [self.setup.aligned(p) for p in range(self.start, self.n_pos)],
             device=self.exp.model.device,
@@ -122,7 +125,7 @@ class Work:
         base = self.grad.activations[(name, layer)]
         diff = self.source(name, layer) - base
         shape = (1, diff.shape[1]) + (1,) * (diff.dim() - 2)
-        return diff * self.aligned().reshape(shape)
+        return diff * self.aligned.reshape(shape)
 
     def grads(self, name: str, layer: int) -> Tensor:
         """The gradient sets at one hook point, stacked. (sets, pairs, n, ...)"""
@@ -163,7 +166,7 @@ def _qk_fixed(work: Work, comp: Component, layer: int) -> Tensor:
     n_pairs, start = exp.n_pairs, work.start
     base_q = work.grad.activations[(comp.hook, layer)]  # (pairs, n, head, d_head)
     n, n_heads = base_q.shape[1], base_q.shape[2]
-    patchable = work.aligned()  # (n,) bool: positions with a counterpart
+    patchable = work.aligned  # (n,) bool: positions with a counterpart
     source = work.source(comp.hook, layer)
     pattern = work.grad.activations[("pattern", layer)]  # (pairs, head, n, keys)
     g = work.grads("pattern", layer)  # (sets, pairs, head, n, keys)
