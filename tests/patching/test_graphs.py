@@ -68,6 +68,26 @@ def test_replay_with_padding_and_several_batches(family_model):
     torch.testing.assert_close(again.per_pair, eager.per_pair, rtol=0, atol=0, equal_nan=True)
 
 
+@pytest.mark.parametrize("batching", ["grouped", "padded"])
+def test_replay_of_a_dataset_by_role(family_model, batching):
+    """A dataset of several lengths, each position-resolved column a role (each pair's own
+    positions), in length groups or one padded batch."""
+    from actpatch.datasets import load_dataset
+    from actpatch.patching.experiment import dataset_experiments
+
+    model = family_model("llama")
+    data = load_dataset("ioi:8")
+
+    def sweep(m, component):
+        return actpatch.sweep_many(
+            dataset_experiments(m, data), component, positions="role", batching=batching
+        )
+
+    for component in ("z_by_pos", "resid_pre", "z"):
+        eager, again = sweep(model, component), sweep(replaying(model), component)
+        torch.testing.assert_close(again.per_pair, eager.per_pair, rtol=0, atol=0, equal_nan=True)
+
+
 def test_a_single_patch_is_not_recorded(family_model):
     """The page patches one cell per click: each would be a recording of its own."""
     model = family_model("gpt2")

@@ -389,7 +389,8 @@ def run_cells(
 
         # What the recorded run depends on besides its inputs' shapes: a recording replays the
         # run it recorded, with no callbacks (progress comes when the replay ends).
-        key = (setup.component.hook, setup.convention, setup.exp.n_pairs, start, tuple(cells))
+        comp = setup.component
+        key = (comp.name, comp.hook, setup.convention, setup.exp.n_pairs, start, tuple(cells))
         final = replay(
             setup.exp.runner,
             key,
