@@ -43,6 +43,35 @@ def test_an_explicit_map_gives_the_single_device_sweep(tiny_model_dir, tmp_path)
     torch.testing.assert_close(results[0].raw, results[1].raw, rtol=0, atol=0)
 
 
+def test_every_result_reports_the_devices_used(tiny_model_dir, tmp_path):
+    """A result names the devices its model's weights are on, as the model does; a result
+    stored in the history keeps them."""
+    from actpatch.patching.attribution import attribute_components
+    from actpatch.patching.edges import edge_attribution
+    from actpatch.patching.results.sweeps import SweepResult
+    from actpatch.views import attention_pattern, direct_logit_attribution, logit_lens
+
+    plain = actpatch.load_model(str(tiny_model_dir))
+    spec = tmp_path / "map.json"
+    spec.write_text(json.dumps(_block_map(plain.hf_model)))
+    mapped = actpatch.load_model(str(tiny_model_dir), device_map=str(spec))
+    exp = actpatch.Experiment(mapped, IOI_CLEAN, IOI_CORRUPT, " Mary", " John")
+    results = {
+        "sweep": actpatch.sweep(exp, "z"),
+        "patch": actpatch.patch(exp, 0, 1),
+        "ablation": actpatch.ablate(exp, "z"),
+        "attribution": attribute_components(exp, ["z"], "atp", "denoising", "logit_diff")[0],
+        "edges": edge_attribution(exp, "eap"),
+        "attention": attention_pattern(exp, 0, 1),
+        "dla": direct_logit_attribution(exp),
+        "lens": logit_lens(exp),
+    }
+    for kind, result in results.items():
+        assert result.to_dict()["devices"] == mapped.devices == ["cpu"], kind
+    stored = SweepResult.from_dict(results["sweep"].to_dict())
+    assert stored.devices == ["cpu"]
+
+
 def test_auto_places_everything_somewhere(tiny_model_dir):
     model = actpatch.load_model(str(tiny_model_dir), device_map="auto")
     assert model.device_map and all(d == "cpu" for d in model.device_map.values())

@@ -207,6 +207,7 @@ def ablate(
         n_pairs=exp.n_pairs,
         seconds=time.perf_counter() - t0,
         backend=exp.backend,
+        devices=exp.model.devices,
         note=note,
         warnings=warnings,
         ablation=method,

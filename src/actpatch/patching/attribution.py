@@ -296,6 +296,7 @@ def _result(
         n_pairs=exp.n_pairs,
         seconds=seconds,
         backend=exp.backend,
+        devices=exp.model.devices,
         note=note,
         warnings=list(warnings),
         atp=est.atp,

@@ -376,6 +376,7 @@ def evaluate(
         n_pairs=exp.n_pairs,
         seconds=time.perf_counter() - t0,
         backend=exp.backend,
+        devices=exp.model.devices,
         warnings=guardrails.check(exp, setup.metric, clean, corrupt),
         graph=graph.cfg,
     )
@@ -552,6 +553,7 @@ def verify_edges(
         edges=checks,
         seconds=time.perf_counter() - t0,
         backend=exp.backend,
+        devices=exp.model.devices,
         warnings=guardrails.check(exp, setup.metric, clean, corrupt),
     )
 

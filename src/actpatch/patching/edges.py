@@ -403,6 +403,7 @@ def edge_attribution(
         n_pairs=exp.n_pairs,
         seconds=time.perf_counter() - t0,
         backend=exp.backend,
+        devices=exp.model.devices,
         verified=checks,
         warnings=guardrails.check(exp, setup.metric, clean, corrupt),
         graph=graph.cfg,

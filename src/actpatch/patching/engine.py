@@ -206,6 +206,7 @@ def _sweep_result(
         n_pairs=exp.n_pairs,
         seconds=time.perf_counter() - t0,
         backend=exp.backend,
+        devices=exp.model.devices,
         note=note,
         warnings=guardrails.check(exp, setup.metric, clean_value, corrupt_value),
         per_pair=per_pair,
@@ -318,6 +319,7 @@ def patch(
         patched_positions=[p for p in range(setup.n_tokens) if setup.aligned(p)],
         tokens=model.to_str_tokens(setup.base.tokens[0]),
         backend=exp.backend,
+        devices=exp.model.devices,
         note=note,
         warnings=guardrails.check(exp, setup.metric, values["clean"], values["corrupt"]),
     )

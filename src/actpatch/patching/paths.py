@@ -332,6 +332,7 @@ def path_patch(
         n_pairs=exp.n_pairs,
         seconds=time.perf_counter() - t0,
         backend=exp.backend,
+        devices=exp.model.devices,
         note=note,
         warnings=guardrails.check(exp, setup.metric, clean, corrupt),
     )

@@ -48,6 +48,7 @@ def attention_pattern(
     return AttentionResult(
         model=exp.model.name,
         backend=exp.backend,
+        devices=exp.model.devices,
         layer=layer,
         heads=heads,
         kv_heads=[h // group for h in heads],

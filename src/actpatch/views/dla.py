@@ -219,6 +219,7 @@ def direct_logit_attribution(exp: Experiment) -> DLAResult:
     return DLAResult(
         model=exp.model.name,
         backend=exp.backend,
+        devices=exp.model.devices,
         metric=metric,
         clean=effects["clean"],
         corrupt=effects["corrupt"],

@@ -87,6 +87,7 @@ def logit_lens(
     return LensResult(
         model=exp.model.name,
         backend=exp.backend,
+        devices=exp.model.devices,
         metric=metric,
         labels=[f"{name} {layer}" for name, layer in points],
         tokens=pair_tokens(exp, "clean"),

@@ -44,6 +44,8 @@ class AttentionResult(Shown):
     corrupt: Tensor  # (heads, query_pos, key_pos)
     pair: int = 0
     warnings: list[ResultWarning] = field(default_factory=list)
+    # The devices the model's weights are on, the embedding's first (several with a device map).
+    devices: list[str] = field(default_factory=list)
 
     @property
     def head(self) -> int:
@@ -63,6 +65,7 @@ class AttentionResult(Shown):
         out: dict[str, Any] = {
             "model": self.model,
             "backend": self.backend,
+            "devices": self.devices,
             "layer": self.layer,
             "head": self.head,
             "kv_head": self.kv_heads[0],
@@ -134,12 +137,15 @@ class DLAResult(Shown):
     n_pairs: int
     norm_note: str
     warnings: list[ResultWarning] = field(default_factory=list)
+    # The devices the model's weights are on, the embedding's first (several with a device map).
+    devices: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         c, k = self.clean, self.corrupt
         return {
             "model": self.model,
             "backend": self.backend,
+            "devices": self.devices,
             "metric": self.metric,
             "position": "final",
             "n_pairs": self.n_pairs,
@@ -192,11 +198,14 @@ class LensResult(Shown):
     corrupt: LensRun
     n_pairs: int
     warnings: list[ResultWarning] = field(default_factory=list)
+    # The devices the model's weights are on, the embedding's first (several with a device map).
+    devices: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model,
             "backend": self.backend,
+            "devices": self.devices,
             "metric": self.metric,
             "labels": self.labels,
             "tokens": self.tokens,

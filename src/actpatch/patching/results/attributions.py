@@ -55,6 +55,8 @@ class AttributionResult(Shown):
     backend: str
     note: str | None = None
     warnings: list[ResultWarning] = field(default_factory=list)
+    # The devices the model's weights are on, the embedding's first (several with a device map).
+    devices: list[str] = field(default_factory=list)
     atp: Tensor | None = None
     corrections: list[dict[str, Any]] = field(default_factory=list)
     exact: Tensor | None = None
@@ -101,6 +103,7 @@ class AttributionResult(Shown):
             "n_pairs": self.n_pairs,
             "seconds": round(self.seconds, 4),
             "backend": self.backend,
+            "devices": self.devices,
             "note": self.note,
             "warnings": [w.to_dict() for w in self.warnings],
             "atp": nested(self.atp) if self.atp is not None else None,

@@ -38,6 +38,8 @@ class PathPatchResult(Shown):
     backend: str
     note: str | None = None
     warnings: list[ResultWarning] = field(default_factory=list)
+    # The devices the model's weights are on, the embedding's first (several with a device map).
+    devices: list[str] = field(default_factory=list)
 
     @property
     def all_heads(self) -> bool:
@@ -76,6 +78,7 @@ class PathPatchResult(Shown):
             "n_pairs": self.n_pairs,
             "seconds": round(self.seconds, 4),
             "backend": self.backend,
+            "devices": self.devices,
             "note": self.note,
             "warnings": [w.to_dict() for w in self.warnings],
         }
@@ -119,6 +122,8 @@ class CircuitResult(Shown):
     nodes: list[str] | None = None
     method: str | None = None  # where a ranking came from, e.g. "eap-ig"
     warnings: list[ResultWarning] = field(default_factory=list)
+    # The devices the model's weights are on, the embedding's first (several with a device map).
+    devices: list[str] = field(default_factory=list)
     # the graph evaluated: n_layers, n_heads, n_kv_heads, kv (the key/value convention), parallel
     graph: dict[str, Any] = field(default_factory=dict)
     # MIB's summary when asked for (`actpatch.patching.mib`): fractions, curves, CPR and CMD
@@ -147,6 +152,7 @@ class CircuitResult(Shown):
             "n_pairs": self.n_pairs,
             "seconds": round(self.seconds, 4),
             "backend": self.backend,
+            "devices": self.devices,
             "warnings": [w.to_dict() for w in self.warnings],
         }
 
@@ -218,6 +224,8 @@ class EdgeResult(Shown):
     by_pos: list[list[float]] | None = None
     verified: list[EdgeCheck] = field(default_factory=list)
     warnings: list[ResultWarning] = field(default_factory=list)
+    # The devices the model's weights are on, the embedding's first (several with a device map).
+    devices: list[str] = field(default_factory=list)
     # the graph scored: n_layers, n_heads, n_kv_heads, kv (the key/value convention), parallel
     graph: dict[str, Any] = field(default_factory=dict)
 
@@ -260,6 +268,7 @@ class EdgeResult(Shown):
             "n_pairs": self.n_pairs,
             "seconds": round(self.seconds, 4),
             "backend": self.backend,
+            "devices": self.devices,
             "warnings": [w.to_dict() for w in self.warnings],
         }
 
@@ -277,6 +286,8 @@ class VerifyResult(Shown):
     seconds: float
     backend: str
     warnings: list[ResultWarning] = field(default_factory=list)
+    # The devices the model's weights are on, the embedding's first (several with a device map).
+    devices: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -288,5 +299,6 @@ class VerifyResult(Shown):
             "edges": [c.to_dict() for c in self.edges],
             "seconds": round(self.seconds, 4),
             "backend": self.backend,
+            "devices": self.devices,
             "warnings": [w.to_dict() for w in self.warnings],
         }

@@ -50,6 +50,8 @@ class SweepResult(Shown):
     backend: str
     note: str | None = None
     warnings: list[ResultWarning] = field(default_factory=list)
+    # The devices the model's weights are on, the embedding's first (several with a device map).
+    devices: list[str] = field(default_factory=list)
     length_groups: list[dict[str, int]] = field(default_factory=list)
     # Per pair (issue 11): raw metric per pair after each cell's patch, (pairs, *axes), and each
     # pair's unpatched clean and corrupted metric, (pairs,). `ci`: None with a single pair.
@@ -122,6 +124,7 @@ class SweepResult(Shown):
             "n_pairs": self.n_pairs,
             "seconds": round(self.seconds, 4),
             "backend": self.backend,
+            "devices": self.devices,
             "note": self.note,
             "warnings": [w.to_dict() for w in self.warnings],
             "length_groups": self.length_groups,
@@ -169,6 +172,7 @@ class SweepResult(Shown):
             n_pairs=int(data["n_pairs"]),
             seconds=float(data.get("seconds", 0.0)),
             backend=data.get("backend", ""),
+            devices=list(data.get("devices", [])),
             note=data.get("note"),
             warnings=[ResultWarning(**w) for w in data.get("warnings", [])],
             length_groups=list(data.get("length_groups", [])),
@@ -237,6 +241,8 @@ class PatchResult(Shown):
     backend: str
     note: str | None = None
     warnings: list[ResultWarning] = field(default_factory=list)
+    # The devices the model's weights are on, the embedding's first (several with a device map).
+    devices: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (what the CLI prints as JSON): the target's probabilities, ranks
@@ -268,6 +274,7 @@ class PatchResult(Shown):
             "patched_positions": self.patched_positions,
             "tokens": self.tokens,
             "backend": self.backend,
+            "devices": self.devices,
             "note": self.note,
             "warnings": [w.to_dict() for w in self.warnings],
         }
