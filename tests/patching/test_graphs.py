@@ -228,3 +228,25 @@ def test_recorded_runs_never_wait_on_the_device(family_model, family, monkeypatc
     assert len(recordings) == recordings.recorded == 11
     assert len(guarded_calls) >= 11
     assert seen == []
+
+
+def test_a_failed_recording_runs_as_is(monkeypatch, caplog):
+    """Out of memory drops the recordings; an operation graphs refuse is not tried again. Both
+    answer what the run computes, and say so in the log."""
+    replays = Replays()
+    x = {"x": torch.arange(3.0)}
+    replays.run("kept", x, lambda inputs: inputs["x"])
+    original = graphs.Replay.__init__
+    failures = iter([torch.cuda.OutOfMemoryError("no memory"), RuntimeError("not capturable")])
+
+    def failing(self, fn, inputs):
+        raise next(failures)
+
+    monkeypatch.setattr(graphs.Replay, "__init__", failing)
+    assert replays.run("big", x, lambda inputs: inputs["x"] * 2).tolist() == [0.0, 2.0, 4.0]
+    assert len(replays) == 0  # the memory-holding recordings were let go
+    assert replays.run("odd", x, lambda inputs: inputs["x"] * 3).tolist() == [0.0, 3.0, 6.0]
+    monkeypatch.setattr(graphs.Replay, "__init__", original)
+    assert replays.run("odd", x, lambda inputs: inputs["x"] * 3).tolist() == [0.0, 3.0, 6.0]
+    assert replays.recorded == 1  # "odd" was not recorded again
+    assert "out of GPU memory" in caplog.text and "not capturable" in caplog.text

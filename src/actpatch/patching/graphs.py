@@ -14,6 +14,9 @@ graph helps when the same shapes come back: the page re-running a sweep on the s
 the batches of a dataset's length groups, a server's repeated requests. Each model keeps its
 last `KEPT` recordings (each holds its own activation memory on the GPU).
 
+A recording that fails (out of GPU memory, or an operation CUDA graphs refuse) is logged and the
+run computes as it would without graphs: the same numbers, at the eager speed.
+
 Off by default, and only on CUDA (`load_model(..., cuda_graphs=True)`, `--cuda-graphs`,
 `ACTPATCH_CUDA_GRAPHS`). On a CPU there are no CUDA graphs; `Replay` then runs the same function
 eagerly on its buffers, which is how the tests check that a replay reads only its buffers.
@@ -21,6 +24,7 @@ eagerly on its buffers, which is how the tests check that a replay reads only it
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
@@ -34,6 +38,7 @@ from torch import Tensor
 KEPT = 8
 
 Inputs = dict[str, Tensor]
+logger = logging.getLogger("actpatch.graphs")
 
 
 class Replay:
@@ -95,6 +100,9 @@ class Replays:
         self.kept = KEPT if kept is None else kept
         self._known: OrderedDict[Hashable, Replay] = OrderedDict()
         self._lock = threading.Lock()
+        # Runs a recording failed for (an operation CUDA graphs refuse): run as they are, the
+        # same numbers, without trying again.
+        self._unrecordable: set[Hashable] = set()
         self.recorded = 0  # how many recordings were made (a miss), for benchmarks and tests
 
     def __len__(self) -> int:
@@ -110,9 +118,22 @@ class Replays:
         first when there is none). One replay at a time per model: a graph's buffers are shared."""
         full = (key, tuple((n, tuple(v.shape), v.dtype, str(v.device)) for n, v in inputs.items()))
         with self._lock:
+            if full in self._unrecordable:
+                return fn(inputs)
             replay = self._known.get(full)
             if replay is None:
-                replay = Replay(fn, inputs)
+                try:
+                    replay = Replay(fn, inputs)
+                except torch.cuda.OutOfMemoryError:
+                    # The recordings' memory is what ran out: let it go, and run this one as is.
+                    self._known.clear()
+                    torch.cuda.empty_cache()
+                    logger.warning("CUDA graphs: out of GPU memory recording; recordings dropped")
+                    return fn(inputs)
+                except RuntimeError as exc:  # an operation CUDA graphs cannot record
+                    self._unrecordable.add(full)
+                    logger.warning("CUDA graphs cannot record this run, run as is: %s", exc)
+                    return fn(inputs)
                 self.recorded += 1
                 self._known[full] = replay
                 while len(self._known) > self.kept:
