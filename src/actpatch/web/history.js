@@ -1,12 +1,13 @@
 // The history panel: every run kept in the server's data directory (GET /runs, which names
 // it), a page at a time (Newer/Older), reopened without recomputing, and two sweeps compared
 // side by side as a difference heatmap (second minus first). A run's title says its kind, its
-// model's short name, what it patched and its prompts; hovering shows the rest. "Open" puts the
-// run's whole request back into the form and shows its result in its card; a run from a model
-// this server does not serve says so. "Pin" keeps a run for good (`PATCH /runs/{id}`: retention
-// deletes only unpinned runs) and marks its row; "Unpin" gives it back to retention. When the
-// server could not use its history file, the panel says so above the list (GET /runs'
-// `history.problem`). Strings from the server are set with textContent.
+// model's short name, what it patched and its prompts; hovering shows the rest. "Open" puts
+// what the run read back into the form (the rest stays as it is: a view's head is not the
+// patch's cell) and shows its result in its card; a run from a model this server does not serve
+// says so. "Pin" keeps a run for good (`PATCH /runs/{id}`: retention deletes only unpinned
+// runs) and marks its row; "Unpin" gives it back to retention. When the server could not use
+// its history file, the panel says so above the list (GET /runs' `history.problem`). Strings
+// from the server are set with textContent.
 
 import { api } from "./api.js";
 import { showAttribution } from "./attribution.js";
@@ -158,7 +159,7 @@ async function setPinned(run, pinned) {
 // (another model, more prompt pairs) is said.
 async function reopen(id) {
   const run = await api("GET", `/runs/${id}`);
-  const lost = restoreForm(run.request, run.result);
+  const lost = restoreForm(run.request, run.result, run.kind);
   scheduleTokenize();
   checkStale(); // the other cards' results came from the inputs before
   if (run.kind === "sweep" || run.kind === "ablation") await showSweep(run.result);
