@@ -155,3 +155,43 @@ def test_the_panel_names_its_data_directory_and_runs_of_another_model(
     assert "computed on elsewhere/gpt2-xl, which this server does not serve" in note
     assert page.input_value("#model") == MODEL_NAME and page.input_value("#clean_prompt") == "a b"
     assert page.text_content("#recovery") == "50.0%"
+
+
+def test_pin_and_unpin_a_run_from_its_row(page: Any, base_url: str) -> None:
+    """Each row's Pin button pins the run on the server (`PATCH /runs/{id}`), marks the row, and
+    turns into Unpin; a fresh page reads the mark from the server; a run deleted meanwhile says
+    why it could not be pinned."""
+    history = History()
+    request = {"clean_prompt": "pin me", "corrupt_prompt": "pin you", "target_token": " x"}
+    run_id, gone_id = (history.store("patch", request, {"model": MODEL_NAME}) for _ in range(2))
+    history.close()
+
+    def pinned_on_server(run_id: int) -> bool:
+        return httpx.get(f"{base_url}/runs/{run_id}").json()["pinned"]
+
+    open_page(page, base_url)
+    item = history_item(page, run_id)
+    button = item.locator(".history-pin")
+    assert button.text_content() == "Pin" and button.get_attribute("aria-pressed") == "false"
+    assert "pinned" not in (item.get_attribute("class") or "").split()
+    button.click()
+    page.wait_for_selector(f".history-item.pinned[data-run='{run_id}']")
+    assert pinned_on_server(run_id) and not pinned_on_server(gone_id)
+    assert button.text_content() == "Unpin" and button.get_attribute("aria-pressed") == "true"
+    assert item.locator(".history-pinned").text_content() == "pinned"
+
+    open_page(page, base_url)  # the mark is the server's, not the page's memory
+    item = history_item(page, run_id)
+    assert "pinned" in (item.get_attribute("class") or "").split()
+    item.locator(".history-pin").click()
+    page.wait_for_selector(f".history-item:not(.pinned)[data-run='{run_id}']")
+    assert not pinned_on_server(run_id)
+    assert item.locator(".history-pin").text_content() == "Pin"
+    assert item.locator(".history-pinned").count() == 0
+
+    gone = history_item(page, gone_id)
+    httpx.delete(f"{base_url}/runs/{gone_id}").raise_for_status()
+    gone.locator(".history-pin").click()
+    page.wait_for_selector("#history-note:not(.hidden)")
+    note = page.text_content("#history-note") or ""
+    assert f"Run #{gone_id} could not be pinned" in note and f"no run {gone_id}" in note

@@ -12,7 +12,8 @@ import pytest
 from tests.browser.chromium import cell_center
 from tests.browser.conftest import needs_chromium
 from tests.browser.test_history_panel import history_item
-from tests.browser.test_page import open_page
+from tests.browser.test_page import open_page, run_patch
+from tests.browser.test_stale import stale
 from tests.browser.test_views import attention_drawn, plotted
 from tests.conftest import IOI_CLEAN
 
@@ -131,3 +132,74 @@ def test_open_draws_each_view_as_it_was_drawn_from_the_stored_result(
     assert asked == []
     assert httpx.get(f"{demo_url}/runs", params={"limit": 1}).json()["total"] == total
     assert not page.is_visible("#views-stale")
+
+
+def form_of(page: Any) -> dict[str, str]:
+    return {f: page.input_value(f"#{f}") for f in ("metric", "direction", "layer", "head")}
+
+
+def open_run(page: Any, run_id: int) -> None:
+    """Click the run's "Open" and wait until the page has reopened it (even if it was the run
+    reopened last)."""
+    page.evaluate("() => { delete document.body.dataset.reopened; }")
+    history_item(page, run_id).locator(".history-open").click()
+    page.wait_for_selector(f"body[data-reopened='{run_id}']")
+
+
+def test_open_of_a_view_leaves_the_patch_and_what_the_view_did_not_read(
+    page: Any, demo_url: str
+) -> None:
+    """A view reads the prompts, answers and model (the lens its metric too, the pattern its own
+    head): "Open" puts those back and leaves the rest of the form (the patch's layer and head,
+    the direction, DLA's metric) as it is, so the patch computed on the same experiment is not
+    greyed as stale, nor the sweep's state changed."""
+    open_page(page, demo_url)
+    page.click("#example-ioi")
+    page.wait_for_function(
+        "() => document.getElementById('patch-info').textContent.includes('L9H9')"
+    )
+    page.wait_for_selector("#run-views:not([disabled])")
+    page.select_option("#metric", "logprob")
+    page.select_option("#direction", "noising")
+    page.fill("#layer", "3")
+    page.fill("#head", "5")
+    run_patch(page)
+    page.wait_for_function(
+        "() => document.querySelector('#patch-metric').textContent.includes('L3H5')"
+        " && !document.getElementById('patch-result').classList.contains('stale-result')"
+    )
+    with (
+        page.expect_response("**/dla") as dla_answer,
+        page.expect_response("**/lens") as lens_answer,
+    ):
+        page.click("#run-views")
+    dla_id, lens_id = dla_answer.value.json()["run_id"], lens_answer.value.json()["run_id"]
+    page.wait_for_selector("#run-views:not([disabled])")
+    page.wait_for_selector("#dla-heatmap:not(.hidden) .main-svg")
+    page.locator("#dla-heatmap").scroll_into_view_if_needed()
+    with page.expect_response("**/attention") as attention_answer:
+        page.mouse.click(*cell_center(page, 1, 2, plot="dla-heatmap"))
+    attention_id = attention_answer.value.json()["run_id"]
+    attention_drawn(page, "L1H2")
+    lens_request = httpx.get(f"{demo_url}/runs/{lens_id}").json()["request"]
+    assert lens_request["metric"] == "logprob"  # the lens reads the form's metric
+
+    form = {"metric": "logprob", "direction": "noising", "layer": "3", "head": "5"}
+    assert form_of(page) == form and not stale(page, "patch", "patch-result")
+    sweep_stale = stale(page, "sweep", "heatmap")  # its sweep ran with auto and denoising
+    for run_id in (attention_id, dla_id, lens_id):
+        open_run(page, run_id)
+        assert form_of(page) == form, run_id
+        assert not stale(page, "patch", "patch-result"), run_id
+        assert stale(page, "sweep", "heatmap") == sweep_stale, run_id
+        assert not page.is_visible("#views-stale")
+
+    # Another metric in the form: the lens puts back the one it read; DLA reads none (its
+    # metric follows from the answers: logit_diff with a wrong answer) and leaves the form's.
+    page.select_option("#metric", "prob")
+    open_run(page, lens_id)
+    assert page.input_value("#metric") == "logprob"
+    page.select_option("#metric", "prob")
+    open_run(page, dla_id)
+    assert page.input_value("#metric") == "prob"
+    assert "logit_diff" in (page.text_content("#dla-summary") or "")

@@ -67,3 +67,36 @@ def test_a_circuit_run_exports_as_json_not_as_a_wrong_notebook(capsys, tmp_path,
     assert code == 2 and "export it as json" in err and not (tmp_path / "edges.ipynb").exists()
     assert run(capsys, "runs", "export", "1", tmp_path / "edges.json")[0] == 0
     assert json.loads((tmp_path / "edges.json").read_text())["method"] == "eap-ig"
+
+
+def test_runs_pin_and_unpin_keep_a_run_from_retention(capsys, tmp_path, monkeypatch) -> None:
+    """`runs pin ID` keeps a run for good (retention deletes the oldest unpinned runs, never a
+    pinned one), `runs list` marks it, `runs unpin ID` gives it back to retention."""
+    from actpatch.history import History
+
+    monkeypatch.setenv("ACTPATCH_DATA_DIR", str(tmp_path / "data"))
+    history = History()
+    first, second = (
+        history.store("patch", {"clean_prompt": f"run {i}"}, {"model": "demo"}) for i in (1, 2)
+    )
+    history.close()
+    code, out, _ = run(capsys, "runs", "pin", first)
+    assert code == 0 and f"pinned run {first}" in out
+    code, out, _ = run(capsys, "runs", "list")
+    lines = {int(line.split()[0]): line for line in out.splitlines()[1:]}
+    assert lines[first].endswith("(pinned)") and "(pinned)" not in lines[second]
+    code, out, _ = run(capsys, "runs", "list", "--json")
+    assert {r["id"]: r["pinned"] for r in json.loads(out)} == {first: True, second: False}
+
+    # retention to one unpinned run: a third run deletes the second, never the pinned first
+    kept = History(max_runs=1)
+    third = kept.store("patch", {"clean_prompt": "run 3"}, {"model": "demo"})
+    assert [r.id for r in kept.list()] == [third, first]
+    kept.close()
+
+    code, out, _ = run(capsys, "runs", "unpin", first)
+    assert code == 0 and f"unpinned run {first}" in out
+    code, out, _ = run(capsys, "runs", "list", "--json")
+    assert [r["pinned"] for r in json.loads(out)] == [False, False]
+    code, _, err = run(capsys, "runs", "pin", "12345")
+    assert code == 2 and "There is no run 12345" in err

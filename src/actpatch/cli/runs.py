@@ -1,4 +1,7 @@
-"""`actpatch runs`: the run history (`actpatch.history`): list, show, export or delete runs."""
+"""`actpatch runs`: the run history (`actpatch.history`): list, show, export, pin or delete runs.
+
+A pinned run is one retention never deletes (the server's HISTORY_MAX_RUNS and HISTORY_MAX_MB
+bound only the unpinned ones); `runs list` marks it."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from actpatch.cli.report import write_export
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("runs", help="the run history: list, show, export or delete runs")
+    p = sub.add_parser("runs", help="the run history: list, show, export, pin or delete runs")
     what = p.add_subparsers(dest="runs_command", required=True)
     listing = what.add_parser("list", help="the most recent runs first")
     listing.add_argument("--limit", type=int, default=20)
@@ -22,6 +25,10 @@ def add_parser(sub: Any) -> None:
     export = what.add_parser("export", help="write a run as csv, json, png, svg, ipynb")
     export.add_argument("id", type=int)
     export.add_argument("file", type=Path, help="the file to write; its suffix is the format")
+    pin = what.add_parser("pin", help="pin a run: retention never deletes it")
+    pin.add_argument("id", type=int)
+    unpin = what.add_parser("unpin", help="unpin a run: retention may delete it again")
+    unpin.add_argument("id", type=int)
     delete = what.add_parser("delete", help="delete one run")
     delete.add_argument("id", type=int)
 
@@ -45,9 +52,10 @@ def run(args: argparse.Namespace) -> int:
                 seconds = f"{r.seconds:.2f} s" if r.seconds is not None else ""
                 model = short_model_name(r.model) if r.model else ""
                 partial = "  (partial)" if not r.complete else ""
+                pinned = "  (pinned)" if r.pinned else ""
                 print(
                     f"{r.id:>5}  {r.created_at}  {seconds:>8}  {r.kind} · {model} · "
-                    f"{r.label}{partial}"
+                    f"{r.label}{partial}{pinned}"
                 )
         elif args.runs_command == "show":
             print(json.dumps(history.get(args.id).to_dict(), indent=2))
@@ -55,6 +63,12 @@ def run(args: argparse.Namespace) -> int:
             stored = history.get(args.id)
             write_export(args.file, stored.kind, stored.request, stored.result)
             print(f"wrote run {args.id} to {args.file}")
+        elif args.runs_command in ("pin", "unpin"):
+            history.pin(args.id, args.runs_command == "pin")
+            if args.runs_command == "pin":
+                print(f"pinned run {args.id}: retention never deletes it")
+            else:
+                print(f"unpinned run {args.id}: retention may delete it again")
         else:
             history.delete(args.id)
             print(f"deleted run {args.id}")

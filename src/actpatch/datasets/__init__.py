@@ -48,7 +48,13 @@ from actpatch.datasets.ioi_task import (
     ioi,
     ioi_positions,
 )
-from actpatch.datasets.load import DATASET_SPEC_LIST, DATASET_SPECS, load_dataset, parse_jsonl
+from actpatch.datasets.load import (
+    DATASET_SPEC_LIST,
+    DATASET_SPECS,
+    load_dataset,
+    parse_jsonl,
+    unencodable,
+)
 from actpatch.datasets.mib_tasks import arithmetic, mcqa, mib_ioi
 from actpatch.datasets.pairs import Positions, PromptDataset
 from actpatch.datasets.tokens import (
@@ -94,4 +100,5 @@ __all__ = [
     "spans_are_one_token",
     "token_offsets",
     "tokenizer_or_gpt2",
+    "unencodable",
 ]

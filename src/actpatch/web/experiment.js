@@ -58,12 +58,19 @@ export function writeState(state) {
   updateIndexInputs();
 }
 
-// The form as a stored run's request asked for it (the history's "Open"): prompts, answers,
+// The kinds of run that read no metric of the form's: an attention pattern has none, and direct
+// logit attribution's follows from the answers (logit_diff with a wrong answer, else logit).
+const NO_METRIC = ["attention", "dla"];
+
+// The form as a stored run of `kind` asked for it (the history's "Open"): prompts, answers,
 // component, metric, direction, ablation, the patch's cell, the dataset, and the model when
-// this server serves it. A field the request left out gets its default (an unset metric is
-// "auto", as it was); a list of prompt pairs shows its first pair. Returns what it could not
-// put back (more pairs, an uploaded dataset), for the page to say so.
-export function restoreForm(request, result) {
+// this server serves it. Only what the run read is put back; the rest of the form stays as it
+// is, so a card computed from the same experiment is not greyed for nothing: the cell comes
+// from a patch (a view's head is not the patch's), the metric from a run that read one (an
+// unset metric is "auto", as it was), the direction from a run that has one (no view, no
+// ablation). A list of prompt pairs shows its first pair. Returns what it could not put back
+// (more pairs, an uploaded dataset), for the page to say so.
+export function restoreForm(request, result, kind) {
   const first = (value) => (Array.isArray(value) ? value[0] : value);
   const lost = [];
   const state = {};
@@ -73,11 +80,13 @@ export function restoreForm(request, result) {
   }
   const component = result.component ?? request.component;
   if (component && Object.hasOwn(server.components, component)) state.component = component;
-  const metric = request.metric ?? "";
-  state.metric = metric === "" || Object.hasOwn(server.options.metric.choices, metric) ? metric : "";
-  state.direction = result.direction ?? request.direction ?? server.options.direction.default;
+  if (!NO_METRIC.includes(kind)) {
+    const metric = request.metric ?? "";
+    state.metric = metric === "" || Object.hasOwn(server.options.metric.choices, metric) ? metric : "";
+  }
+  state.direction = result.direction ?? request.direction; // none: the form's stays
   state.ablate = request.ablate ?? "";
-  if (result.layer !== undefined) for (const f of INDEX_FIELDS) state[f] = result[f]; // a patch's cell
+  if (kind === "patch") for (const f of INDEX_FIELDS) state[f] = result[f]; // the patch's cell
   if (server.models.some((m) => m.name === result.model)) state.model = result.model;
   writeState(state);
   $("dataset").value = request.dataset ?? "";

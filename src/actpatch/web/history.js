@@ -1,11 +1,13 @@
 // The history panel: every run kept in the server's data directory (GET /runs, which names
 // it), a page at a time (Newer/Older), reopened without recomputing, and two sweeps compared
 // side by side as a difference heatmap (second minus first). A run's title says its kind, its
-// model's short name, what it patched and its prompts; hovering shows the rest. "Open" puts the
-// run's whole request back into the form and shows its result in its card; a run from a model
-// this server does not serve says so. When the server could not use its history file, the
-// panel says so above the list (GET /runs' `history.problem`). Strings from the server are set
-// with textContent.
+// model's short name, what it patched and its prompts; hovering shows the rest. "Open" puts
+// what the run read back into the form (the rest stays as it is: a view's head is not the
+// patch's cell) and shows its result in its card; a run from a model this server does not serve
+// says so. "Pin" keeps a run for good (`PATCH /runs/{id}`: retention deletes only unpinned
+// runs) and marks its row; "Unpin" gives it back to retention. When the server could not use
+// its history file, the panel says so above the list (GET /runs' `history.problem`). Strings
+// from the server are set with textContent.
 
 import { api } from "./api.js";
 import { showAttribution } from "./attribution.js";
@@ -108,22 +110,47 @@ function render() {
     });
     const open = el("button", { type: "button", class: "chip-button history-open", "data-run": String(run.id), text: "Open" });
     open.addEventListener("click", () => reopen(run.id));
+    const pin = el("button", {
+      type: "button",
+      class: "chip-button history-pin",
+      "data-run": String(run.id),
+      "aria-pressed": String(run.pinned),
+      text: run.pinned ? "Unpin" : "Pin",
+      title: run.pinned ? "Pinned: retention never deletes this run. Unpin to let it go." : "Pin: keep this run for good (retention never deletes a pinned run).",
+    });
+    pin.addEventListener("click", () => setPinned(run, !run.pinned));
     const when = run.created_at.replace("T", " ").replace("Z", " UTC");
     const seconds = run.seconds === null ? "" : `${run.seconds.toFixed(2)} s`;
     const partial = run.complete ? "" : "partial (cancelled)";
     const title = [run.kind, shortModel(run.model), run.label].filter(Boolean).join(" · ");
     const other = run.model && !served(run.model);
     const hover = [`#${run.id} ${title}`, `model: ${run.model || "?"} (${run.backend || "?"} path)${other ? ", not served here" : ""}`, `${when}${seconds ? ` · ${seconds}` : ""} · actpatch ${run.version}`];
-    const item = el("li", { class: "history-item", title: hover.join("\n"), "data-run": String(run.id) }, [
+    if (run.pinned) hover.push("pinned: retention never deletes it");
+    const item = el("li", { class: `history-item${run.pinned ? " pinned" : ""}`, title: hover.join("\n"), "data-run": String(run.id) }, [
       tick,
       el("span", { class: "history-id", text: `#${run.id}` }),
       el("span", { class: "history-label", text: title }),
     ]);
+    if (run.pinned) item.append(el("span", { class: "history-pinned", text: "pinned" }));
     if (other) item.append(el("span", { class: "history-other", text: "another model", title: `Computed on ${run.model}, which this server does not serve (it serves ${server.models.map((m) => m.name).join(", ")}).` }));
-    item.append(el("span", { class: "muted small history-when", text: [partial, seconds, when.slice(5, 16)].filter(Boolean).join(" · ") }), open);
+    item.append(el("span", { class: "muted small history-when", text: [partial, seconds, when.slice(5, 16)].filter(Boolean).join(" · ") }), pin, open);
     list.append(item);
   }
   $("history-compare").disabled = state.ticked.length !== 2;
+}
+
+// Pin a run (retention never deletes it) or unpin it; the row shows what the server answered.
+async function setPinned(run, pinned) {
+  let summary;
+  try {
+    summary = await api("PATCH", `/runs/${run.id}`, { pinned });
+  } catch (err) {
+    $("history-note").textContent = `Run #${run.id} could not be ${pinned ? "pinned" : "unpinned"}: ${err.message}`;
+    show($("history-note"), true);
+    return;
+  }
+  state.runs = state.runs.map((r) => (r.id === summary.id ? { ...r, pinned: summary.pinned } : r));
+  render();
 }
 
 // A stored run, shown as it was computed: its request back in the form, its result in its
@@ -132,7 +159,7 @@ function render() {
 // (another model, more prompt pairs) is said.
 async function reopen(id) {
   const run = await api("GET", `/runs/${id}`);
-  const lost = restoreForm(run.request, run.result);
+  const lost = restoreForm(run.request, run.result, run.kind);
   scheduleTokenize();
   checkStale(); // the other cards' results came from the inputs before
   if (run.kind === "sweep" || run.kind === "ablation") await showSweep(run.result);

@@ -168,3 +168,15 @@ def test_sweep_carries_warnings_and_backend(client: TestClient) -> None:
     body = client.post("/sweep", json=request).json()
     assert body["backend"] == "fast"
     assert "identical_prompts" in {w["code"] for w in body["warnings"]}
+
+
+@pytest.mark.parametrize("route", ["/sweep", "/sweep/jobs"])
+def test_an_uploaded_datasets_mistake_is_a_422_on_its_field(client: TestClient, route: str):
+    """What the dataset reader refuses in dataset_jsonl answers 422 naming that field (not
+    `dataset`, which names a generated dataset), the line and the key."""
+    line = '{"clean": "When Mary left", "corrupt": "When John left"}'
+    response = client.post(route, json={"dataset_jsonl": line, "component": "z"})
+    assert response.status_code == 422
+    body = response.json()
+    assert body["field"] == "dataset_jsonl"
+    assert body["detail"].startswith("dataset_jsonl, line 1: missing key(s) ['target']")

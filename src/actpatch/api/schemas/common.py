@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from actpatch.datasets import unencodable
 from actpatch.errors import InputError
 from actpatch.patching import COMPONENTS, get_component
 from actpatch.patching.components import ALIASES
@@ -102,28 +103,10 @@ RUN_ID = "The run's id in the history (GET /runs/{id}); null when it could not b
 RUN_ID += "(a not_kept warning says why) or the server keeps no runs."
 
 
-def unencodable(value: Any) -> str | None:
-    """The first string in `value` (nested lists and objects, keys too) that is not Unicode
-    text, or None. JSON's escapes can carry half of a surrogate pair ("\\ud800"), which no
-    tokenizer, database or answer can encode. Walks without recursion: any depth is safe."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                return item
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple):
-            stack.extend(item)
-    return None
-
-
 def not_text(where: str) -> str:
-    """What a 422 says about text that is not Unicode (`unencodable`), and how to fix it."""
+    """What a 422 says about text that is not Unicode, and how to fix it. The check is the
+    core's (`actpatch.datasets.unencodable`, which the dataset reader uses too); the words are
+    the API's, about text sent in a request."""
     return (
         f"{where} holds text that is not valid Unicode: an unpaired surrogate (a JSON escape "
         "such as \\ud800 without its other half). Send the text itself, encoded as UTF-8, or "

@@ -3,12 +3,11 @@ the background, over prompts or a dataset."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from actpatch.datasets import DATASET_SPEC_LIST
+from actpatch.datasets import DATASET_SPEC_LIST, parse_jsonl
 from actpatch.errors import InputError
 from actpatch.patching import options
 from actpatch.patching.options import ABLATIONS, OPTIONS
@@ -39,8 +38,6 @@ from .common import (
     Positions,
     Prompt,
     ResultWarning,
-    not_text,
-    unencodable,
 )
 from .errors import ErrorResponse
 
@@ -91,24 +88,16 @@ class SweepRequest(ExperimentFields):
 
     @field_validator("dataset_jsonl")
     @classmethod
-    def _readable_lines(cls, text: str | None) -> str | None:
-        """Refuse lines no JSON reader can take apart (nested thousands deep) and text that is
-        not Unicode, naming the line; everything else is the dataset reader's to check."""
-        for lineno, line in enumerate((text or "").splitlines(), start=1):
-            if not line.strip():
-                continue
+    def _readable_pairs(cls, text: str | None) -> str | None:
+        """Read the pairs with the core's reader (`actpatch.datasets.parse_jsonl`, which the
+        CLI's --dataset FILE.jsonl uses too): what it refuses (a line nested too deeply, found
+        before parsing; text that is not Unicode; a missing or unknown key) is a 422 on this
+        field, naming the line and the key."""
+        if text is not None:
             try:
-                row = json.loads(line)
-            except RecursionError:
-                raise InputError(
-                    f"dataset_jsonl, line {lineno}: nested too deeply to read. Each line must "
-                    'be one flat JSON object: {"clean": "...", "corrupt": "...", "target": " X"}.',
-                    field="dataset_jsonl",
-                ) from None
-            except ValueError:
-                continue  # the dataset reader names the line and what is wrong with it
-            if unencodable(row) is not None:
-                raise InputError(not_text(f"dataset_jsonl, line {lineno},"), field="dataset_jsonl")
+                parse_jsonl(text, name="uploaded", where="dataset_jsonl")
+            except InputError as exc:
+                raise InputError(exc.message, field="dataset_jsonl") from None
         return text
 
     @model_validator(mode="after")
