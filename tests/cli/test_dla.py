@@ -51,3 +51,13 @@ def test_dla_export_csv_is_the_to_pandas_table(capsys, tiny_model_dir, tiny_mode
         ours = [float(r[run_name]) for r in rows]
         assert ours == pytest.approx(frame[run_name].tolist(), rel=1e-5, abs=1e-6)
     assert [r["layer"] for r in rows][:2] == ["", "0"]  # embed has no layer, L0H0 has
+
+
+def test_flags_dla_does_not_read_are_refused(capsys, tiny_model_dir):
+    """DLA attributes logit_diff (with --wrong) or the target's logit, and has no direction:
+    --metric and --direction would be ignored, so they are refused instead."""
+    for flag in (["--metric", "prob"], ["--direction", "noising"]):
+        with pytest.raises(SystemExit) as exit_info:
+            run(capsys, "dla", "--model", tiny_model_dir, *IOI, *flag)
+        assert exit_info.value.code == 2
+        assert f"unrecognized arguments: {flag[0]}" in capsys.readouterr().err

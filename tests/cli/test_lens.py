@@ -3,6 +3,7 @@
 import csv
 import json
 
+import pytest
 import torch
 
 from tests.cli.conftest import IOI, run
@@ -47,3 +48,10 @@ def test_lens_export_csv_is_the_to_pandas_table(capsys, tiny_model_dir, tiny_mod
     assert [json.loads(r["clean_top"]) for r in rows] == frame["clean_top"].tolist()
     assert [int(r["corrupt_rank"]) for r in rows] == frame["corrupt_rank"].tolist()
     assert [float(r["clean_metric"]) for r in rows] == frame["clean_metric"].tolist()
+
+
+def test_lens_refuses_a_direction_it_would_ignore(capsys, tiny_model_dir):
+    with pytest.raises(SystemExit) as exit_info:
+        run(capsys, "lens", "--model", tiny_model_dir, *IOI, "--direction", "noising")
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --direction" in capsys.readouterr().err

@@ -21,7 +21,7 @@ def add_parser(sub: Any) -> None:
         "attention", help="a head's attention pattern, clean and corrupted (top keys per query)"
     )
     add_common(p)
-    add_experiment(p)
+    add_experiment(p, metric=False, direction=False)
     p.add_argument("--layer", type=int, required=True)
     p.add_argument("--head", type=int, required=True, help="the (query) head")
     p.add_argument("--pair", type=int, default=0, help="which prompt pair of a dataset (0)")

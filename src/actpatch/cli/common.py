@@ -132,9 +132,12 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=None, help="folder to save JSON (and heatmaps) in")
 
 
-def add_experiment(p: argparse.ArgumentParser) -> None:
+def add_experiment(
+    p: argparse.ArgumentParser, *, metric: bool = True, direction: bool = True
+) -> None:
     """The experiment: one prompt pair (--clean, --corrupt, --target, --wrong) or --dataset,
-    with --metric and --direction."""
+    with --metric and --direction where the command reads them (a command that does not
+    refuses them, rather than ignoring them)."""
     p.add_argument("--clean", help="the clean prompt (shows the behaviour)")
     p.add_argument("--corrupt", help="the corrupted prompt (does not)")
     p.add_argument("--target", help="the clean answer, one token, e.g. ' Mary' (leading space)")
@@ -147,8 +150,10 @@ def add_experiment(p: argparse.ArgumentParser) -> None:
         'model) or a JSONL file of {"clean", "corrupt", "target", "wrong"}; the metric is '
         "averaged over pairs",
     )
-    add_option(p, "--metric", "metric")  # default: chosen from --wrong
-    add_option(p, "--direction", "direction", none_when_left_out=True)  # see direction()
+    if metric:
+        add_option(p, "--metric", "metric")  # default: chosen from --wrong
+    if direction:
+        add_option(p, "--direction", "direction", none_when_left_out=True)  # see direction()
 
 
 def add_workers(p: argparse.ArgumentParser) -> None:
@@ -283,8 +288,8 @@ def request(args: argparse.Namespace, model: Any, **extra: Any) -> dict[str, Any
         "corrupt_prompt": args.corrupt,
         "target_token": args.target,
         "wrong_token": args.wrong,
-        "metric": args.metric,
-        "direction": args.direction,
+        "metric": getattr(args, "metric", None),
+        "direction": getattr(args, "direction", None),
         **extra,
     }
     return {k: v for k, v in fields.items() if v is not None}

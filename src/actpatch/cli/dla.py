@@ -24,7 +24,7 @@ def add_parser(sub: Any) -> None:
         "the answer's logit difference (final position, final norm's scale frozen)",
     )
     add_common(p)
-    add_experiment(p)
+    add_experiment(p, metric=False, direction=False)  # logit_diff (with --wrong) or logit
     p.add_argument("--top", type=int, default=10, help="how many heads to list (10)")
     add_keep(p)
 

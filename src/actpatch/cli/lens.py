@@ -21,7 +21,7 @@ def add_parser(sub: Any) -> None:
         "lens", help="logit lens: the metric, the answer's rank and the top tokens per layer"
     )
     add_common(p)
-    add_experiment(p)
+    add_experiment(p, direction=False)
     p.add_argument("--k", type=int, default=5, help="top tokens per layer (5)")
     p.add_argument("--sublayers", action="store_true", help="also read between attention and MLP")
     add_keep(p)
