@@ -5,10 +5,13 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import pytest
+from fastapi.testclient import TestClient
+
 import actpatch
 from actpatch.api.contract import patch_response, spec_fields
 from actpatch.models import LoadedModel
-from tests.conftest import SPEC_FIELDS
+from tests.conftest import IOI_CLEAN, IOI_CORRUPT, SPEC_FIELDS
 
 
 def test_spec_fields_are_the_specifications_in_its_order(tiny_model: LoadedModel) -> None:
@@ -36,3 +39,29 @@ def test_undefined_recovery_is_null(tiny_model: LoadedModel) -> None:
     exp = actpatch.Experiment(tiny_model, "Paris is the capital of", "Rome is the capital of", " F")
     result = dataclasses.replace(actpatch.patch(exp, layer=0, head=1), recovery_pct=math.nan)
     assert spec_fields(result)["recovery_pct"] is None
+
+
+@pytest.mark.parametrize(
+    ("route", "extra"),
+    [
+        ("/patch", {"layer": 1, "head": 2}),
+        ("/sweep", {"component": "z"}),
+        ("/attribute", {"component": "z"}),
+        ("/attention", {"layer": 1, "head": 2}),
+        ("/dla", {}),
+        ("/lens", {}),
+    ],
+)
+def test_every_answer_names_the_devices_used(
+    client: TestClient, tiny_model: LoadedModel, route: str, extra: dict[str, object]
+) -> None:
+    body = {
+        "clean_prompt": IOI_CLEAN,
+        "corrupt_prompt": IOI_CORRUPT,
+        "target_token": " Mary",
+        "wrong_token": " John",
+        **extra,
+    }
+    response = client.post(route, json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["devices"] == tiny_model.devices == ["cpu"]

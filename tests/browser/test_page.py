@@ -73,7 +73,10 @@ def test_prefilled_spec_example_runs_and_shows_numbers(page: Any, base_url: str)
         first = page.locator(f"#top-{run} li .tok").first.text_content()
         assert first == expected[f"top_{run}"][0]["token"].replace(" ", "␣")
     assert re.search(r"\d", page.text_content("#clean-prob") or "")
-    assert f"computed on {MODEL_NAME}" in (page.text_content("#patch-footer") or "")
+    # the model, the path and the devices its weights are on, as the answer gives them
+    footer = page.text_content("#patch-footer") or ""
+    devices = " + ".join(expected["devices"])
+    assert f"computed on {MODEL_NAME} ({expected['backend']} path, {devices})" in footer
 
 
 def test_tokens_are_aligned_and_answers_checked_live(page: Any, base_url: str) -> None:

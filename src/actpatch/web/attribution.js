@@ -7,7 +7,7 @@
 // result is tied to the request that made it (stale.js): change an input and it greys.
 
 import { cancelJob, renderWarnings, runJob, showPageError } from "./api.js";
-import { $, el, fillSelect, formatNumber, headName, show, showToken } from "./dom.js";
+import { $, el, fillSelect, formatNumber, headName, show, showToken, modelTag } from "./dom.js";
 import { addUrlPart, experimentBody, readState, saveUrl, updateIndexInputs } from "./experiment.js";
 import { runPatch } from "./patch.js";
 import { DIVERGING, escapePlotly, loadPlotly } from "./plots.js";
@@ -303,7 +303,7 @@ async function renderAttribution() {
   const summary = $("attr-summary");
   summary.textContent = "";
   summary.append(
-    el("span", { class: "model-tag", text: `computed on ${result.model} (${result.backend} path)` }),
+    modelTag(result),
     el("span", {
       text: ` · ${name} of ${result.component} · ${result.metric} · ${result.direction} · clean ${formatNumber(result.clean)}, corrupted ${formatNumber(result.corrupt)} · ${result.seconds.toFixed(2)} s${result.exact ? " (with the exact sweep)" : ""}`,
     }),

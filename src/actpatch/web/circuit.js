@@ -7,7 +7,7 @@
 // The graph is tied to the request that made it (stale.js): change an input and it greys.
 
 import { api, renderWarnings, showApiError } from "./api.js";
-import { $, el, fillSelect, formatNumber, formatPct, headName, show } from "./dom.js";
+import { $, el, fillSelect, formatNumber, formatPct, headName, show, modelTag } from "./dom.js";
 import { readState } from "./experiment.js";
 import { rememberRoles, roleOf, rolesOf } from "./roles.js";
 import { madeFrom, tieResults } from "./stale.js";
@@ -310,7 +310,7 @@ function renderSummary() {
   renderWarnings("circuit-warnings", r.warnings);
   const steps = r.method !== "eap" ? `, ${r.steps} steps` : "";
   box.append(
-    el("span", { class: "model-tag", text: `computed on ${r.model} (${r.backend} path)` }),
+    modelTag(r),
     el("span", { text: ` · ${r.method}${steps} · ${r.direction} · ${r.metric}: clean ${formatNumber(r.clean)}, corrupted ${formatNumber(r.corrupt)} · ${r.n_edges} edges scored in ${r.seconds.toFixed(2)} s` }),
   );
   show(box, true);

@@ -65,3 +65,11 @@ export function formatPct(fraction, digits = 1) {
   if (fraction === null || fraction === undefined || Number.isNaN(fraction)) return "–";
   return `${(100 * fraction).toFixed(digits)}%`;
 }
+
+// "computed on MODEL (BACKEND path, DEVICES)": every result names its model, the path that
+// computed it and the devices its weights are on (several with a device map).
+export function modelTag(result) {
+  const devices = (result.devices || []).join(" + ");
+  const where = devices ? `${result.backend} path, ${devices}` : `${result.backend} path`;
+  return el("span", { class: "model-tag", text: `computed on ${result.model} (${where})` });
+}

@@ -5,7 +5,7 @@
 // numbers shown are tied to the request that made them (stale.js): change an input and they grey.
 
 import { api, clearFieldErrors, renderWarnings, showApiError } from "./api.js";
-import { $, el, formatNumber, formatProb, headName, show, showToken } from "./dom.js";
+import { $, el, formatNumber, formatProb, headName, show, showToken, modelTag } from "./dom.js";
 import { experimentBody, readState, saveUrl } from "./experiment.js";
 import { madeFrom, tieResults } from "./stale.js";
 import { componentAxes } from "./state.js";
@@ -102,7 +102,7 @@ function renderPatch(r, state) {
   const footer = $("patch-footer");
   footer.textContent = "";
   footer.append(
-    el("span", { class: "model-tag", text: `computed on ${r.model} (${r.backend} path)` }),
+    modelTag(r),
     el("span", { text: ` · ${(r.seconds * 1000).toFixed(0)} ms on the server${r.cached ? " · clean and corrupted runs reused" : ""}` }),
   );
   document.dispatchEvent(new CustomEvent("actpatch:patch-shown", { detail: r }));

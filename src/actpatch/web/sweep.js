@@ -4,7 +4,7 @@
 // made it (stale.js): change an input and it greys.
 
 import { cancelJob, clearFieldErrors, renderWarnings, runJob, showPageError } from "./api.js";
-import { $, el, formatNumber, formatPct, headName, show, showToken } from "./dom.js";
+import { $, el, formatNumber, formatPct, headName, show, showToken, modelTag } from "./dom.js";
 import { experimentBody, readState, saveUrl, updateIndexInputs } from "./experiment.js";
 import { runPatch } from "./patch.js";
 import { DIVERGING, escapePlotly, loadPlotly } from "./plots.js";
@@ -264,7 +264,7 @@ function renderSweepSummary(result, which) {
   renderWarnings("sweep-warnings", result.warnings);
   const n = result.raw.flat(2).filter((v) => v !== null).length;
   summary.append(
-    el("span", { class: "model-tag", text: `computed on ${result.model} (${result.backend} path)` }),
+    modelTag(result),
     el("span", {
       text: ` · ${result.component} · ${which === "raw" ? "raw" : "normalized"} ${result.metric} · ${result.direction} · clean ${formatNumber(result.clean)}, corrupted ${formatNumber(result.corrupt)} · ${n} cells in ${result.seconds.toFixed(2)} s · blue raises the metric, red lowers it${result.n_pairs > 1 ? ` · mean of ${result.n_pairs} pairs${result.ci ? `, ${Math.round(100 * result.ci.level)}% bootstrap intervals` : ""}` : ""}${result.complete === false ? " · still computing…" : ""}`,
     }),

@@ -12,7 +12,7 @@
 // any of the three (the history's "Open") is drawn from its stored result (`showStoredView`).
 
 import { api, renderWarnings, showApiError, showPageError } from "./api.js";
-import { $, el, formatNumber, formatPct, formatProb, headName, show, showToken } from "./dom.js";
+import { $, el, formatNumber, formatPct, formatProb, headName, show, showToken, modelTag } from "./dom.js";
 import { TEXT_FIELDS, experimentBody, readState } from "./experiment.js";
 import { DIVERGING, escapePlotly, loadPlotly } from "./plots.js";
 import { headAnnotations } from "./roles.js";
@@ -204,7 +204,7 @@ function renderAttentionSummary(r) {
   };
   const kv = r.kv_head !== r.head ? ` · reads key/value head ${r.kv_head}` : "";
   box.append(
-    el("span", { class: "model-tag", text: `computed on ${r.model} (${r.backend} path)` }),
+    modelTag(r),
     el("span", {
       text:
         ` · ${headName(r.layer, r.head)}${kv} on the prompts above · the final position attends most` +
@@ -344,7 +344,7 @@ function renderDlaSummary(r, run, parts) {
   const box = $("dla-summary");
   box.textContent = "";
   box.append(
-    el("span", { class: "model-tag", text: `computed on ${r.model} (${r.backend} path)` }),
+    modelTag(r),
     el("span", { text: ` · ${r.metric} at the final position · ${RUN_NAMES[run]} · blue raises the metric (writes toward the target), red lowers it · click a head for its attention` }),
   );
   show(box, true);
@@ -437,7 +437,7 @@ function renderLensRanks(r) {
   const summary = $("lens-summary");
   summary.textContent = "";
   summary.append(
-    el("span", { class: "model-tag", text: `computed on ${r.model} (${r.backend} path)` }),
+    modelTag(r),
     el("span", { text: ` · ${r.metric} read from the residual stream at the final position through the final norm and the unembedding; the last point is the model's own output · hover for the top tokens` }),
   );
   show(summary, true);

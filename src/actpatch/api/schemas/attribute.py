@@ -14,6 +14,7 @@ from .common import (
     BACKEND,
     CACHED,
     COMPONENT,
+    DEVICES,
     DIRECTION,
     IOI_EXAMPLE,
     METRIC,
@@ -105,6 +106,7 @@ class AttributeResponse(BaseModel):
     n_pairs: int
     seconds: float
     backend: str = Field(description=BACKEND)
+    devices: list[str] = Field(default_factory=list, description=DEVICES)
     note: str | None = None
     warnings: list[ResultWarning] = Field(description=WARNINGS)
     atp: Grid | None = Field(None, description="AtP*: plain AtP's estimate, for comparison.")

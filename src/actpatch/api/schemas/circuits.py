@@ -13,6 +13,7 @@ from actpatch.patching.options import OPTIONS
 
 from .common import (
     BACKEND,
+    DEVICES,
     DIRECTION,
     IOI_EXAMPLE,
     KV,
@@ -104,6 +105,7 @@ class PathResponse(BaseModel):
     n_pairs: int
     seconds: float
     backend: str = Field(description=BACKEND)
+    devices: list[str] = Field(default_factory=list, description=DEVICES)
     note: str | None = None
     warnings: list[ResultWarning] = Field(description=WARNINGS)
     known_roles: KnownRoles
@@ -170,6 +172,7 @@ class EdgesResponse(BaseModel):
     n_pairs: int
     seconds: float
     backend: str = Field(description=BACKEND)
+    devices: list[str] = Field(default_factory=list, description=DEVICES)
     warnings: list[ResultWarning] = Field(description=WARNINGS)
     n_layers: int
     n_heads: int
@@ -237,6 +240,7 @@ class EvaluateResponse(BaseModel):
     n_pairs: int
     seconds: float
     backend: str = Field(description=BACKEND)
+    devices: list[str] = Field(default_factory=list, description=DEVICES)
     warnings: list[ResultWarning] = Field(description=WARNINGS)
     run_id: int | None = Field(None, description=RUN_ID)
 

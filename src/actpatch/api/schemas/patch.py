@@ -15,6 +15,7 @@ from .common import (
     BACKEND,
     CACHED,
     COMPONENT,
+    DEVICES,
     DIRECTION,
     METRIC,
     RUN_ID,
@@ -104,6 +105,7 @@ class PatchResponse(BaseModel):
     corrupt_tokens: list[str]
     note: str | None = None
     backend: str = Field(description=BACKEND)
+    devices: list[str] = Field(default_factory=list, description=DEVICES)
     warnings: list[ResultWarning] = Field(description=WARNINGS)
     cached: bool = Field(description=CACHED)
     seconds: float = Field(description="Time the server spent computing, in seconds.")

@@ -18,6 +18,7 @@ from .common import (
     CLEAN,
     COMPONENT,
     CORRUPT,
+    DEVICES,
     DIRECTION,
     IOI_EXAMPLE,
     METRIC,
@@ -158,6 +159,7 @@ class SweepResponse(BaseModel):
     seconds: float
     note: str | None = None
     backend: str = Field(description=BACKEND)
+    devices: list[str] = Field(default_factory=list, description=DEVICES)
     warnings: list[ResultWarning] = Field(description=WARNINGS)
     length_groups: list[dict[str, int]] = Field(
         default_factory=list,

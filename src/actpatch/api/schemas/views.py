@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from .common import (
     BACKEND,
+    DEVICES,
     IOI_EXAMPLE,
     METRIC,
     RUN_ID,
@@ -46,6 +47,7 @@ class AttentionResponse(BaseModel):
     corrupt: list[list[float]]
     model: str
     backend: str = Field(description=BACKEND)
+    devices: list[str] = Field(default_factory=list, description=DEVICES)
     warnings: list[ResultWarning] = Field(description=WARNINGS)
     seconds: float
     run_id: int | None = Field(None, description=RUN_ID)
@@ -79,6 +81,7 @@ class DLAResponse(BaseModel):
     corrupt: DirectEffects
     model: str
     backend: str = Field(description=BACKEND)
+    devices: list[str] = Field(default_factory=list, description=DEVICES)
     warnings: list[ResultWarning] = Field(description=WARNINGS)
     seconds: float
     run_id: int | None = Field(None, description=RUN_ID)
@@ -116,6 +119,7 @@ class LensResponse(BaseModel):
     metric: str
     model: str
     backend: str = Field(description=BACKEND)
+    devices: list[str] = Field(default_factory=list, description=DEVICES)
     warnings: list[ResultWarning] = Field(description=WARNINGS)
     seconds: float
     run_id: int | None = Field(None, description=RUN_ID)
