@@ -5,7 +5,7 @@
   a spreadsheet or `pandas.read_csv` reads it without reshaping. Safe to open: a cell that a
   spreadsheet would run as a formula (role names come from uploaded datasets) is neutralised.
 - `view_csv(kind, result)`: a view's run (attention, dla, lens) as the same tidy table as its
-  result's `to_pandas()` (the columns and rows of `actpatch.display.columns`), one row per value;
+  result's `to_pandas()` (the columns and rows of `actpatch.views.columns`), one row per value;
   a list (the lens's top tokens) is written as a JSON array. Written with the csv module: no
   pandas needed. Its numbers are the stored JSON's (a pattern's weights and a part's shares
   to 6 significant digits).
@@ -31,8 +31,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from actpatch.display.columns import TABLES
 from actpatch.patching.results import SweepResult
+from actpatch.views.columns import TABLES
 
 FORMATS = ("csv", "json", "png", "svg", "ipynb")
 # The kinds of run a notebook reproduces (the circuit kinds export as json).

@@ -35,7 +35,7 @@ Tidy means a spreadsheet or `df.groupby`/`df.pivot` reads it without reshaping. 
   `corrupt_metric`, `clean_rank`, `corrupt_rank`, `clean_prob`, `corrupt_prob`, `clean_top`
   and `corrupt_top` (lists, most likely first), `target`, `metric`, `model`.
 
-The three views' tables are defined in `display.columns`, whose rows their CSV export
+The three views' tables are defined in `views.columns`, whose rows their CSV export
 (`actpatch.export.view_csv`) writes too: a view's CSV and its `to_pandas()` are the same table.
 
 pandas is the `actpatch[notebook]` extra; nothing imports it until a table is asked for.
@@ -52,14 +52,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from actpatch.display.columns import (
-    ATTENTION_COLUMNS,
-    DLA_COLUMNS,
-    LENS_COLUMNS,
-    attention_rows,
-    dla_rows,
-    lens_rows,
-)
 from actpatch.patching.results import (
     AttributionResult,
     CircuitResult,
@@ -68,6 +60,14 @@ from actpatch.patching.results import (
     PathPatchResult,
     SweepResult,
     VerifyResult,
+)
+from actpatch.views.columns import (
+    ATTENTION_COLUMNS,
+    DLA_COLUMNS,
+    LENS_COLUMNS,
+    attention_rows,
+    dla_rows,
+    lens_rows,
 )
 from actpatch.views.results import AttentionResult, DirectEffects, DLAResult, LensResult
 
@@ -276,7 +276,7 @@ def _(result: CircuitResult) -> Any:
     )
 
 
-# The views' tables: their columns and rows are `display.columns`', which the CSV export writes
+# The views' tables: their columns and rows are `views.columns`', which the CSV export writes
 # too; here they are made from the result's tensors at full precision (its JSON rounds a
 # pattern's weight and a part's share to 6 significant digits).
 

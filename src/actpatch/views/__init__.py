@@ -14,10 +14,27 @@ Each result names its model and the path that computed it (`backend`) and carrie
 `warnings`.
 """
 
-from actpatch.views.attention import attention_pattern
-from actpatch.views.dla import direct_logit_attribution
-from actpatch.views.lens import logit_lens
-from actpatch.views.results import AttentionResult, DLAResult, LensResult
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from actpatch.views.attention import attention_pattern
+    from actpatch.views.dla import direct_logit_attribution
+    from actpatch.views.lens import logit_lens
+    from actpatch.views.results import AttentionResult, DLAResult, LensResult
+
+# Loaded on first use, as `actpatch` itself does: `actpatch.views.columns` (the views' tables,
+# which the CSV export reads) must not pull in the engine.
+_WHERE = {
+    "attention_pattern": "actpatch.views.attention",
+    "direct_logit_attribution": "actpatch.views.dla",
+    "logit_lens": "actpatch.views.lens",
+    "AttentionResult": "actpatch.views.results",
+    "DLAResult": "actpatch.views.results",
+    "LensResult": "actpatch.views.results",
+}
 
 __all__ = [
     "AttentionResult",
@@ -27,3 +44,11 @@ __all__ = [
     "direct_logit_attribution",
     "logit_lens",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'actpatch.views' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
