@@ -54,6 +54,24 @@ def dla_shown(page: Any) -> dict[str, Any]:
     }
 
 
+def run_views(page: Any) -> tuple[int, int, int]:
+    """Run DLA and the lens, then click L1H2 on the DLA map for its attention: the three runs'
+    ids, each drawn."""
+    with (
+        page.expect_response("**/dla") as dla_answer,
+        page.expect_response("**/lens") as lens_answer,
+    ):
+        page.click("#run-views")
+    dla_id, lens_id = dla_answer.value.json()["run_id"], lens_answer.value.json()["run_id"]
+    page.wait_for_selector("#run-views:not([disabled])")
+    page.wait_for_selector("#dla-heatmap:not(.hidden) .main-svg")
+    page.locator("#dla-heatmap").scroll_into_view_if_needed()
+    with page.expect_response("**/attention") as attention_answer:
+        page.mouse.click(*cell_center(page, 1, 2, plot="dla-heatmap"))
+    attention_drawn(page, "L1H2")
+    return attention_answer.value.json()["run_id"], dla_id, lens_id
+
+
 def test_open_draws_each_view_as_it_was_drawn_from_the_stored_result(
     page: Any, demo_url: str
 ) -> None:
@@ -67,19 +85,7 @@ def test_open_draws_each_view_as_it_was_drawn_from_the_stored_result(
     page.check("#lens-sublayers")  # runs the lens again
     page.wait_for_function(LENS_POINTS, arg=9)  # 4 layers: before each and after its attention; out
     page.wait_for_selector("#run-views:not([disabled])")
-    with (
-        page.expect_response("**/dla") as dla_answer,
-        page.expect_response("**/lens") as lens_answer,
-    ):
-        page.click("#run-views")
-    dla_id, lens_id = dla_answer.value.json()["run_id"], lens_answer.value.json()["run_id"]
-    page.wait_for_selector("#run-views:not([disabled])")
-    page.wait_for_selector("#dla-heatmap:not(.hidden) .main-svg")
-    page.locator("#dla-heatmap").scroll_into_view_if_needed()
-    with page.expect_response("**/attention") as attention_answer:
-        page.mouse.click(*cell_center(page, 1, 2, plot="dla-heatmap"))
-    attention_id = attention_answer.value.json()["run_id"]
-    attention_drawn(page, "L1H2")
+    attention_id, dla_id, lens_id = run_views(page)
     drawn = {"attention": attention_shown(page), "dla": dla_shown(page), "lens": lens_drawn(page)}
 
     # A fresh page on another experiment: nothing drawn, the form the factual example's.
@@ -168,19 +174,7 @@ def test_open_of_a_view_leaves_the_patch_and_what_the_view_did_not_read(
         "() => document.querySelector('#patch-metric').textContent.includes('L3H5')"
         " && !document.getElementById('patch-result').classList.contains('stale-result')"
     )
-    with (
-        page.expect_response("**/dla") as dla_answer,
-        page.expect_response("**/lens") as lens_answer,
-    ):
-        page.click("#run-views")
-    dla_id, lens_id = dla_answer.value.json()["run_id"], lens_answer.value.json()["run_id"]
-    page.wait_for_selector("#run-views:not([disabled])")
-    page.wait_for_selector("#dla-heatmap:not(.hidden) .main-svg")
-    page.locator("#dla-heatmap").scroll_into_view_if_needed()
-    with page.expect_response("**/attention") as attention_answer:
-        page.mouse.click(*cell_center(page, 1, 2, plot="dla-heatmap"))
-    attention_id = attention_answer.value.json()["run_id"]
-    attention_drawn(page, "L1H2")
+    attention_id, dla_id, lens_id = run_views(page)
     lens_request = httpx.get(f"{demo_url}/runs/{lens_id}").json()["request"]
     assert lens_request["metric"] == "logprob"  # the lens reads the form's metric
 
