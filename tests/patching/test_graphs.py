@@ -250,3 +250,17 @@ def test_a_failed_recording_runs_as_is(monkeypatch, caplog):
     assert replays.run("odd", x, lambda inputs: inputs["x"] * 3).tolist() == [0.0, 3.0, 6.0]
     assert replays.recorded == 1  # "odd" was not recorded again
     assert "out of GPU memory" in caplog.text and "not capturable" in caplog.text
+
+
+def test_a_recording_is_checked_against_its_eager_run():
+    """`differs`, with which a recording's first replay is held to its eager warm-up (a capture
+    that missed work would replay stale numbers, and is then run as is)."""
+    base = torch.tensor([1.0, float("nan"), -3.0])
+    assert graphs.differs(base.clone(), base) is None
+    assert graphs.differs(base + 1e-5, base) is None  # within 1e-3 of the scale
+    assert "largest difference" in graphs.differs(base + 0.5, base)
+    assert graphs.differs(torch.tensor([1.0, 2.0, -3.0]), base) == "NaN in other places"
+    nested = ({"a": base}, [base, base])
+    assert graphs.differs(({"a": base.clone()}, [base, base.clone()]), nested) is None
+    assert "a: largest" in graphs.differs(({"a": base * 2}, [base, base]), nested)
+    assert "shape" in graphs.differs(base[:2], base)

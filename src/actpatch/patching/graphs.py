@@ -14,8 +14,10 @@ graph helps when the same shapes come back: the page re-running a sweep on the s
 the batches of a dataset's length groups, a server's repeated requests. Each model keeps its
 last `KEPT` recordings (each holds its own activation memory on the GPU).
 
-A recording that fails (out of GPU memory, or an operation CUDA graphs refuse) is logged and the
-run computes as it would without graphs: the same numbers, at the eager speed.
+A recording is checked once: its first replay must give what the eager warm-up gave on the same
+buffers (`differs`). A recording that fails (out of GPU memory, an operation CUDA graphs refuse,
+or a replay that does not reproduce) is logged and the run computes as it would without graphs:
+the same numbers, at the eager speed.
 
 Off by default, and only on CUDA (`load_model(..., cuda_graphs=True)`, `--cuda-graphs`,
 `ACTPATCH_CUDA_GRAPHS`). On a CPU there are no CUDA graphs; `Replay` then runs the same function
@@ -60,12 +62,18 @@ class Replay:
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):
-            self.fn(self.buffers)  # type: ignore[misc]
+            expected = _copied(self.fn(self.buffers))  # type: ignore[misc]
         torch.cuda.current_stream(device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         # thread_local: a server's other threads may use the GPU while this one records.
         with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             self.output = self.fn(self.buffers)  # type: ignore[misc]
+        # The recording must give what the run gave on the same buffers: a capture that missed
+        # work would replay stale numbers. Checked once; a mismatch runs as is (`Replays.run`).
+        graph.replay()
+        problem = differs(self.output, expected)
+        if problem is not None:
+            raise RuntimeError(f"the recorded run does not reproduce its eager run: {problem}")
         self.graph = graph
         self.fn = None  # the graph holds the run; its closure (an experiment) can go
 
@@ -81,12 +89,46 @@ class Replay:
         return _copied(self.output)
 
 
+def differs(got: Any, expected: Any, tolerance: float = 1e-3) -> str | None:
+    """Where two runs' outputs (tensors, or tuples, lists and dicts of them) differ by more than
+    `tolerance` relative to the larger value (NaN equal to NaN), or None when they agree."""
+    if isinstance(expected, Tensor):
+        if not isinstance(got, Tensor) or got.shape != expected.shape:
+            return f"shape {getattr(got, 'shape', None)} against {tuple(expected.shape)}"
+        a, b = got.detach().float(), expected.detach().float()
+        if not torch.equal(a.isnan(), b.isnan()):
+            return "NaN in other places"
+        a, b = a.nan_to_num(), b.nan_to_num()
+        scale = max(float(b.abs().max()) if b.numel() else 0.0, 1.0)
+        worst = float((a - b).abs().max()) if b.numel() else 0.0
+        if worst > tolerance * scale:
+            return f"largest difference {worst:.3g} (scale {scale:.3g})"
+        return None
+    if isinstance(expected, (tuple, list)):
+        if not isinstance(got, (tuple, list)) or len(got) != len(expected):
+            return "a different structure"
+        for g, e in zip(got, expected, strict=True):
+            problem = differs(g, e, tolerance)
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(expected, dict):
+        if not isinstance(got, dict) or got.keys() != expected.keys():
+            return "different keys"
+        for key, e in expected.items():
+            problem = differs(got[key], e, tolerance)
+            if problem is not None:
+                return f"{key}: {problem}"
+        return None
+    return None
+
+
 def _copied(output: Any) -> Any:
-    """A copy of a run's output: a tensor, or tuples and dicts of them."""
+    """A copy of a run's output: a tensor, or tuples, lists and dicts of them."""
     if isinstance(output, Tensor):
         return output.clone()
-    if isinstance(output, tuple):
-        return tuple(_copied(item) for item in output)
+    if isinstance(output, (tuple, list)):
+        return type(output)(_copied(item) for item in output)
     if isinstance(output, dict):
         return {key: _copied(value) for key, value in output.items()}
     return output
