@@ -88,6 +88,39 @@ def test_replay_of_a_dataset_by_role(family_model, batching):
         torch.testing.assert_close(again.per_pair, eager.per_pair, rtol=0, atol=0, equal_nan=True)
 
 
+@pytest.mark.parametrize("family", ["gpt2", "llama", "gemma2"])
+def test_replayed_gradient_passes_equal_the_eager_estimates(family_model, family):
+    """AtP, AtP* (GradDrop's passes), EAP and EAP-IG (interpolated inputs) through recorded
+    gradient passes. The eager reference computes a cold experiment's pass in its shared
+    forward, the replay from the cached runs: the same numbers up to float rounding."""
+    from actpatch.patching.attribution import attribute_components
+    from actpatch.patching.edges import edge_attribution
+
+    model = family_model(family)
+    replayed = replaying(model)
+    recordings = replays_of(runners.runner(replayed, "fast"))
+
+    def estimates(m, clean, corrupt, target, wrong):
+        def exp():
+            return actpatch.Experiment(m, clean, corrupt, target, wrong)
+
+        atp = attribute_components(exp(), ["z_by_pos", "mlp_out", "resid_pre"], "atp")
+        star = attribute_components(exp(), ["z"], "atp*")
+        eap = edge_attribution(exp(), "eap")
+        eap_ig = edge_attribution(exp(), "eap-ig", steps=3)
+        return [r.estimate for r in (*atp, *star)] + [torch.tensor(e.scores) for e in (eap, eap_ig)]
+
+    counts = []
+    for pair in (
+        (IOI_CLEAN, IOI_CORRUPT, " Mary", " John"),
+        (OTHER_CLEAN, OTHER_CORRUPT, " Anna", " Tom"),
+    ):
+        for got, want in zip(estimates(replayed, *pair), estimates(model, *pair), strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5, equal_nan=True)
+        counts.append(recordings.recorded)
+    assert counts[0] > 0 and counts[1] == counts[0]  # the second pair replayed them all
+
+
 def test_a_single_patch_is_not_recorded(family_model):
     """The page patches one cell per click: each would be a recording of its own."""
     model = family_model("gpt2")
@@ -190,6 +223,9 @@ def test_recorded_runs_never_wait_on_the_device(family_model, family, monkeypatc
     before a capture, which fills the rotary and mask tables), the recorded functions launch
     no operator that waits on the device or copies from the host. Checked on the CPU, for a
     sweep of every component kind, padded prompts included."""
+    from actpatch.patching.attribution import attribute_components
+    from actpatch.patching.edges import edge_attribution
+
     seen: list[str] = []
     guarded_calls: list[int] = []
     original = graphs.Replay.__init__
@@ -222,11 +258,16 @@ def test_recorded_runs_never_wait_on_the_device(family_model, family, monkeypatc
                 actpatch.Experiment(model, IOI_CLEAN, IOI_CORRUPT, " Mary", " John"), component
             )
         actpatch.sweep(actpatch.Experiment(model, *padded, " Mary", " John", pad=True), "z")
+        # gradient passes: AtP* (GradDrop's passes), EAP and EAP-IG (interpolated inputs)
+        exp = actpatch.Experiment(model, IOI_CLEAN, IOI_CORRUPT, " Mary", " John")
+        attribute_components(exp, ["z_by_pos", "mlp_out"], "atp*")
+        edge_attribution(exp, "eap")
+        edge_attribution(exp, "eap-ig", steps=2)
     recordings = replays_of(runners.runner(model, "fast"))
-    # 11 recordings (5 component kinds' cell batches, 4 kinds of unpatched runs, the padded
-    # pair's two), each replayed at least once in the second round
-    assert len(recordings) == recordings.recorded == 11
-    assert len(guarded_calls) >= 11
+    # 11 recordings of sweeps (5 component kinds' cell batches, 4 kinds of unpatched runs, the
+    # padded pair's two) and the gradient passes', each replayed at least once in round two
+    assert len(recordings) == recordings.recorded > 11
+    assert len(guarded_calls) >= recordings.recorded
     assert seen == []
 
 

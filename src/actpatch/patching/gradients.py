@@ -268,76 +268,163 @@ def gradient_run(
     metric = check_gradient_metric(metric, exp.wrong_ids is not None)
     if which not in ("clean", "corrupt"):
         raise InputError(f"Unknown run {which!r}: choose 'clean' or 'corrupt'.", field="run")
-    wanted = tuple(dict.fromkeys(names if names is not None else hook_names(exp)))
-    drop_layers = tuple(drop_layers)
+    if intervene is not None and inputs is None:
+        raise ValueError("gradient_run: intervene needs inputs (the rows it acts on)")
     runner = exp.runner
     _differentiable(runner)
     tokens = exp.clean_tokens if which == "clean" else exp.corrupt_tokens
     n_pos = int(tokens.shape[1])
     if start is None:
         start = min(exp.first_diff, n_pos - 1)
-    state = _DropState()
-    captured: dict[tuple[str, int], Tensor] = {}
-
-    def capture(name: str, layer: int, act: Tensor, pos0: int) -> Tensor:
-        if intervene is not None:
-            act = intervene(name, layer, act, pos0)
-        if kv_per_query_head and name in ("k", "v"):
-            act = per_query_head(act, runner.n_heads)
-        if name == "mlp_in" and name in wanted:
-            act = act.view_as(act)  # a node of its own: only the MLP reads it
-        if name in wanted:
-            captured[(name, layer)] = act
-        if drop_layers and name in RESIDUAL_WRITES:
-            return _GradGate.apply(act, state, layer)
-        return act
-
+    wanted = tuple(dict.fromkeys(names if names is not None else hook_names(exp)))
+    spec = _Pass(
+        runner, metric, wanted, start, tuple(drop_layers), last_only, kv_per_query_head, intervene
+    )
+    # With CUDA graphs, the pass from the cached runs is recorded (`actpatch.patching.graphs`);
+    # the runs themselves are then a recording too, so the shared forward is not used.
+    graphed = getattr(exp.model, "cuda_graphs", False) and intervene is None
     with torch.enable_grad():
-        # rows of `which` in the captured activations, and the position they start at
-        rows, first = slice(None), 0
         final = None
-        if intervene is not None and inputs is None:
-            raise ValueError("gradient_run: intervene needs inputs (the rows it acts on)")
-        if inputs is None:
-            final = _shared_forward(exp, (*wanted, *keep), capture, start, 1 + len(drop_layers))
+        state, captured = _DropState(), dict[tuple[str, int], Tensor]()
+        if inputs is None and not graphed:
+            hook = spec.capture_hook(captured, state)
+            final = _shared_forward(exp, (*wanted, *keep), hook, start, 1 + len(spec.drop_layers))
         if final is not None:
             n = exp.n_pairs
             rows = slice(0, n) if which == "clean" else slice(n, 2 * n)
-            final, first = final[rows], start
+            ids = {"target_ids": exp.target_ids, "wrong_ids": exp.wrong_ids}
+            values, activations, grads = spec.backward(final[rows], captured, state, ids, rows)
         else:
-            cached = exp.run(which, keep)
-            past = plain_past(runner, cached.cache, start)
-            x = cached.cache[("resid_pre", 0)][:, start:] if inputs is None else inputs
-            x = x.clone().requires_grad_(True)
-            final = runner.run(x, 0, start, past, hook=capture, last_only=last_only, **exp.padding)
-        # the metric of each row (row r is pair r % pairs), differentiably
-        values = from_final(metric, runner.unembed, final, exp.target_ids, exp.wrong_ids)
-        total = values.mean()
-        keys = list(captured)
-        inputs_ = [captured[k] for k in keys]
-        passes: list[int | None] = [None, *drop_layers]
-        grads: list[dict[tuple[str, int], Tensor]] = []
-        for i, layer in enumerate(passes):
-            state.layer = layer
-            got = torch.autograd.grad(
-                total, inputs_, retain_graph=i < len(passes) - 1, allow_unused=True
-            )
-            grads.append(
-                {
-                    k: _cut(k[0], g if g is not None else torch.zeros_like(a), rows, first).detach()
-                    for k, a, g in zip(keys, inputs_, got, strict=True)
-                }
-            )
+            tensors = spec.tensors(exp, exp.run(which, keep).cache, inputs)
+            if graphed:
+                from actpatch.patching.graphs import replay
+
+                values, activations, grads = replay(runner, spec.key(), tensors, spec.from_cache)
+            else:
+                values, activations, grads = spec.from_cache(tensors)
     return GradientRun(
         which=which,
         metric=metric,
         start=start,
         tokens=tokens,
-        values=values.detach(),
-        activations={k: _cut(k[0], a, rows, first).detach() for k, a in captured.items()},
+        values=values,
+        activations=activations,
         gradients=grads[0],
-        dropped=dict(zip(drop_layers, grads[1:], strict=True)),
+        dropped=dict(zip(spec.drop_layers, grads[1:], strict=True)),
     )
+
+
+Grads = list[dict[tuple[str, int], Tensor]]
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """One gradient pass's settings: everything it computes besides its tensors (what a CUDA
+    graph of it records once and replays)."""
+
+    runner: Any
+    metric: str
+    wanted: tuple[str, ...]
+    start: int
+    drop_layers: tuple[int, ...]
+    last_only: bool
+    kv_per_query_head: bool
+    intervene: Any
+
+    def key(self) -> tuple[Any, ...]:
+        """What a recording of the pass depends on besides its tensors' shapes."""
+        return ("gradient", self.metric, self.wanted, self.start, self.drop_layers,
+                self.last_only, self.kv_per_query_head)  # fmt: skip
+
+    def capture_hook(self, captured: dict[tuple[str, int], Tensor], state: _DropState) -> Any:
+        """The hook that keeps each wanted activation (in `captured`) as a node of the graph."""
+        runner, wanted = self.runner, self.wanted
+
+        def capture(name: str, layer: int, act: Tensor, pos0: int) -> Tensor:
+            if self.intervene is not None:
+                act = self.intervene(name, layer, act, pos0)
+            if self.kv_per_query_head and name in ("k", "v"):
+                act = per_query_head(act, runner.n_heads)
+            if name == "mlp_in" and name in wanted:
+                act = act.view_as(act)  # a node of its own: only the MLP reads it
+            if name in wanted:
+                captured[(name, layer)] = act
+            if self.drop_layers and name in RESIDUAL_WRITES:
+                return _GradGate.apply(act, state, layer)
+            return act
+
+        return capture
+
+    def tensors(
+        self, exp: Experiment, cache: dict[tuple[str, int], Tensor], inputs: Tensor | None
+    ) -> dict[str, Tensor]:
+        """What a pass from the cached run reads: layer 0's residual stream from `start` (or
+        `inputs`), each layer's past keys and values, the padding and the answers."""
+        x = cache[("resid_pre", 0)][:, self.start :] if inputs is None else inputs
+        tensors = {"x": x, **exp.padding, "target_ids": exp.target_ids}
+        if exp.wrong_ids is not None:
+            tensors["wrong_ids"] = exp.wrong_ids
+        for layer, (k, v) in enumerate(self.runner.past_kv(cache, self.start)):
+            tensors[f"past_k.{layer}"], tensors[f"past_v.{layer}"] = k, v
+        return tensors
+
+    def from_cache(self, tensors: dict[str, Tensor]) -> tuple[Tensor, dict[Any, Tensor], Grads]:
+        """The pass from `start`, reading only `tensors` (`tensors`): the metric per row, the
+        wanted activations and their gradients (and GradDrop's)."""
+        runner = self.runner
+        state, captured = _DropState(), dict[tuple[str, int], Tensor]()
+        # plain copies: autograd may save them (the cache holds inference tensors)
+        past = [
+            (tensors[f"past_k.{layer}"].clone(), tensors[f"past_v.{layer}"].clone())
+            for layer in range(runner.n_layers)
+        ]
+        x = tensors["x"].clone().requires_grad_(True)
+        padding = {"pad": tensors["pad"]} if "pad" in tensors else {}
+        final = runner.run(
+            x,
+            0,
+            self.start,
+            past,
+            hook=self.capture_hook(captured, state),
+            last_only=self.last_only,
+            **padding,
+        )
+        return self.backward(final, captured, state, tensors, slice(None), first=0)
+
+    def backward(
+        self,
+        final: Tensor,
+        captured: dict[tuple[str, int], Tensor],
+        state: _DropState,
+        ids: dict[str, Any],
+        rows: slice,
+        first: int | None = None,
+    ) -> tuple[Tensor, dict[Any, Tensor], Grads]:
+        """The metric of each final residual (row r is pair r % pairs), the captured activations
+        (rows `rows`, positions from `first`; default `start`) and the metric's gradient with
+        respect to each, once per backward pass (the plain one, then GradDrop's)."""
+        first = self.start if first is None else first
+        values = from_final(
+            self.metric, self.runner.unembed, final, ids["target_ids"], ids.get("wrong_ids")
+        )
+        total = values.mean()
+        keys = list(captured)
+        inputs = [captured[k] for k in keys]
+        passes: list[int | None] = [None, *self.drop_layers]
+        grads: Grads = []
+        for i, layer in enumerate(passes):
+            state.layer = layer
+            got = torch.autograd.grad(
+                total, inputs, retain_graph=i < len(passes) - 1, allow_unused=True
+            )
+            grads.append(
+                {
+                    k: _cut(k[0], g if g is not None else torch.zeros_like(a), rows, first).detach()
+                    for k, a, g in zip(keys, inputs, got, strict=True)
+                }
+            )
+        activations = {k: _cut(k[0], a, rows, first).detach() for k, a in captured.items()}
+        return values.detach(), activations, grads
 
 
 __all__ = [

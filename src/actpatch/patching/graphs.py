@@ -7,7 +7,9 @@ with one launch. The patched run of a cell batch (`cells.run_cells`) has fixed s
 given prompt length, component and set of cells, so it can be recorded: its inputs (the cached
 residual stream, past keys and values, source activations, mask; `cells.cell_inputs`) are copied
 into buffers the graph reads, the graph replays, and its output is copied out. The unpatched
-runs a sweep starts from (`cached_forward`) are recorded the same way, per token shape.
+runs a sweep starts from (`cached_forward`) are recorded the same way, per token shape, and so
+is attribution's gradient pass from the cached runs (forward and backward passes together,
+`gradients.gradient_run`), which AtP, AtP*, EAP and EAP-IG share.
 
 When it pays: a recording costs about two ordinary runs (one to warm up, one recorded), so a
 graph helps when the same shapes come back: the page re-running a sweep on the same prompt,
