@@ -19,7 +19,10 @@ run once more with gradients from the first position where the prompts differ (e
 are identical in both runs, so no patch there changes anything), its past keys and values from
 the cache. All prompt pairs are one batch. Only activations take gradients: the fast path's
 weights are detached views that autograd never differentiates. Only the fast path (actpatch's
-own forward) computes gradients; the bridge backend is refused with a message.
+own forward) computes gradients; the bridge backend is refused with a message. On a model with
+`cuda_graphs` on, the pass from the cached runs (`_Pass.from_cache`, forward and backward
+passes together) is recorded once per shape and replayed (`actpatch.patching.graphs`), and a
+cold experiment's runs are not shared with it: they are a recording of their own.
 """
 
 from __future__ import annotations
