@@ -381,10 +381,12 @@ def run_cells(
         raise CancelledError("The sweep was cancelled.")
     order = sorted(range(len(cells)), key=lambda i: cells[i][0])
     cells = [cells[i] for i in order]
-    inputs = cell_inputs(setup, cells, start)
-
     # One cell (the page's single patch, a click at a time) is not worth a recording.
-    if len(cells) > 1 and getattr(setup.exp.model, "cuda_graphs", False):
+    graphed = len(cells) > 1 and getattr(setup.exp.model, "cuda_graphs", False)
+    # A recording reads every layer's source from its buffers; an eager run makes each layer's
+    # when it gets there (an aligned or by-role source is a copy: one layer's at a time).
+    inputs = cell_inputs(setup, cells, start, sources=graphed)
+    if graphed:
         from actpatch.patching.graphs import replay
 
         # What the recorded run depends on besides its inputs' shapes: a recording replays the
@@ -407,12 +409,15 @@ def run_cells(
     return final[inverse.to(final.device)].reshape(-1, final.shape[-1])
 
 
-def cell_inputs(setup: Setup, cells: list[tuple[int, ...]], start: int) -> dict[str, Tensor]:
+def cell_inputs(
+    setup: Setup, cells: list[tuple[int, ...]], start: int, sources: bool = True
+) -> dict[str, Tensor]:
     """Everything a patched run of `cells` (sorted by layer) reads, by name: each joining
     layer's cached residual stream ("resid_pre.L"), each layer's past keys and values before
-    `start` ("past_k.L", "past_v.L"), the source activation each layer patches in ("source.L"),
-    which entries each cell takes ("mask") and the left-padding ("pad"). Views of the runs'
-    caches: nothing is copied here."""
+    `start` ("past_k.L", "past_v.L"), the source activation each layer patches in ("source.L";
+    with `sources` False, left for the run to make per layer), which entries each cell takes
+    ("mask") and the left-padding ("pad"). Views of the runs' caches, but for sources that are
+    aligned or gathered by role."""
     runner, cache = setup.exp.runner, setup.base.cache
     first = cells[0][0]
     inputs: dict[str, Tensor] = {
@@ -424,7 +429,8 @@ def cell_inputs(setup: Setup, cells: list[tuple[int, ...]], start: int) -> dict[
     for layer, (keys, values) in enumerate(runner.past_kv(cache, start)):
         if layer >= first:
             inputs[f"past_k.{layer}"], inputs[f"past_v.{layer}"] = keys, values
-            inputs[f"source.{layer}"] = aligned_source(setup, layer)
+            if sources:
+                inputs[f"source.{layer}"] = aligned_source(setup, layer)
     return inputs
 
 
@@ -436,12 +442,16 @@ def _patched_run(
     progress: Callable[[float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> Tensor:
-    """`run_cells`' batched run, reading only `inputs` (`cell_inputs`): final residuals in the
-    sorted cells' order. (cells * pairs, d_model)"""
+    """`run_cells`' batched run, reading only `inputs` (`cell_inputs`; a layer's source, when
+    not among them, made when the run gets there): final residuals in the sorted cells' order.
+    (cells * pairs, d_model)"""
     runner, n_pairs = setup.exp.runner, setup.exp.n_pairs
-    patch = CellPatch(
-        setup, cells, source=lambda layer: inputs[f"source.{layer}"], mask=inputs["mask"]
-    )
+
+    def source(layer: int) -> Tensor:
+        known = inputs.get(f"source.{layer}")
+        return known if known is not None else aligned_source(setup, layer)
+
+    patch = CellPatch(setup, cells, source=source, mask=inputs["mask"])
     padding = {"pad": inputs["pad"]} if "pad" in inputs else {}
     layers = [cell[0] for cell in cells]
     work = [sum(1 for c in layers if c <= layer) for layer in range(runner.n_layers)]
