@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import actpatch
 from actpatch.models import LoadedModel
-from actpatch.patching.cells import DEFAULT_MAX_MEMORY
+from actpatch.patching.budget import DEFAULT_MAX_MEMORY
 from actpatch.patching.edges import edge_attribution
 from random_models import CLEAN, CORRUPT, LLAMA_1B, build
 

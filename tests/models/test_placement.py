@@ -11,7 +11,7 @@ import torch
 
 import actpatch
 from actpatch.errors import InputError
-from actpatch.patching.cells import DEFAULT_MAX_MEMORY, default_budget, parse_memory
+from actpatch.patching.budget import DEFAULT_MAX_MEMORY, default_budget, parse_memory
 from tests.conftest import IOI_CLEAN, IOI_CORRUPT
 
 

@@ -34,13 +34,12 @@ import torch
 
 from actpatch.errors import InputError
 from actpatch.patching import groups, guardrails, metrics
+from actpatch.patching.budget import chunk_size, parse_memory
 from actpatch.patching.cells import (
     Setup,
     all_cells,
     axis_sizes,
-    chunk_size,
     metric_values,
-    parse_memory,
     run_cells,
 )
 from actpatch.patching.components import get_component

@@ -53,13 +53,12 @@ from torch import Tensor
 from actpatch.errors import CancelledError, InputError
 from actpatch.patching import guardrails, metrics
 from actpatch.patching.atp import Estimate, Work, estimate
+from actpatch.patching.budget import chunk_size, parse_memory
 from actpatch.patching.cells import (
     Setup,
     all_cells,
     check_component,
-    chunk_size,
     metric_values,
-    parse_memory,
     prepare,
     run_cells,
 )

@@ -49,7 +49,8 @@ from torch import Tensor
 
 from actpatch.errors import CancelledError, InputError
 from actpatch.patching import groups, guardrails, metrics
-from actpatch.patching.cells import Setup, aligned, metric_values, parse_memory, prepare
+from actpatch.patching.budget import parse_memory
+from actpatch.patching.cells import Setup, aligned, metric_values, prepare
 from actpatch.patching.circuit import verify_edges
 from actpatch.patching.experiment import Experiment
 from actpatch.patching.gradients import GradientRun, gradient_run

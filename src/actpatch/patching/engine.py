@@ -29,13 +29,12 @@ from torch import Tensor
 
 from actpatch.errors import InputError
 from actpatch.patching import groups, guardrails, metrics
+from actpatch.patching.budget import chunk_size, parse_memory
 from actpatch.patching.cells import (
     Setup,
     all_cells,
     axis_sizes,
-    chunk_size,
     metric_values_per_pair,
-    parse_memory,
     prepare,
     run_cells,
 )
@@ -80,7 +79,7 @@ def sweep(
     `progress(done, total)` is called as cells finish; `should_stop()` returning True cancels
     the sweep (CancelledError); `on_partial(snapshot)` receives the sweep so far after each
     batch of cells.
-    `max_memory` (bytes, or e.g. "4GB"; default `cells.default_budget`: 1 GiB on a CPU, half
+    `max_memory` (bytes, or e.g. "4GB"; default `budget.default_budget`: 1 GiB on a CPU, half
     the free memory on a GPU) bounds the activations one batched run holds: more cells than fit
     run in several batches, slower rather than out of memory.
     """

@@ -47,7 +47,8 @@ from torch import Tensor
 from actpatch.arch.forward import per_query_head
 from actpatch.errors import CancelledError, InputError
 from actpatch.patching import groups, guardrails, metrics
-from actpatch.patching.cells import Setup, aligned, chunk_size, metric_values, prepare
+from actpatch.patching.budget import chunk_size
+from actpatch.patching.cells import Setup, aligned, metric_values, prepare
 from actpatch.patching.experiment import Experiment
 from actpatch.patching.graph import Node, feeds, parse_receivers, parse_senders
 from actpatch.patching.groups import Progress
