@@ -104,3 +104,25 @@ def test_concurrent_clients_get_their_own_answers(tiny_model: LoadedModel) -> No
         else:
             assert body["tokens"] == expected[(i, kind)]["tokens"]
             assert_same_grid(body["raw"], expected[(i, kind)]["raw"])
+
+
+def test_a_request_that_finds_no_place_in_time_is_told_when_to_come_back(
+    tiny_model: LoadedModel, tmp_path: Any
+) -> None:
+    """Every compute place taken past ACTPATCH_RUN_WAIT_S: a synchronous patch or view is
+    refused with 429 and Retry-After instead of holding one of the server's threads; once a
+    place frees, the same request computes."""
+    from tests.api.conftest import local_client
+
+    settings = Settings(max_concurrent_runs=1, run_wait_s=0.2, data_dir=str(tmp_path))
+    app = create_app(settings, {"tiny": tiny_model})
+    client = local_client(app)
+    pair = _pairs()[0]
+    body = {k: pair[k] for k in ("clean_prompt", "corrupt_prompt", "target_token", "wrong_token")}
+    with app.state.workbench.computing():  # the one place, held by another computation
+        for route, extra in (("/patch", {"layer": 1, "head": 2}), ("/dla", {})):
+            response = client.post(route, json={**body, **extra})
+            assert response.status_code == 429, response.text
+            assert response.headers["Retry-After"] == "1"
+            assert "ACTPATCH_RUN_WAIT_S" in response.json()["detail"]
+    assert client.post("/patch", json={**body, "layer": 1, "head": 2}).status_code == 200

@@ -136,6 +136,14 @@ class Settings(BaseSettings):
         "holds its experiment's runs and a batch of activations while it computes, so this "
         "bounds the server's peak memory; 4 keeps 2 cores busy while a long sweep runs.",
     )
+    run_wait_s: float = Field(
+        default=30,
+        ge=0,
+        description="How long a synchronous patch, path patch, circuit or view waits for one of "
+        "the max_concurrent_runs places before it is refused with 429 and a Retry-After header "
+        "(so a burst of requests cannot hold every server thread; background jobs wait their "
+        "turn without a limit).",
+    )
     # -- who may call
     allowed_hosts: list[str] = Field(
         default_factory=list,

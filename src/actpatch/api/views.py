@@ -17,7 +17,7 @@ def _answer(workbench: Workbench, kind: str, request: Any, compute: Any) -> dict
     its model, and keep it in the history as a run of `kind`."""
     t0 = time.perf_counter()
     exp, cached = workbench.experiment(request)
-    with workbench.computing():
+    with workbench.computing(synchronous=True):
         result = compute(exp)
     out = respond(
         result.to_dict(),

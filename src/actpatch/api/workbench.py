@@ -39,6 +39,7 @@ from actpatch.patching.runners import choose_backend
 
 from . import memory
 from .contract import patch_response
+from .errors import BusyError
 from .jobs import Job, Progress, ShouldStop, SweepJobs
 from .registry import ExperimentCache, ModelRegistry
 from .run_history import RunHistory
@@ -117,10 +118,22 @@ class Workbench:
         )
 
     @contextmanager
-    def computing(self) -> Iterator[None]:
+    def computing(self, synchronous: bool = False) -> Iterator[None]:
         """Hold one of the `max_concurrent_runs` places while computing, then trim the cache;
-        the last computation in flight hands the memory freed back to the system."""
-        with self._runs:
+        the last computation in flight hands the memory freed back to the system. A
+        `synchronous` request waits at most `run_wait_s` seconds for a place, then is refused with
+        `BusyError` (429 with Retry-After), so that a burst cannot hold every server thread;
+        background jobs wait their turn."""
+        limit = self.settings.run_wait_s
+        if not self._runs.acquire(timeout=limit if synchronous else None):
+            retry = max(1, round(limit))
+            raise BusyError(
+                f"This server is computing {self.settings.max_concurrent_runs} runs already "
+                f"(ACTPATCH_MAX_CONCURRENT_RUNS), and none finished within {limit:g} s "
+                f"(ACTPATCH_RUN_WAIT_S). Try again in about {retry} s.",
+                retry_after_s=retry,
+            )
+        try:
             with self._active_lock:
                 self._active += 1
             try:
@@ -132,6 +145,8 @@ class Workbench:
                     idle = self._active == 0
                 if idle:
                     memory.release()
+        finally:
+            self._runs.release()
 
     # -- patching -----------------------------------------------------------------------------
 
@@ -139,7 +154,7 @@ class Workbench:
         """One patch: the spec's numbers, then the metric, positions and tokens."""
         t0 = time.perf_counter()
         exp, cached = self.experiment(request)
-        with self.computing():
+        with self.computing(synchronous=True):
             result = actpatch.patch(
                 exp,
                 request.layer,
@@ -446,7 +461,7 @@ class Workbench:
         from actpatch.patching.paths import path_patch
 
         exp, _ = self.experiment(request)
-        with self.computing():
+        with self.computing(synchronous=True):
             result = path_patch(
                 exp,
                 request.senders,
@@ -465,7 +480,7 @@ class Workbench:
         from actpatch.patching.edges import edge_attribution
 
         exp, _ = self.experiment(request)
-        with self.computing():
+        with self.computing(synchronous=True):
             result = edge_attribution(
                 exp,
                 request.method,
@@ -504,7 +519,7 @@ class Workbench:
                     "mib needs ranked (every edge of the graph) and scores (one per edge).",
                     field="ranked",
                 )
-            with self.computing():
+            with self.computing(synchronous=True):
                 result = evaluate_mib(
                     [exp],
                     request.ranked,
@@ -514,7 +529,7 @@ class Workbench:
                     kv=request.kv,
                 )
         else:
-            with self.computing():
+            with self.computing(synchronous=True):
                 result = evaluate(
                     exp,
                     edges=request.edges,
@@ -533,7 +548,7 @@ class Workbench:
         from actpatch.patching.circuit import verify_edges
 
         exp, _ = self.experiment(request)
-        with self.computing():
+        with self.computing(synchronous=True):
             result = verify_edges(
                 exp,
                 request.edges,
