@@ -26,7 +26,7 @@ from torch import Tensor
 from actpatch.patching.cells import Setup, aligned
 from actpatch.patching.components import Component
 from actpatch.patching.experiment import Experiment
-from actpatch.patching.gradients import GradientRun, plain_past
+from actpatch.patching.gradients import GradientRun
 
 # Components whose cells live inside a block (GradDrop's own-layer term is zero for them).
 RESIDUAL_STREAM = ("resid_pre", "resid_mid", "resid_post")
@@ -171,22 +171,26 @@ def _qk_fixed(work: Work, comp: Component, layer: int) -> Tensor:
     pattern = work.grad.activations[("pattern", layer)]  # (pairs, head, n, keys)
     g = work.grads("pattern", layer)  # (sets, pairs, head, n, keys)
     x = work.grad.activations[("resid_pre", layer)]
-    past = plain_past(runner, work.setup.base.cache, start)[layer]
+    # this layer's past keys and values only (read under no_grad: the cache's own tensors do)
+    past = runner.past_kv(work.setup.base.cache, start)[layer]
 
     # The probe rows: one per head (every aligned position patched), or, for keys by position,
     # one per (position, head). A query's patch moves only its own row of the pattern, so one
     # row per head serves queries by position too.
+    # The masks are written with one indexed write, not one per row (each a GPU launch).
     rows: list[tuple[int | None, int]]
     if comp.hook == "k" and comp.by_pos:
-        rows = [(p, h) for p in range(n) if bool(patchable[p]) for h in range(n_heads)]
+        aligned = patchable.tolist()  # one read of the device, not one per position
+        rows = [(p, h) for p in range(n) if aligned[p] for h in range(n_heads)]
+        masks = torch.zeros(len(rows), n, n_heads, dtype=torch.bool, device=x.device)
+        at = torch.tensor([(p, h) for p, h in rows], dtype=torch.long).reshape(-1, 2)
+        at = at.to(x.device)
+        masks[torch.arange(len(rows), device=x.device), at[:, 0], at[:, 1]] = True
     else:
         rows = [(None, h) for h in range(n_heads)]
-    masks = torch.zeros(len(rows), n, n_heads, dtype=torch.bool, device=x.device)
-    for i, (p, h) in enumerate(rows):
-        if p is None:
-            masks[i, :, h] = patchable
-        else:
-            masks[i, p, h] = True
+        masks = torch.zeros(len(rows), n, n_heads, dtype=torch.bool, device=x.device)
+        heads = torch.arange(n_heads, device=x.device)
+        masks[heads, :, heads] = patchable  # row h: head h at every aligned position
     per_row = n_pairs * pattern[0].numel() + n_pairs * n * 4 * x.shape[-1]
     chunk = max(1, PROBE_BUDGET // max(1, per_row))
     # per probe row: (sets, pairs, n), the effect on each query position's row of the pattern
@@ -210,9 +214,10 @@ def _qk_fixed(work: Work, comp: Component, layer: int) -> Tensor:
     if not comp.by_pos:
         return torch.stack([e.sum(-1) for e in effects], dim=-1)  # (sets, pairs, head)
     out = torch.zeros(sets, n_pairs, work.n_pos, n_heads, device=x.device, dtype=g.dtype)
-    for (p, h), e in zip(rows, effects, strict=True):
-        assert p is not None
-        out[:, :, start + p, h] = e.sum(-1)
+    if rows:
+        at = torch.tensor([(start + p, h) for p, h in rows if p is not None], device=x.device)
+        summed = torch.stack([e.sum(-1) for e in effects], dim=-1)  # (sets, pairs, rows)
+        out[:, :, at[:, 0], at[:, 1]] = summed
     return out
 
 

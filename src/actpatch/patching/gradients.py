@@ -126,20 +126,6 @@ class GradientRun:
     dropped: dict[int, dict[tuple[str, int], Tensor]] = field(default_factory=dict)
 
 
-def plain_past(
-    runner: Any, cache: dict[tuple[str, int], Tensor], start: int
-) -> list[tuple[Tensor, Tensor]]:
-    """Each layer's keys and values of positions before `start`, as plain (non-inference)
-    tensors that autograd may save."""
-    if hasattr(runner, "past_kv"):
-        past = runner.past_kv(cache, start)
-    else:
-        past = [
-            (cache[("k", i)][:, :start], cache[("v", i)][:, :start]) for i in range(runner.n_layers)
-        ]
-    return [(k.clone(), v.clone()) for k, v in past]
-
-
 def _normal(value: Any, depth: int = 0) -> Any:
     """`value` with every inference tensor in it (however nested in dataclasses, dicts, lists
     and tuples) replaced by a normal copy; the same object, changed in place, where it can be."""
@@ -438,5 +424,4 @@ __all__ = [
     "check_gradient_metric",
     "gradient_run",
     "hook_names",
-    "plain_past",
 ]
