@@ -362,7 +362,7 @@ def run_cells(
     order = sorted(range(len(cells)), key=lambda i: cells[i][0])
     cells = [cells[i] for i in order]
     # One cell (the page's single patch, a click at a time) is not worth a recording.
-    graphed = len(cells) > 1 and getattr(setup.exp.model, "cuda_graphs", False)
+    graphed = len(cells) > 1 and setup.exp.model.cuda_graphs
     # A recording reads every layer's source from its buffers; an eager run makes each layer's
     # when it gets there (an aligned or by-role source is a copy: one layer's at a time).
     inputs = cell_inputs(setup, cells, start, sources=graphed)

@@ -328,7 +328,7 @@ class Experiment:
     def _forward(self) -> Callable[..., tuple[Tensor, dict[Any, Tensor]]]:
         """The runner's `run_with_cache`; replayed from recorded CUDA graphs on a fast-path
         model with `cuda_graphs` on (`actpatch.patching.graphs`)."""
-        if self.backend == "fast" and getattr(self.model, "cuda_graphs", False):
+        if self.backend == "fast" and self.model.cuda_graphs:
             from actpatch.patching.graphs import cached_forward
 
             return cached_forward(self.runner)

@@ -271,7 +271,7 @@ def gradient_run(
     )
     # With CUDA graphs, the pass from the cached runs is recorded (`actpatch.patching.graphs`);
     # the runs themselves are then a recording too, so the shared forward is not used.
-    graphed = getattr(exp.model, "cuda_graphs", False) and intervene is None
+    graphed = exp.model.cuda_graphs and intervene is None
     with torch.enable_grad():
         final = None
         state, captured = _DropState(), dict[tuple[str, int], Tensor]()
