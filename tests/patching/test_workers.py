@@ -8,10 +8,14 @@ the same per-pair values, the same bootstrap interval, the same warnings.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import socket
 import sys
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -118,6 +122,28 @@ def test_bad_worker_counts_and_unreachable_addresses_fail_at_once(three_pairs):
     assert caught.value.field == "ray_address"
 
 
+def test_an_address_that_answers_but_not_as_ray_does_is_refused_at_once(three_pairs):
+    # A listener that accepts and hangs up (a wrong port: SSH, a web server) passes a bare
+    # connection test; Ray's own connect would then wait 20 to 40 s before it gave up.
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                listener.accept()[0].close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    address = f"127.0.0.1:{listener.getsockname()[1]}"
+    started = time.monotonic()
+    try:
+        with pytest.raises(InputError, match="not as a Ray cluster does") as caught:
+            sweep_many(three_pairs, "z", ray_address=address)
+    finally:
+        listener.close()
+    assert caught.value.field == "ray_address" and address in caught.value.message
+    assert time.monotonic() - started < 2 * workers.CONNECT_TIMEOUT_S
+
+
 # -- on a local Ray instance ----------------------------------------------------------------------
 
 ray_tests = pytest.mark.xdist_group("ray")
@@ -207,6 +233,12 @@ def test_a_killed_worker_is_replaced_and_its_group_run_again(ray_session, three_
     there = sweep_many(three_pairs, "z", workers=2)
     assert as_json(there) == as_json(here)
     assert pool.actors[0] is not killed
+
+
+@ray_tests
+def test_a_ray_clusters_own_address_passes_the_check(ray_session):
+    # the check that refuses a wrong port must let Ray's own port through
+    workers.check_reachable(ray_session.get_runtime_context().gcs_address)
 
 
 def dies_on_pair_2(exp: Any, **options: Any) -> list[int]:

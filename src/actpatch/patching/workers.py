@@ -56,6 +56,14 @@ CONNECT_TIMEOUT_S = 5.0
 STOP_WAIT_S = 30.0
 # Where Ray listens when an address names no port: Ray Client (ray://), else the cluster's GCS.
 DEFAULT_PORTS = {"ray": 10001, "": 6379}
+RAY_PORTS = (
+    "ray://HOST:10001 for Ray Client, HOST:6379 for a cluster this machine belongs to, or auto"
+)
+# Ray's own setting for how long it tries an address that answers (its GCS connect window).
+GCS_WAIT_ENV = "RAY_gcs_server_port_wait_time_s"
+# HTTP/2's client connection preface, then an empty SETTINGS frame; a server answers SETTINGS.
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+HTTP2_SETTINGS = 4
 
 
 def import_ray() -> Any:
@@ -78,21 +86,44 @@ _connect_lock = threading.Lock()
 
 
 def check_reachable(address: str) -> None:
-    """Refuse, within seconds, a cluster address where nothing answers (Ray's own connection
-    waits much longer before it gives up)."""
+    """Refuse, within seconds, a cluster address where nothing answers, or where what answers
+    is not a gRPC server as a Ray head node's ports are (Ray's own connection waits 20 to 40 s
+    before it gives up on either)."""
     scheme, _, rest = address.rpartition("://")
     host, _, port = rest.rpartition(":") if ":" in rest else (rest, "", "")
     try:
         number = int(port) if port else DEFAULT_PORTS.get(scheme, DEFAULT_PORTS[""])
-        with socket.create_connection((host.strip("[]"), number), timeout=CONNECT_TIMEOUT_S):
-            pass
+        with socket.create_connection((host.strip("[]"), number), timeout=CONNECT_TIMEOUT_S) as s:
+            grpc = speaks_http2(s)
     except (OSError, ValueError) as exc:
         raise InputError(
             f"Cannot reach the Ray cluster at {address!r} ({exc}). Check that it is running "
-            "(`ray start --head` on its head node) and the address: ray://HOST:10001 for Ray "
-            "Client, HOST:6379 for a cluster this machine belongs to, or auto.",
+            f"(`ray start --head` on its head node) and the address: {RAY_PORTS}.",
             field="ray_address",
         ) from None
+    if not grpc:
+        raise InputError(
+            f"Something answers at {address!r}, but not as a Ray cluster does (Ray's ports "
+            f"speak gRPC; this one does not). Check the port: {RAY_PORTS}; the dashboard's "
+            "port (8265) takes jobs, not workers.",
+            field="ray_address",
+        )
+
+
+def speaks_http2(connection: socket.socket) -> bool:
+    """Whether the server on `connection` answers HTTP/2's connection preface with its
+    SETTINGS frame, as every gRPC server (a Ray head node's GCS and Ray Client ports) does."""
+    connection.sendall(HTTP2_PREFACE)
+    header = b""
+    try:
+        while len(header) < 9:  # a frame header: length (3 bytes), type (1), flags, stream
+            chunk = connection.recv(9 - len(header))
+            if not chunk:
+                return False
+            header += chunk
+    except OSError:  # no answer in time
+        return False
+    return header[3] == HTTP2_SETTINGS
 
 
 def connect(address: str | None, workers: int | None) -> Any:
@@ -125,8 +156,15 @@ def _connect(ray: Any, address: str | None, workers: int | None) -> Any:
             ray.init(address=address, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
+        hint = ""
+        if address not in (None, "auto"):  # the port answered (check_reachable), Ray did not
+            hint = (
+                ". A gRPC server answers there, but Ray could not join it as a cluster within "
+                f"its connect window ({GCS_WAIT_ENV} seconds, 20 by default): check the "
+                f"address ({RAY_PORTS})"
+            )
         raise ActpatchError(
-            f"Cannot connect to {where}: {str(exc).splitlines()[0]}",
+            f"Cannot connect to {where}: {str(exc).splitlines()[0]}{hint}",
             field="ray_address" if address else "workers",
         ) from None
     _connected[:] = [address or ""]
