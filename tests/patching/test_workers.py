@@ -144,6 +144,16 @@ def test_an_address_that_answers_but_not_as_ray_does_is_refused_at_once(three_pa
     assert time.monotonic() - started < 2 * workers.CONNECT_TIMEOUT_S
 
 
+def test_a_cluster_behind_tls_is_not_asked_for_bare_http2(monkeypatch):
+    # Ray's TLS setting makes every port answer TLS: the preface check would refuse it
+    listener = socket.create_server(("127.0.0.1", 0))
+    monkeypatch.setenv("RAY_USE_TLS", "1")
+    try:
+        workers.check_reachable(f"127.0.0.1:{listener.getsockname()[1]}")
+    finally:
+        listener.close()
+
+
 # -- on a local Ray instance ----------------------------------------------------------------------
 
 ray_tests = pytest.mark.xdist_group("ray")

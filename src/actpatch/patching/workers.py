@@ -94,7 +94,8 @@ def check_reachable(address: str) -> None:
     try:
         number = int(port) if port else DEFAULT_PORTS.get(scheme, DEFAULT_PORTS[""])
         with socket.create_connection((host.strip("[]"), number), timeout=CONNECT_TIMEOUT_S) as s:
-            grpc = speaks_http2(s)
+            # a cluster behind TLS (Ray's RAY_USE_TLS) answers TLS, not bare HTTP/2
+            grpc = os.environ.get("RAY_USE_TLS", "0") not in ("0", "") or speaks_http2(s)
     except (OSError, ValueError) as exc:
         raise InputError(
             f"Cannot reach the Ray cluster at {address!r} ({exc}). Check that it is running "
