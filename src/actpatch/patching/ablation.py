@@ -238,6 +238,7 @@ def ablate_many(
     """`ablate` over several experiments (a dataset's length groups), averaged per pair; each
     group takes its own mean or resampling. Position-resolved components need one group.
     `workers` or `ray_address` runs the groups on Ray workers (`actpatch.patching.groups`)."""
+    experiments = groups.check_experiments(experiments, "ablate_many")
     groups.check_workers(workers, ray_address)
     if len(experiments) == 1:
         return ablate(

@@ -393,6 +393,7 @@ def evaluate_many(
     and the clean and corrupted baselines averaged over all pairs (each group weighted by its
     pairs; `actpatch.patching.groups`), faithfulness computed from those averages. `options`
     are `evaluate`'s; `workers` or `ray_address` runs the groups on Ray workers."""
+    experiments = groups.check_experiments(experiments, "evaluate_many")
     should_stop = options.pop("should_stop", None)
     results = groups.run_each(
         evaluate,
@@ -438,6 +439,7 @@ def evaluate_mib(
     points are the absolute ranking's, sized by the pruned circuits' edge counts. `names` must
     be every edge of the (ungrouped) graph. `workers` or `ray_address` runs the length groups
     on Ray workers (`actpatch.patching.groups`)."""
+    experiments = groups.check_experiments(experiments, "evaluate_mib")
     from actpatch.patching import mib
 
     if kv != "ungrouped":

@@ -430,6 +430,7 @@ def edge_attribution_many(
     and each verified effect averaged over all pairs (each group weighted by its pairs;
     `actpatch.patching.groups`). Scores by position need one group (a position means different
     things in each). `workers` or `ray_address` runs the groups on Ray workers."""
+    experiments = groups.check_experiments(experiments, "edge_attribution_many")
     groups.check_workers(workers, ray_address)
     if len(experiments) == 1:
         return edge_attribution(

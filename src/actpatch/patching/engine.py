@@ -366,6 +366,7 @@ def sweep_many(
     same numbers (`actpatch.patching.groups`); `on_partial` then receives a snapshot as each
     batch finishes.
     """
+    experiments = groups.check_experiments(experiments, "sweep_many")
     comp = get_component(component)
     groups.check_workers(workers, ray_address)
     if batching not in BATCHINGS:

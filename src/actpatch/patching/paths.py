@@ -356,6 +356,7 @@ def path_patch_many(
     raw values and the clean and corrupted baselines weighted by each group's pairs, the
     normalized value computed from those averages (as `sweep_many` does; `patching.groups`).
     `workers` or `ray_address` runs the groups on Ray workers."""
+    experiments = groups.check_experiments(experiments, "path_patch_many")
     results = groups.run_each(
         path_patch,
         experiments,
