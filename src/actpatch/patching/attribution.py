@@ -63,7 +63,7 @@ from actpatch.patching.cells import (
     run_cells,
 )
 from actpatch.patching.components import get_component
-from actpatch.patching.experiment import Experiment
+from actpatch.patching.experiment import Experiment, check_experiment
 from actpatch.patching.gradients import (
     check_backend,
     check_gradient_metric,
@@ -147,6 +147,7 @@ def attribute_components(
     """`attribute` for several components of one experiment, sharing one forward and backward
     pass: one result per component, in the order given."""
     t0 = time.perf_counter()
+    check_experiment(exp)
     method = check_method(method)
     check_backend(exp)
     metric = check_gradient_metric(metric, exp.wrong_ids is not None)

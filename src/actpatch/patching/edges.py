@@ -52,7 +52,7 @@ from actpatch.patching import groups, guardrails, metrics
 from actpatch.patching.budget import parse_memory
 from actpatch.patching.cells import Setup, aligned, metric_values, prepare
 from actpatch.patching.circuit import verify_edges
-from actpatch.patching.experiment import Experiment
+from actpatch.patching.experiment import Experiment, check_experiment
 from actpatch.patching.gradients import GradientRun, gradient_run
 from actpatch.patching.graph_tables import Graph, graph_for
 from actpatch.patching.groups import Progress
@@ -329,7 +329,7 @@ def edge_attribution(
             "differentiable metric: logit_diff, prob or logprob.",
             field="metric",
         )
-    parts = parts_of(exp.runner)
+    parts = parts_of(check_experiment(exp).runner)
     graph = graph_for(exp, kv)
 
     def report(fraction: float) -> None:

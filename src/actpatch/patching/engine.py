@@ -39,7 +39,7 @@ from actpatch.patching.cells import (
     run_cells,
 )
 from actpatch.patching.components import get_component
-from actpatch.patching.experiment import Experiment, can_pad, padded
+from actpatch.patching.experiment import Experiment, can_pad, check_experiment, padded
 from actpatch.patching.groups import Progress
 from actpatch.patching.options import BATCHINGS
 from actpatch.patching.results.sweeps import PatchResult, SweepResult, TopToken
@@ -83,6 +83,7 @@ def sweep(
     the free memory on a GPU) bounds the activations one batched run holds: more cells than fit
     run in several batches, slower rather than out of memory.
     """
+    check_experiment(exp)
     budget = parse_memory(max_memory, exp.model.device)
     t0 = time.perf_counter()
     convention = "index" if positions == "auto" else positions

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from actpatch.patching.experiment import Experiment
+from actpatch.patching.experiment import Experiment, check_experiment
 from actpatch.patching.graph import (
     GraphShape,
     Node,
@@ -126,7 +126,7 @@ def shape_of(exp: Experiment, kv: str = "ungrouped") -> GraphShape:
 
 def graph_for(exp: Experiment, kv: str = "ungrouped") -> Graph:
     """The graph of the experiment's model (`kv`: its key/value convention)."""
-    return graph_of(shape_of(exp, kv))
+    return graph_of(shape_of(check_experiment(exp), kv))
 
 
 __all__ = ["Edge", "Graph", "graph_for", "graph_of", "shape_of"]
