@@ -41,7 +41,7 @@ from actpatch.errors import CancelledError, InputError
 from actpatch.patching import groups, guardrails, metrics
 from actpatch.patching.cells import Setup, aligned, metric_values, prepare
 from actpatch.patching.experiment import Experiment
-from actpatch.patching.graph import Node, edge_name
+from actpatch.patching.graph import Node, edge_name, names_of
 from actpatch.patching.graph_tables import Graph, graph_for
 from actpatch.patching.options import CIRCUIT_ABLATIONS
 from actpatch.patching.results.circuits import (
@@ -312,7 +312,7 @@ def circuit_from(
     """A (readers, writers) mask of kept edges from edge names or node names."""
     graph = graph_for(exp, kv)
     if nodes is not None:
-        return graph.induced([graph.parse_node(n) for n in nodes])
+        return graph.induced([graph.parse_node(n) for n in names_of(nodes, "nodes")])
     return graph.mask(graph.parse(edges or []))
 
 
@@ -337,6 +337,7 @@ def evaluate(
     """
     t0 = time.perf_counter()
     graph = graph_for(exp, kv)
+    nodes = None if nodes is None else names_of(nodes, "nodes")
     if circuits is not None:
         kept = [graph.mask(graph.parse(c)) for c in circuits]
         counts = [len(c) for c in circuits]

@@ -25,6 +25,7 @@ from actpatch.patching.graph import (
     edge_name,
     feeds,
     n_edges,
+    names_of,
     parse_edge,
     parse_node,
     shape_readers,
@@ -98,7 +99,7 @@ class Graph:
         shape = self.shape
         return [
             parse_edge(n, shape.n_layers, shape.n_heads, field, self._n_kv, shape.parallel)
-            for n in names
+            for n in names_of(names, field)
         ]
 
     def parse_node(self, name: str, field: str = "nodes") -> Node:
