@@ -123,3 +123,16 @@ def test_a_list_of_experiments_where_one_is_expected_points_to_the_many_forms(ti
             call([exp, exp])
         with pytest.raises(InputError, match="Expected an Experiment, got a str"):
             call("When Mary and John went to the store")
+
+
+def test_group_by_length_reads_one_string_as_one_prompt_or_every_pair_s_answer(tiny_model):
+    """Strings where lists are expected: one pair, and an answer shared by every pair (as
+    `Experiment` reads them), never a list of the string's letters."""
+    (one,) = actpatch.group_by_length(tiny_model, IOI_CLEAN, IOI_CORRUPT, " Mary", " John")
+    assert one.n_pairs == 1
+    assert one.clean_prompts == [IOI_CLEAN]
+    assert one.target_strs == [" Mary"] and one.wrong_strs == [" John"]
+    (two,) = actpatch.group_by_length(
+        tiny_model, [IOI_CLEAN] * 2, [IOI_CORRUPT] * 2, " Mary", [" John", " Mary"]
+    )
+    assert two.target_strs == [" Mary", " Mary"] and two.wrong_strs == [" John", " Mary"]

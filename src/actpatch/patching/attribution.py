@@ -154,6 +154,8 @@ def attribute_components(
     if verify < 0:
         raise InputError("verify must be 0 or a positive number of cells.", field="verify")
     budget = parse_memory(max_memory, exp.model.device)
+    if isinstance(components, str):  # "z" or "z,resid_pre": not a list of its letters
+        components = [c.strip() for c in components.split(",") if c.strip()]
     comps = [get_component(c) for c in components]
     if not comps:
         raise InputError("Give at least one component to attribute.", field="component")

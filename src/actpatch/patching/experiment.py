@@ -522,20 +522,28 @@ def padded(experiments: Sequence[Experiment]) -> Experiment:
 
 def group_by_length(
     model: LoadedModel,
-    clean: list[str],
-    corrupt: list[str],
-    target: list[str],
-    wrong: list[str] | None = None,
+    clean: str | list[str],
+    corrupt: str | list[str],
+    target: str | list[str],
+    wrong: str | list[str] | None = None,
     *,
     positions: list[dict[str, list[int]]] | None = None,
     corrupt_positions: list[dict[str, list[int]]] | None = None,
 ) -> list[Experiment]:
-    """Experiments over prompt pairs, one per (clean length, corrupted length) group."""
+    """Experiments over prompt pairs, one per (clean length, corrupted length) group.
+
+    As for `Experiment`, a prompt may be one string, and an answer one string for every pair."""
+    clean_list = _as_list(clean, "clean_prompt")
+    n_pairs = len(clean_list)
+
+    def per_pair(value: str | list[str], field: str) -> list[str]:
+        return [value] * n_pairs if isinstance(value, str) else _as_list(value, field)
+
     pairs = PromptDataset(
-        clean,
-        corrupt,
-        target,
-        wrong,
+        clean_list,
+        _as_list(corrupt, "corrupt_prompt"),
+        per_pair(target, "target_token"),
+        None if wrong is None else per_pair(wrong, "wrong_token"),
         name="pairs",
         positions=positions,
         corrupt_positions=corrupt_positions,
