@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from actpatch.patching.statistics import Interval
 
 
-@dataclass
+@dataclass(repr=False)
 class SweepResult(Shown):
     """A patching sweep: the metric after each patch, raw and normalized (clean = 1, corrupt = 0).
 
@@ -219,7 +219,7 @@ class TopToken:
     prob: float
 
 
-@dataclass
+@dataclass(repr=False)
 class PatchResult(Shown):
     """One patch (e.g. one head): the target's probability and rank in the clean, corrupted and
     patched runs, the recovery, and each run's top tokens; plus the chosen metric."""
@@ -287,7 +287,7 @@ class PatchResult(Shown):
         }
 
 
-@dataclass
+@dataclass(repr=False)
 class AblationResult(SweepResult):
     """An ablation sweep: the metric after ablating each cell in the clean run.
 
