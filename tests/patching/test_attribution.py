@@ -513,3 +513,14 @@ def test_a_padded_experiment_attributes_each_pair_as_alone(tiny_model, shared, m
     ours = attribute(padded(groups), "z", "atp", metric="logit_diff").estimate
     mean = sum(attribute(e, "z", "atp", metric="logit_diff").estimate for e in alone) / 2
     torch.testing.assert_close(ours, mean, rtol=1e-4, atol=1e-5)
+
+
+def test_components_given_as_one_string_are_its_comma_separated_names(exp):
+    """A string where a list is expected: 'z_by_pos' is one component, not eight letters."""
+    (one,) = attribute_components(exp, "z_by_pos", "atp")
+    assert one.component == "z_by_pos"
+    z, mlp = attribute_components(exp, "z_by_pos, mlp_out", "atp")
+    listed = attribute_components(exp, ["z_by_pos", "mlp_out"], "atp")
+    assert [z.component, mlp.component] == ["z_by_pos", "mlp_out"]
+    _close(z.estimate, listed[0].estimate)
+    _close(mlp.estimate, listed[1].estimate)

@@ -325,3 +325,18 @@ def test_mib_evaluation_refuses_grouped_readers_and_missing_scores(tiny_model):
         with pytest.raises(InputError) as caught:
             evaluate_mib([exp], names, **kwargs)
         assert caught.value.field == field
+
+
+def test_names_in_one_comma_separated_string_are_the_list_of_them(exp):
+    """A string where a list is expected (as the CLI writes them): each comma-separated name,
+    never the string's letters."""
+    as_list = evaluate(exp, nodes=["a0.h1", "m0", "a2.h3"])
+    as_text = evaluate(exp, nodes="a0.h1, m0,a2.h3")
+    assert as_text.nodes == ["a0.h1", "a2.h3", "m0"]
+    assert as_text.points[0].metric == as_list.points[0].metric
+    assert as_text.points[0].n_edges == as_list.points[0].n_edges
+    one = verify_edges(exp, "m0->logits")
+    assert [c.edge for c in one.edges] == ["m0->logits"]
+    assert one.edges[0].metric == verify_edges(exp, ["m0->logits"]).edges[0].metric
+    with pytest.raises(actpatch.InputError, match=r"\(0, 1\) among the nodes is a tuple"):
+        evaluate(exp, nodes=[(0, 1)])

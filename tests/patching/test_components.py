@@ -44,3 +44,8 @@ def test_unknown_component_lists_the_choices() -> None:
         get_component("attn")
     assert err.value.field == "component"
     assert all(name in err.value.message for name in COMPONENTS)
+
+
+def test_a_component_that_is_not_a_name_is_a_teaching_error() -> None:
+    with pytest.raises(InputError, match=r"component is a list \(\['z'\]\), not a name"):
+        get_component(["z"])  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ import torch
 from transformer_lens import patching as tlp
 
 import actpatch
+from actpatch.errors import InputError
 from actpatch.patching.metrics import from_logits
 from tests.conftest import IOI_CLEAN, IOI_CORRUPT, SPEC_FIELDS, SWEEP_FIELDS
 
@@ -562,3 +563,24 @@ def test_the_bridge_keeps_one_sweep_per_length_group(tiny_model):
     assert err.value.field == "batching"
     with pytest.raises(actpatch.InputError, match="Unknown batching"):
         actpatch.sweep_many(experiments, "z", "logit_diff", batching="ragged")
+
+
+def test_single_patch_teaches_its_index_and_top_k(tiny_model, answers):
+    """A head given to a component without heads is refused, not silently dropped; top_k past
+    the vocabulary and a layer given as text are InputErrors (were torch's RuntimeError and a
+    TypeError); a numpy integer (a DataFrame's cell) is a whole number like any other."""
+    np = pytest.importorskip("numpy")
+    exp = actpatch.Experiment(tiny_model, IOI_CLEAN, IOI_CORRUPT, *answers)
+    with pytest.raises(InputError, match="indexed by layer, pos, not by head"):
+        actpatch.patch(exp, layer=0, head=3, pos=10, component="resid_pre")
+    with pytest.raises(InputError, match="indexed by layer, head, not by pos"):
+        actpatch.patch(exp, layer=0, head=1, pos=10)
+    vocab = tiny_model.hf_model.config.vocab_size
+    with pytest.raises(InputError, match=f"top_k {vocab + 1} is out of range: list 0 to {vocab}"):
+        actpatch.patch(exp, layer=0, head=1, top_k=vocab + 1)
+    with pytest.raises(InputError, match="layer '1' is a str: give a whole number, 0 to 2"):
+        actpatch.patch(exp, layer="1", head=1)
+    by_numpy = actpatch.patch(exp, layer=np.int64(1), head=np.int64(2), top_k=np.int64(3))
+    by_int = actpatch.patch(exp, layer=1, head=2, top_k=3)
+    assert by_numpy.index == {"layer": 1, "head": 2} and len(by_numpy.top_patched) == 3
+    assert by_numpy.patched_prob == by_int.patched_prob

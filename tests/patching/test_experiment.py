@@ -74,3 +74,65 @@ def test_nbytes_counts_the_cached_runs_and_logits_once(tiny_model):
         t.untyped_storage().nbytes() for run in runs for t in (run.final, *run.cache.values())
     )
     assert exp.nbytes < logits_bytes + each_run
+
+
+def test_a_model_name_instead_of_a_loaded_model_says_to_load_it(tiny_model_dir):
+    with pytest.raises(InputError, match=r"model is a str.*actpatch\.load_model\('demo'\)"):
+        actpatch.Experiment("demo", IOI_CLEAN, IOI_CORRUPT, " Mary", " John")
+    with pytest.raises(InputError, match=r"model is a PosixPath"):
+        actpatch.Experiment(tiny_model_dir, IOI_CLEAN, IOI_CORRUPT, " Mary", " John")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"target": None}, "target token is a NoneType"),
+        ({"clean": 5}, "clean prompt is a int"),
+        ({"target": [" Mary", 3]}, "Item 1 of the target tokens is a int"),
+        ({"corrupt": [IOI_CORRUPT, None]}, "Item 1 of the corrupt prompts is a NoneType"),
+    ],
+)
+def test_prompts_and_answers_must_be_text(tiny_model, kwargs, message):
+    given = {"clean": IOI_CLEAN, "corrupt": IOI_CORRUPT, "target": " Mary", "wrong": " John"}
+    if isinstance(kwargs.get("corrupt"), list):
+        given["clean"] = [IOI_CLEAN, IOI_CLEAN]
+    with pytest.raises(InputError, match=message):
+        actpatch.Experiment(tiny_model, **{**given, **kwargs})
+
+
+def test_a_list_of_experiments_where_one_is_expected_points_to_the_many_forms(tiny_model):
+    from actpatch.patching.circuit import evaluate
+    from actpatch.views import attention_pattern, direct_logit_attribution, logit_lens
+
+    exp = actpatch.Experiment(tiny_model, IOI_CLEAN, IOI_CORRUPT, " Mary", " John")
+    calls = [
+        lambda e: actpatch.sweep(e, "z"),
+        lambda e: actpatch.patch(e, layer=0, head=0),
+        lambda e: actpatch.ablate(e, "z", "mean"),
+        lambda e: actpatch.attribute(e, "z"),
+        lambda e: actpatch.patching.path_patch(e),
+        lambda e: actpatch.patching.edge_attribution(e),
+        lambda e: actpatch.patching.verify_edges(e, ["m0->logits"]),
+        lambda e: evaluate(e, nodes=["m0"]),
+        lambda e: attention_pattern(e, 0, 0),
+        lambda e: direct_logit_attribution(e),
+        lambda e: logit_lens(e),
+    ]
+    for call in calls:
+        with pytest.raises(InputError, match=r"a list of 2 was given.*sweep_many"):
+            call([exp, exp])
+        with pytest.raises(InputError, match="Expected an Experiment, got a str"):
+            call("When Mary and John went to the store")
+
+
+def test_group_by_length_reads_one_string_as_one_prompt_or_every_pair_s_answer(tiny_model):
+    """Strings where lists are expected: one pair, and an answer shared by every pair (as
+    `Experiment` reads them), never a list of the string's letters."""
+    (one,) = actpatch.group_by_length(tiny_model, IOI_CLEAN, IOI_CORRUPT, " Mary", " John")
+    assert one.n_pairs == 1
+    assert one.clean_prompts == [IOI_CLEAN]
+    assert one.target_strs == [" Mary"] and one.wrong_strs == [" John"]
+    (two,) = actpatch.group_by_length(
+        tiny_model, [IOI_CLEAN] * 2, [IOI_CORRUPT] * 2, " Mary", [" John", " Mary"]
+    )
+    assert two.target_strs == [" Mary", " Mary"] and two.wrong_strs == [" John", " Mary"]

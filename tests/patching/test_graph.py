@@ -72,3 +72,15 @@ def test_senders_and_receivers_accept_short_and_eap_ig_names():
     assert graph.parse_receivers("logits", 12, 12)[0].kind == "logits"
     with pytest.raises(InputError, match="head or an MLP"):
         graph.parse_senders("9.9.q", 12, 12)
+
+
+def test_names_of_takes_a_list_or_one_comma_separated_string():
+    assert graph.names_of("a0.h1, m0,,") == ["a0.h1", "m0"]
+    assert graph.names_of(("a0.h1->m0",)) == ["a0.h1->m0"]
+    with pytest.raises(InputError, match="The edges are a int"):
+        graph.names_of(3, "edges")
+    # path patching's senders as (layer, head) pairs: a teaching error, not AttributeError
+    with pytest.raises(InputError, match=r"\(9, 9\) among the senders is a tuple.*'9\.9'"):
+        graph.parse_senders([(9, 9)], 12, 12)
+    with pytest.raises(InputError, match="among the receivers is a int"):
+        graph.parse_receivers([3], 12, 12)

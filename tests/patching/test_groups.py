@@ -59,3 +59,35 @@ def test_one_group_is_the_method_itself(two_groups):
     one = path_patch(two_groups[0], progress=lambda d, t: seen_one.append((d, t)))
     assert seen_many == seen_one
     assert torch.equal(many.raw, one.raw) and many.warnings == one.warnings
+
+
+def _many_functions():
+    from actpatch.patching.circuit import evaluate_many
+    from actpatch.patching.edges import edge_attribution_many
+
+    return {
+        "sweep_many": lambda exps: actpatch.sweep_many(exps, "z"),
+        "ablate_many": lambda exps: actpatch.ablate_many(exps, "z", "mean"),
+        "path_patch_many": lambda exps: path_patch_many(exps),
+        "edge_attribution_many": lambda exps: edge_attribution_many(exps, "eap"),
+        "evaluate_many": lambda exps: evaluate_many(exps, nodes=["m0"]),
+    }
+
+
+@pytest.mark.parametrize("name", list(_many_functions()))
+def test_many_functions_teach_what_a_list_of_experiments_is(name, tiny_model, two_groups, tmp_path):
+    from tests.conftest import make_random_gpt2
+
+    run = _many_functions()[name]
+    single = name.removesuffix("_many")
+    with pytest.raises(actpatch.InputError, match=rf"one Experiment: call {single}\(exp"):
+        run(two_groups[0])  # the method's own experiment, not in a list
+    with pytest.raises(actpatch.InputError, match="no experiments"):
+        run([])
+    with pytest.raises(actpatch.InputError, match=r"Item 1 .* is a str, not an Experiment"):
+        run([two_groups[0], "When Mary and John went"])
+    # a model of another shape (2 layers, not 3): its groups cannot be pooled with the first's
+    other = actpatch.load_model(str(make_random_gpt2(tmp_path / "other", n_layer=2)))
+    on_other = actpatch.Experiment(other, *SHORT, " Mary", " John")
+    with pytest.raises(actpatch.InputError, match=r"Experiment 1 runs on .*2 layers"):
+        run([two_groups[0], on_other])

@@ -43,7 +43,7 @@ from actpatch.patching.cells import (
     run_cells,
 )
 from actpatch.patching.components import get_component
-from actpatch.patching.experiment import Experiment, Run
+from actpatch.patching.experiment import Experiment, Run, check_experiment
 from actpatch.patching.groups import Progress
 from actpatch.patching.options import ABLATIONS, check_metric
 from actpatch.patching.results.sweeps import AblationResult
@@ -125,6 +125,7 @@ def ablate(
     return the metric after each ablation, raw and normalized (clean = 1, corrupt = 0).
     `max_memory` bounds the activations one batched run may hold, as in `sweep`."""
     t0 = time.perf_counter()
+    check_experiment(exp)
     method = check_ablation(method)
     budget = parse_memory(max_memory, exp.model.device)
     comp = get_component(component)
@@ -238,6 +239,7 @@ def ablate_many(
     """`ablate` over several experiments (a dataset's length groups), averaged per pair; each
     group takes its own mean or resampling. Position-resolved components need one group.
     `workers` or `ray_address` runs the groups on Ray workers (`actpatch.patching.groups`)."""
+    experiments = groups.check_experiments(experiments, "ablate_many")
     groups.check_workers(workers, ray_address)
     if len(experiments) == 1:
         return ablate(

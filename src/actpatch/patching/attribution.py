@@ -63,7 +63,7 @@ from actpatch.patching.cells import (
     run_cells,
 )
 from actpatch.patching.components import get_component
-from actpatch.patching.experiment import Experiment
+from actpatch.patching.experiment import Experiment, check_experiment
 from actpatch.patching.gradients import (
     check_backend,
     check_gradient_metric,
@@ -147,12 +147,15 @@ def attribute_components(
     """`attribute` for several components of one experiment, sharing one forward and backward
     pass: one result per component, in the order given."""
     t0 = time.perf_counter()
+    check_experiment(exp)
     method = check_method(method)
     check_backend(exp)
     metric = check_gradient_metric(metric, exp.wrong_ids is not None)
     if verify < 0:
         raise InputError("verify must be 0 or a positive number of cells.", field="verify")
     budget = parse_memory(max_memory, exp.model.device)
+    if isinstance(components, str):  # "z" or "z,resid_pre": not a list of its letters
+        components = [c.strip() for c in components.split(",") if c.strip()]
     comps = [get_component(c) for c in components]
     if not comps:
         raise InputError("Give at least one component to attribute.", field="component")

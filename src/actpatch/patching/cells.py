@@ -35,7 +35,7 @@ from torch import Tensor
 from actpatch.errors import CancelledError, InputError
 from actpatch.patching.bridge import BridgeRunner
 from actpatch.patching.components import Component, get_component
-from actpatch.patching.experiment import Experiment, Run
+from actpatch.patching.experiment import Experiment, Run, check_experiment
 from actpatch.patching.metrics import from_final
 from actpatch.patching.options import POSITIONS, check_direction, check_metric
 
@@ -116,6 +116,7 @@ def prepare(
     `positions`: "index" (a position-resolved component's columns are token positions) or
     "role" (they are the roles the pairs name).
     """
+    check_experiment(exp)
     comp = get_component(component)
     if positions not in ("index", "role"):
         raise InputError(

@@ -41,7 +41,7 @@ from actpatch.errors import CancelledError, InputError
 from actpatch.patching import groups, guardrails, metrics
 from actpatch.patching.cells import Setup, aligned, metric_values, prepare
 from actpatch.patching.experiment import Experiment
-from actpatch.patching.graph import Node, edge_name
+from actpatch.patching.graph import Node, edge_name, names_of
 from actpatch.patching.graph_tables import Graph, graph_for
 from actpatch.patching.options import CIRCUIT_ABLATIONS
 from actpatch.patching.results.circuits import (
@@ -312,7 +312,7 @@ def circuit_from(
     """A (readers, writers) mask of kept edges from edge names or node names."""
     graph = graph_for(exp, kv)
     if nodes is not None:
-        return graph.induced([graph.parse_node(n) for n in nodes])
+        return graph.induced([graph.parse_node(n) for n in names_of(nodes, "nodes")])
     return graph.mask(graph.parse(edges or []))
 
 
@@ -337,6 +337,7 @@ def evaluate(
     """
     t0 = time.perf_counter()
     graph = graph_for(exp, kv)
+    nodes = None if nodes is None else names_of(nodes, "nodes")
     if circuits is not None:
         kept = [graph.mask(graph.parse(c)) for c in circuits]
         counts = [len(c) for c in circuits]
@@ -393,6 +394,7 @@ def evaluate_many(
     and the clean and corrupted baselines averaged over all pairs (each group weighted by its
     pairs; `actpatch.patching.groups`), faithfulness computed from those averages. `options`
     are `evaluate`'s; `workers` or `ray_address` runs the groups on Ray workers."""
+    experiments = groups.check_experiments(experiments, "evaluate_many")
     should_stop = options.pop("should_stop", None)
     results = groups.run_each(
         evaluate,
@@ -438,6 +440,7 @@ def evaluate_mib(
     points are the absolute ranking's, sized by the pruned circuits' edge counts. `names` must
     be every edge of the (ungrouped) graph. `workers` or `ray_address` runs the length groups
     on Ray workers (`actpatch.patching.groups`)."""
+    experiments = groups.check_experiments(experiments, "evaluate_mib")
     from actpatch.patching import mib
 
     if kv != "ungrouped":

@@ -74,6 +74,13 @@ ALIASES = {
 
 def get_component(name: str) -> Component:
     """The component called `name` (or one of its aliases); a teaching error otherwise."""
+    if not isinstance(name, str):
+        raise InputError(
+            f"The component is a {type(name).__name__} ({name!r}), not a name: give one of "
+            f"{', '.join(COMPONENTS)}, e.g. 'z'. For several, run one sweep per component "
+            "(attribute_components takes a list).",
+            field="component",
+        )
     key = ALIASES.get(name, name)
     if key not in COMPONENTS:
         raise InputError(

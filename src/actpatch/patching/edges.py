@@ -52,7 +52,7 @@ from actpatch.patching import groups, guardrails, metrics
 from actpatch.patching.budget import parse_memory
 from actpatch.patching.cells import Setup, aligned, metric_values, prepare
 from actpatch.patching.circuit import verify_edges
-from actpatch.patching.experiment import Experiment
+from actpatch.patching.experiment import Experiment, check_experiment
 from actpatch.patching.gradients import GradientRun, gradient_run
 from actpatch.patching.graph_tables import Graph, graph_for
 from actpatch.patching.groups import Progress
@@ -329,7 +329,7 @@ def edge_attribution(
             "differentiable metric: logit_diff, prob or logprob.",
             field="metric",
         )
-    parts = parts_of(exp.runner)
+    parts = parts_of(check_experiment(exp).runner)
     graph = graph_for(exp, kv)
 
     def report(fraction: float) -> None:
@@ -430,6 +430,7 @@ def edge_attribution_many(
     and each verified effect averaged over all pairs (each group weighted by its pairs;
     `actpatch.patching.groups`). Scores by position need one group (a position means different
     things in each). `workers` or `ray_address` runs the groups on Ray workers."""
+    experiments = groups.check_experiments(experiments, "edge_attribution_many")
     groups.check_workers(workers, ray_address)
     if len(experiments) == 1:
         return edge_attribution(

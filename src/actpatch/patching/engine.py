@@ -21,6 +21,7 @@ cell. We get the same numbers doing much less work (`actpatch.patching.cells` sa
 from __future__ import annotations
 
 import dataclasses
+import operator
 import time
 from collections.abc import Callable
 
@@ -39,7 +40,7 @@ from actpatch.patching.cells import (
     run_cells,
 )
 from actpatch.patching.components import get_component
-from actpatch.patching.experiment import Experiment, can_pad, padded
+from actpatch.patching.experiment import Experiment, can_pad, check_experiment, padded
 from actpatch.patching.groups import Progress
 from actpatch.patching.options import BATCHINGS
 from actpatch.patching.results.sweeps import PatchResult, SweepResult, TopToken
@@ -83,6 +84,7 @@ def sweep(
     the free memory on a GPU) bounds the activations one batched run holds: more cells than fit
     run in several batches, slower rather than out of memory.
     """
+    check_experiment(exp)
     budget = parse_memory(max_memory, exp.model.device)
     t0 = time.perf_counter()
     convention = "index" if positions == "auto" else positions
@@ -246,7 +248,17 @@ def patch(
     """
     setup = prepare(exp, component, metric, direction)
     comp, model = setup.component, exp.model
-    _check_index(model.n_layers, "layer", layer)
+    vocab = int(exp.logits("clean").shape[-1])
+    top_k = _check_index(vocab + 1, "top_k", top_k, f"list 0 to {vocab} (every token) top tokens")
+    for axis, value in (("head", head), ("pos", pos)):
+        if value is not None and axis not in comp.axes:
+            raise InputError(
+                f"Component {comp.name!r} is indexed by {', '.join(comp.axes)}, not by {axis}: "
+                f"leave {axis} out, or patch a component that has one (e.g. "
+                f"{'z' if axis == 'head' else 'resid_pre or z_by_pos'}).",
+                field=axis,
+            )
+    layer = _check_index(model.n_layers, "layer", layer)
     index: dict[str, int] = {"layer": layer}
     cell: list[int] = [layer]
     for axis in comp.axes[1:]:
@@ -256,8 +268,7 @@ def patch(
                 f"Component {comp.name!r} is indexed by {', '.join(comp.axes)}: give {axis}.",
                 field=axis,
             )
-        size = axis_sizes(setup)[axis]
-        _check_index(size, axis, value)
+        value = _check_index(axis_sizes(setup)[axis], axis, value)
         index[axis] = value
         cell.append(value)
 
@@ -324,11 +335,21 @@ def patch(
     )
 
 
-def _check_index(size: int, axis: str, value: int) -> None:
-    if not 0 <= value < size:
+def _check_index(size: int, axis: str, value: int, allowed: str = "") -> int:
+    try:  # any whole number: int, numpy's (a DataFrame's cell), a 0-d integer tensor
+        value = operator.index(value)
+    except TypeError:
         raise InputError(
-            f"{axis} {value} is out of range: this model has {axis}s 0 to {size - 1}.", field=axis
+            f"{axis} {value!r} is a {type(value).__name__}: give a whole number, 0 to {size - 1}.",
+            field=axis,
+        ) from None
+    if not 0 <= value < size:
+        allowed = allowed or f"this model has {axis}s 0 to {size - 1}"
+        raise InputError(
+            f"{axis} {value} is out of range: {allowed}.",
+            field=axis,
         )
+    return value
 
 
 def sweep_many(
@@ -366,6 +387,7 @@ def sweep_many(
     same numbers (`actpatch.patching.groups`); `on_partial` then receives a snapshot as each
     batch finishes.
     """
+    experiments = groups.check_experiments(experiments, "sweep_many")
     comp = get_component(component)
     groups.check_workers(workers, ray_address)
     if batching not in BATCHINGS:

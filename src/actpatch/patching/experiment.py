@@ -49,10 +49,44 @@ class Run:
 def _as_list(value: str | Sequence[str], field: str) -> list[str]:
     if isinstance(value, str):
         return [value]
+    what = field.replace("_", " ")
+    if not isinstance(value, Iterable):
+        raise InputError(
+            f"The {what} is a {type(value).__name__}: give a string, or a list of strings "
+            "(one per prompt pair).",
+            field=field,
+        )
     values = list(value)
     if not values:
         raise InputError(f"No {field} given: give at least one.", field=field)
+    for i, item in enumerate(values):
+        if not isinstance(item, str):
+            raise InputError(
+                f"Item {i} of the {what}s is a {type(item).__name__}, not a string: give "
+                "text (an answer such as ' Mary', with its leading space).",
+                field=field,
+            )
     return values
+
+
+def check_experiment(exp: Any) -> Experiment:
+    """`exp` if it is one Experiment; a teaching error for a list of them (the `*_many`
+    functions take those) or anything else."""
+    if isinstance(exp, Experiment):
+        return exp
+    if isinstance(exp, list | tuple) and exp and all(isinstance(e, Experiment) for e in exp):
+        raise InputError(
+            f"One Experiment is patched at a time, and a list of {len(exp)} was given: for "
+            "several (a dataset's length groups), call the function's *_many form (sweep_many, "
+            "ablate_many, path_patch_many, edge_attribution_many, evaluate_many), or pass one "
+            "of them.",
+            field="experiment",
+        )
+    raise InputError(
+        f"Expected an Experiment, got a {type(exp).__name__}: build one with "
+        "actpatch.Experiment(model, clean, corrupt, target, wrong).",
+        field="experiment",
+    )
 
 
 def answer_id(model: LoadedModel, answer: str, field: str = "target_token") -> int:
@@ -96,6 +130,13 @@ class Experiment:
         pad: bool = False,
         token_ids: tuple[list[list[int]], list[list[int]]] | None = None,
     ) -> None:
+        if not isinstance(model, LoadedModel):
+            hint = repr(model) if isinstance(model, str) else "'demo'"
+            raise InputError(
+                f"Experiment's model is a {type(model).__name__}, not a loaded model: load it "
+                f"first, model = actpatch.load_model({hint}), and pass that.",
+                field="model",
+            )
         self.model = model
         self.backend = runners.choose_backend(model, backend)
         # Why the fast path does not run this model, when "auto" fell back to the bridge.
@@ -481,20 +522,28 @@ def padded(experiments: Sequence[Experiment]) -> Experiment:
 
 def group_by_length(
     model: LoadedModel,
-    clean: list[str],
-    corrupt: list[str],
-    target: list[str],
-    wrong: list[str] | None = None,
+    clean: str | list[str],
+    corrupt: str | list[str],
+    target: str | list[str],
+    wrong: str | list[str] | None = None,
     *,
     positions: list[dict[str, list[int]]] | None = None,
     corrupt_positions: list[dict[str, list[int]]] | None = None,
 ) -> list[Experiment]:
-    """Experiments over prompt pairs, one per (clean length, corrupted length) group."""
+    """Experiments over prompt pairs, one per (clean length, corrupted length) group.
+
+    As for `Experiment`, a prompt may be one string, and an answer one string for every pair."""
+    clean_list = _as_list(clean, "clean_prompt")
+    n_pairs = len(clean_list)
+
+    def per_pair(value: str | list[str], field: str) -> list[str]:
+        return [value] * n_pairs if isinstance(value, str) else _as_list(value, field)
+
     pairs = PromptDataset(
-        clean,
-        corrupt,
-        target,
-        wrong,
+        clean_list,
+        _as_list(corrupt, "corrupt_prompt"),
+        per_pair(target, "target_token"),
+        None if wrong is None else per_pair(wrong, "wrong_token"),
         name="pairs",
         positions=positions,
         corrupt_positions=corrupt_positions,

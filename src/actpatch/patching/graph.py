@@ -36,6 +36,7 @@ This module is torch-free: the CLI parses edge and node names with it.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from actpatch.errors import InputError
@@ -314,9 +315,32 @@ def _short(name: str) -> str:
     return f"a{layer}.h{head}" + (f"<{qkv}>" if qkv else "")
 
 
+def names_of(value: str | Iterable[str], field: str = "circuit") -> list[str]:
+    """Node or edge names given as a list, or as one string of comma-separated names (as the
+    CLI takes them: 'a0.h7,m0'); a teaching error for anything else (a tuple of numbers)."""
+    if isinstance(value, str):
+        return [n.strip() for n in value.split(",") if n.strip()]
+    if not isinstance(value, Iterable):
+        raise InputError(
+            f"The {field} are a {type(value).__name__}: give a list of names such as "
+            "['a0.h1', 'm0'] (nodes) or ['a0.h1->m2'] (edges), or one comma-separated string.",
+            field=field,
+        )
+    out = list(value)
+    for item in out:
+        if not isinstance(item, str):
+            raise InputError(
+                f"{item!r} among the {field} is a {type(item).__name__}, not a name: write a "
+                "head as 'a{L}.h{H}' (e.g. 'a9.h9', or '9.9' for path patching), an MLP as "
+                "'m{L}', an edge as 'WRITER->READER'.",
+                field=field,
+            )
+    return out
+
+
 def parse_senders(spec: str | list[str], n_layers: int, n_heads: int) -> list[Node]:
     """Path patching's senders: 'all' (every head), or heads and MLPs ('9.9', 'a9.h9', 'm0')."""
-    names = spec.split(",") if isinstance(spec, str) else list(spec)
+    names = names_of(spec, "senders")
     if [n.strip() for n in names] == ["all"]:
         return [Node("head", layer, h) for layer in range(n_layers) for h in range(n_heads)]
     out = []
@@ -344,7 +368,7 @@ def parse_receivers(
     On a model whose heads share keys and values (`n_kv_heads` < `n_heads`), 'a9.h9<k>' is the
     key input as query head 9 uses it, and 'a9.kv2<k>' is key/value head 2's input, which every
     query head of its group reads."""
-    names = [n.strip() for n in (spec.split(",") if isinstance(spec, str) else list(spec))]
+    names = [n.strip() for n in names_of(spec, "receivers")]
     names = [n for n in names if n]
     if names == ["logits"]:
         return [Node("logits", n_layers)]

@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from actpatch.patching.experiment import Experiment
+from actpatch.patching.experiment import Experiment, check_experiment
 from actpatch.patching.graph import (
     GraphShape,
     Node,
     edge_name,
     feeds,
     n_edges,
+    names_of,
     parse_edge,
     parse_node,
     shape_readers,
@@ -98,7 +99,7 @@ class Graph:
         shape = self.shape
         return [
             parse_edge(n, shape.n_layers, shape.n_heads, field, self._n_kv, shape.parallel)
-            for n in names
+            for n in names_of(names, field)
         ]
 
     def parse_node(self, name: str, field: str = "nodes") -> Node:
@@ -126,7 +127,7 @@ def shape_of(exp: Experiment, kv: str = "ungrouped") -> GraphShape:
 
 def graph_for(exp: Experiment, kv: str = "ungrouped") -> Graph:
     """The graph of the experiment's model (`kv`: its key/value convention)."""
-    return graph_of(shape_of(exp, kv))
+    return graph_of(shape_of(check_experiment(exp), kv))
 
 
 __all__ = ["Edge", "Graph", "graph_for", "graph_of", "shape_of"]

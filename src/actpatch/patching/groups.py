@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 from actpatch.errors import InputError
@@ -58,6 +58,56 @@ def each_group(
                 progress(offset * total + done, n * total)
 
         yield i, exp, report
+
+
+def check_experiments(experiments: Any, method: str) -> list[Experiment]:
+    """The experiments a `*_many` function was given, as a list; a teaching error for one
+    Experiment given alone, none at all, an item that is not an Experiment, or experiments on
+    models of different shapes (each group's numbers would not line up)."""
+    if isinstance(experiments, Experiment):
+        single = method.removesuffix("_many")
+        instead = f"call {single}(exp, ...) instead, or " if single != method else ""
+        raise InputError(
+            f"{method} takes a list of experiments (a dataset's length groups) and was given "
+            f"one Experiment: {instead}pass [exp].",
+            field="experiments",
+        )
+    if isinstance(experiments, str | bytes) or not isinstance(experiments, Iterable):
+        raise InputError(
+            f"{method} takes a list of experiments, not a {type(experiments).__name__}: build "
+            "them with actpatch.group_by_length(model, clean, corrupt, target, wrong) or "
+            "dataset_experiments(model, data).",
+            field="experiments",
+        )
+    out = list(experiments)
+    if not out:
+        raise InputError(
+            f"{method} was given no experiments: give at least one.", field="experiments"
+        )
+    for i, exp in enumerate(out):
+        if not isinstance(exp, Experiment):
+            raise InputError(
+                f"Item {i} of {method}'s experiments is a {type(exp).__name__}, not an "
+                "Experiment: build each with actpatch.Experiment(model, clean, corrupt, target, "
+                "wrong).",
+                field="experiments",
+            )
+    first = out[0].model
+    for i, exp in enumerate(out[1:], start=1):
+        model = exp.model
+        if model is not first and (model.name, model.n_layers, model.n_heads) != (
+            first.name,
+            first.n_layers,
+            first.n_heads,
+        ):
+            raise InputError(
+                f"Experiment {i} runs on {model.name} ({model.n_layers} layers x "
+                f"{model.n_heads} heads) but experiment 0 on {first.name} ({first.n_layers} x "
+                f"{first.n_heads}): one {method} pools one model's results. Run each model's "
+                "experiments in their own call.",
+                field="experiments",
+            )
+    return out
 
 
 def check_workers(workers: int | None, ray_address: str | None) -> bool:

@@ -49,7 +49,7 @@ from actpatch.errors import CancelledError, InputError
 from actpatch.patching import groups, guardrails, metrics
 from actpatch.patching.budget import chunk_size
 from actpatch.patching.cells import Setup, aligned, metric_values, prepare
-from actpatch.patching.experiment import Experiment
+from actpatch.patching.experiment import Experiment, check_experiment
 from actpatch.patching.graph import Node, feeds, parse_receivers, parse_senders
 from actpatch.patching.groups import Progress
 from actpatch.patching.results.circuits import PathPatchResult
@@ -274,7 +274,7 @@ def path_patch(
     the residual stream alone.
     """
     t0 = time.perf_counter()
-    model = exp.model
+    model = check_experiment(exp).model
     if exp.backend != "fast":
         raise InputError(
             f"Path patching runs on the fast path; {model.name} runs on TransformerLens's bridge "
@@ -356,6 +356,7 @@ def path_patch_many(
     raw values and the clean and corrupted baselines weighted by each group's pairs, the
     normalized value computed from those averages (as `sweep_many` does; `patching.groups`).
     `workers` or `ray_address` runs the groups on Ray workers."""
+    experiments = groups.check_experiments(experiments, "path_patch_many")
     results = groups.run_each(
         path_patch,
         experiments,

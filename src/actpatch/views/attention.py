@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from actpatch.patching.experiment import Experiment, Run
+from actpatch.patching.experiment import Experiment, Run, check_experiment
 from actpatch.views.common import (
     both_runs,
     check_heads,
@@ -33,6 +33,7 @@ def attention_pattern(
 ) -> AttentionResult:
     """Head `head`'s (or each of several heads') attention pattern at `layer`, on pair `pair`'s
     clean and corrupted prompts."""
+    check_experiment(exp)
     check_layer(exp, layer)
     heads = check_heads(exp, [head] if isinstance(head, int) else head)
     check_pair(exp, pair)

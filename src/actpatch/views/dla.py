@@ -31,7 +31,7 @@ from torch import Tensor
 
 from actpatch.errors import InputError
 from actpatch.patching import metrics
-from actpatch.patching.experiment import Experiment
+from actpatch.patching.experiment import Experiment, check_experiment
 from actpatch.patching.results import ResultWarning
 from actpatch.views.common import both_runs, warnings
 from actpatch.views.results import DirectEffects, DLAResult
@@ -191,6 +191,7 @@ def _actual(exp: Experiment, which: str, metric: str) -> float:
 def direct_logit_attribution(exp: Experiment) -> DLAResult:
     """Every head's, MLP's and the embeddings' direct share of the metric at the final position,
     on the clean and corrupted runs (module docstring)."""
+    check_experiment(exp)
     metric = "logit_diff" if exp.wrong_ids is not None else "logit"
     fast = exp.backend == "fast"
     if fast:

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from actpatch.errors import InputError
-from actpatch.patching.experiment import Experiment
+from actpatch.patching.experiment import Experiment, check_experiment
 from actpatch.patching.metrics import from_logits
 from actpatch.patching.options import check_metric
 from actpatch.views.common import both_runs, pair_tokens, warnings
@@ -75,6 +75,7 @@ def logit_lens(
     exp: Experiment, metric: str | None = None, k: int = 5, sublayers: bool = False
 ) -> LensResult:
     """The logit lens of both runs at the final position (module docstring)."""
+    check_experiment(exp)
     metric = check_metric(metric, exp.wrong_ids is not None)
     if k < 1:
         raise InputError(f"k must be at least 1 (got {k}).", field="k")

@@ -24,7 +24,7 @@ def _rows(t: Tensor) -> list[Any]:
     return [float(f"{x:.6g}") for x in t.tolist()] if t.dim() == 1 else [_rows(r) for r in t]
 
 
-@dataclass(frozen=True)
+@dataclass(repr=False, frozen=True)
 class AttentionResult(Shown):
     """Attention patterns of one layer's heads on the clean and corrupted runs of one pair.
 
@@ -121,7 +121,7 @@ class DirectEffects:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(repr=False, frozen=True)
 class DLAResult(Shown):
     """Direct logit attribution on the clean and corrupted runs, and their difference.
 
@@ -182,7 +182,7 @@ class LensRun:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(repr=False, frozen=True)
 class LensResult(Shown):
     """The logit lens on the clean and corrupted runs: `labels[i]` names read-out point i
     (`resid_pre 0` ... `resid_post L-1`, and `resid_mid L` with sub-layers); the last point is the

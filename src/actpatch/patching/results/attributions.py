@@ -13,7 +13,7 @@ from actpatch.patching.results.warning import ResultWarning
 from actpatch.patching.serial import jsonable, nested
 
 
-@dataclass
+@dataclass(repr=False)
 class AttributionResult(Shown):
     """Attribution patching (AtP or AtP*): every cell's estimated metric change, and, when asked,
     the exact change beside it.

@@ -15,7 +15,7 @@ from actpatch.patching.results.warning import ResultWarning
 from actpatch.patching.serial import jsonable, nested
 
 
-@dataclass
+@dataclass(repr=False)
 class PathPatchResult(Shown):
     """Path patching (Wang et al. 2022): the metric when only the receivers see each sender's
     change. `raw[layer, head]` when the senders are every head, else one value per sender
@@ -100,7 +100,7 @@ class CircuitPoint:
         }
 
 
-@dataclass
+@dataclass(repr=False)
 class CircuitResult(Shown):
     """Circuit evaluation: the clean run with every edge outside the circuit ablated.
 
@@ -200,7 +200,7 @@ class EdgeScore:
         return out
 
 
-@dataclass
+@dataclass(repr=False)
 class EdgeResult(Shown):
     """Edge attribution (EAP or EAP-IG): every edge of the graph with its score, strongest
     (by magnitude) first: `names[i]` scores `scores[i]` (`by_pos[i]` per position, when kept).
@@ -273,7 +273,7 @@ class EdgeResult(Shown):
         }
 
 
-@dataclass
+@dataclass(repr=False)
 class VerifyResult(Shown):
     """Edges patched exactly, one at a time: each edge's metric and effect."""
 

@@ -9,6 +9,7 @@ a result loads neither plotly nor pandas.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from types import ModuleType
 from typing import Any
@@ -19,8 +20,37 @@ def display() -> ModuleType:
     return importlib.import_module("actpatch.display")
 
 
+def brief(value: Any) -> str:
+    """A value as a result's repr shows it: a tensor by its shape, a long list by its length,
+    never a wall of numbers."""
+    if hasattr(value, "shape") and hasattr(value, "dtype"):  # a tensor or an array
+        return f"<{type(value).__name__} {'x'.join(str(n) for n in value.shape) or 'scalar'}>"
+    if isinstance(value, list | tuple | dict) and len(value) > 8:
+        return f"<{len(value)} {type(value).__name__} items>"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return f"<{type(value).__name__}>"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
 class Shown:
-    """What every result class inherits: Jupyter's display protocol and `to_pandas()`."""
+    """What every result class inherits: Jupyter's display protocol, `to_pandas()` and a short
+    repr (the result classes are `@dataclass(repr=False)`, so that this one is theirs)."""
+
+    def __repr__(self) -> str:
+        """The result's kind and every field that is set, briefly (`brief`): readable where a
+        notebook prints it as text (`print`, a list of results); `to_pandas()` has the numbers."""
+        fields = dataclasses.fields(self)  # type: ignore[arg-type]
+        values = [(f.name, getattr(self, f.name)) for f in fields]
+        shown = [
+            f"{name}={brief(value)}"
+            for name, value in values
+            if name == "warnings"  # always shown, even when there are none
+            or not (value is None or (isinstance(value, list | tuple | dict | str) and not value))
+        ]
+        return f"{type(self).__name__}({', '.join(shown)})"
 
     def _repr_html_(self) -> str:
         return display().html(self)  # type: ignore[no-any-return]

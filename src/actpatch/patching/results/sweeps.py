@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from actpatch.patching.statistics import Interval
 
 
-@dataclass
+@dataclass(repr=False)
 class SweepResult(Shown):
     """A patching sweep: the metric after each patch, raw and normalized (clean = 1, corrupt = 0).
 
@@ -146,13 +146,18 @@ class SweepResult(Shown):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SweepResult:
         """The result a `to_dict` wrote (e.g. a stored run), without recomputing anything."""
+        return cls(**cls._fields_of(data))
+
+    @staticmethod
+    def _fields_of(data: dict[str, Any]) -> dict[str, Any]:
+        """The constructor's arguments from what `to_dict` wrote."""
         from actpatch.patching.statistics import Interval
 
         def optional(key: str) -> Tensor | None:
             value = data.get(key)
             return None if value is None else tensor_of(value)
 
-        return cls(
+        return dict(
             model=data["model"],
             component=data["component"],
             metric=data["metric"],
@@ -185,6 +190,8 @@ class SweepResult(Shown):
             position_convention=data.get("position_convention", "index"),
             position_labels=list(data.get("position_labels", [])),
             complete=bool(data.get("complete", True)),
+            values_done=data.get("values_done"),
+            values_total=data.get("values_total"),
         )
 
     def axis_labels(self) -> list[list[str]]:
@@ -212,7 +219,7 @@ class TopToken:
     prob: float
 
 
-@dataclass
+@dataclass(repr=False)
 class PatchResult(Shown):
     """One patch (e.g. one head): the target's probability and rank in the clean, corrupted and
     patched runs, the recovery, and each run's top tokens; plus the chosen metric."""
@@ -280,7 +287,7 @@ class PatchResult(Shown):
         }
 
 
-@dataclass
+@dataclass(repr=False)
 class AblationResult(SweepResult):
     """An ablation sweep: the metric after ablating each cell in the clean run.
 
@@ -303,3 +310,14 @@ class AblationResult(SweepResult):
             "seed": self.seed,
             "resample_from": self.resample_from,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AblationResult:
+        """The ablation a `to_dict` wrote: the sweep's fields and how each cell was ablated."""
+        return cls(
+            **cls._fields_of(data),
+            ablation=data["ablation"],
+            reference=data.get("reference", ""),
+            seed=data.get("seed"),
+            resample_from=list(data.get("resample_from", [])),
+        )
