@@ -100,3 +100,12 @@ def test_a_mistyped_relative_folder_is_no_such_folder_not_a_hub_name(tmp_path, m
     from actpatch.models import missing_local_folder
 
     assert missing_local_folder("openai-community/gpt2") is None
+
+
+@pytest.mark.parametrize("name", ["", "  "])
+def test_an_empty_model_name_is_refused_not_read_as_the_default(name, monkeypatch):
+    monkeypatch.setenv("ACTPATCH_MODEL", "demo")  # the default would load, offline
+    with pytest.raises(InputError, match="name is empty") as caught:
+        actpatch.load_model(name)
+    assert caught.value.field == "model"
+    assert actpatch.load_model(None).name == "demo"  # leaving it out still means the default

@@ -50,3 +50,12 @@ def test_building_the_bridge_changes_neither_the_count_nor_the_fingerprint(tiny_
     fresh = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
     assert model.n_params == fresh.num_parameters()
     assert fingerprint(model) == before
+
+
+def test_a_model_prints_as_its_name_and_shape_not_its_module_tree(tiny_model):
+    config = tiny_model.hf_model.config
+    shown = repr(tiny_model)
+    assert shown.startswith(f"LoadedModel({tiny_model.name!r}, {config.model_type}, ")
+    assert f"{config.num_hidden_layers} layers x {config.num_attention_heads} heads" in shown
+    assert "cpu" in shown and "Linear(" not in str(shown) and len(shown) < 200
+    assert "Linear(" in repr(tiny_model.hf_model)  # the tree is still there, where it was

@@ -136,3 +136,12 @@ def test_group_by_length_reads_one_string_as_one_prompt_or_every_pair_s_answer(t
         tiny_model, [IOI_CLEAN] * 2, [IOI_CORRUPT] * 2, " Mary", [" John", " Mary"]
     )
     assert two.target_strs == [" Mary", " Mary"] and two.wrong_strs == [" John", " Mary"]
+
+
+def test_an_experiment_prints_its_model_pairs_and_first_prompts(tiny_model):
+    exp = actpatch.Experiment(tiny_model, [IOI_CLEAN] * 3, [IOI_CORRUPT] * 3, " Mary", " John")
+    n_tokens = len(tiny_model.tokenizer(IOI_CLEAN)["input_ids"]) + 1  # and the BOS token
+    shown = repr(exp)
+    assert shown.startswith(f"Experiment({tiny_model.name!r}, fast, 3 pair(s) of ")
+    assert f"{n_tokens}/{n_tokens} tokens" in shown
+    assert f"clean={IOI_CLEAN!r}" in shown and "wrong=' John'" in shown

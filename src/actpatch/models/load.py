@@ -209,6 +209,13 @@ def _load(spec: str | None, device: str, dtype: str | torch.dtype | None) -> Loa
     load: dict[str, Any] = {"dtype": torch_dtype, "low_cpu_mem_usage": True}
 
     hf_logging.disable_progress_bar()  # no "Loading weights" bars: the caller reports progress
+    if spec is not None and not spec.strip():  # an unset variable, not a request for GPT-2
+        raise InputError(
+            "The model's name is empty: give a hub name ('gpt2'), a local folder, a GGUF file, "
+            "'demo' or a packaged model's name, or leave it out for the default (ACTPATCH_MODEL, "
+            "else GPT-2 small).",
+            field="model",
+        )
     spec = spec or default_model_spec()
     if spec in BUNDLED:
         from actpatch.demo import SAMPLE_PROMPT as DEMO_PROMPT

@@ -149,6 +149,18 @@ class LoadedModel:
             "notes": list(self.notes),
         }
 
+    def __repr__(self) -> str:
+        """The model by name, origin and shape (not the Hugging Face module tree, which
+        `hf_model` prints)."""
+        shape = f"{self.n_layers} layers x {self.n_heads} heads"
+        if self.n_kv_heads != self.n_heads:
+            shape += f" ({self.n_kv_heads} key/value heads)"
+        dtype = str(self.dtype).removeprefix("torch.")
+        return (
+            f"LoadedModel({self.name!r}, {self.config.model_type}, {shape}, d_model "
+            f"{self.d_model}, {dtype} on {', '.join(self.devices)}, from {self.source})"
+        )
+
     def to_tokens(self, text: str, *, prepend_bos: bool = True) -> list[int]:
         """Token ids of `text`, with a BOS token first as TransformerLens does for GPT-2."""
         ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])

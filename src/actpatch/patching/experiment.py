@@ -4,12 +4,11 @@
 to fix it), aligns the two prompts' positions, and caches each run's activations so that any
 number of sweeps and single patches on the same prompts share two forward passes.
 
-Several prompt pairs may be given (e.g. a dataset); the metric is then averaged over pairs, as
-TransformerLens averages over its batch. All clean prompts must share one token length, and all
-corrupted prompts another, since each position is one column of the result. Pairs may also name
-their positions by role (`positions`: {"IO": [2], "S2": [10], ...} per pair): a sweep can then
-be indexed by role, which holds across templates of different lengths (`group_by_length`
-splits a dataset into experiments of one length each; the engine's `sweep_many` joins them).
+Several prompt pairs may be given (a dataset); the metric is averaged over pairs, as
+TransformerLens averages over its batch. Clean prompts share one token length, corrupted ones
+another: each position is one column of the result. Pairs may name their positions by role
+(`positions`: {"IO": [2], "S2": [10], ...} per pair), which holds across templates of different
+lengths (`group_by_length` makes one experiment per length; `sweep_many` joins them).
 
 Mixed lengths in one batch: `padded(experiments)` joins length groups whose clean and corrupted
 prompts have the same length pair by pair into one experiment whose prompts are *left-padded*
@@ -336,6 +335,16 @@ class Experiment:
         return roles
 
     # -- the runs ---------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        """The experiment by model, pairs and token lengths, with its first pair in full."""
+        wrong = f", wrong={self.wrong_strs[0]!r}" if self.wrong_strs is not None else ""
+        return (
+            f"Experiment({self.model.name!r}, {self.backend}, {self.n_pairs} pair(s) of "
+            f"{self.clean_tokens.shape[1]}/{self.corrupt_tokens.shape[1]} tokens"
+            f"{', left-padded' if self.pad is not None else ''}; clean={self.clean_prompts[0]!r}, "
+            f"corrupt={self.corrupt_prompts[0]!r}, target={self.target_strs[0]!r}{wrong})"
+        )
 
     @property
     def n_pairs(self) -> int:
