@@ -58,7 +58,7 @@ def test_a_missing_head_is_refused_by_flag(capsys, tiny_model_dir):
     code, _, err = run(
         capsys, "attention", "--model", tiny_model_dir, *IOI, "--layer", 0, "--head", 99
     )
-    assert code == 2 and "--head" in err and "does not exist" in err
+    assert code == 2 and "--head" in err and "head 99 is out of range" in err
 
 
 def test_attention_export_csv_is_the_to_pandas_table(capsys, tiny_model_dir, tiny_model, tmp_path):

@@ -78,3 +78,24 @@ def test_a_missing_layer_or_head_is_refused_by_name(family_experiment, layer, he
     with pytest.raises(InputError) as caught:
         attention_pattern(exp, layer, head)
     assert caught.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("layer", "head", "pair", "field"),
+    [("1", 0, 0, "layer"), (0, "3", 0, "head"), (0, [0, 1.5], 0, "head"), (0, 0, None, "pair")],
+)
+def test_a_layer_head_or_pair_that_is_not_a_whole_number_is_refused_by_name(
+    family_experiment, layer, head, pair, field
+):
+    exp, _, _ = family_experiment("gpt2")
+    with pytest.raises(InputError, match="give a whole number") as caught:
+        attention_pattern(exp, layer, head, pair)
+    assert caught.value.field == field
+
+
+def test_numpy_integers_are_the_numbers_they_are(family_experiment):
+    np = pytest.importorskip("numpy")
+    exp, _, _ = family_experiment("gpt2")
+    by_numpy = attention_pattern(exp, np.int64(1), np.int64(2)).to_dict()
+    by_int = attention_pattern(exp, 1, 2).to_dict()
+    assert by_numpy["clean"] == by_int["clean"] and by_numpy["head"] == 2

@@ -21,7 +21,6 @@ cell. We get the same numbers doing much less work (`actpatch.patching.cells` sa
 from __future__ import annotations
 
 import dataclasses
-import operator
 import time
 from collections.abc import Callable
 
@@ -42,7 +41,7 @@ from actpatch.patching.cells import (
 from actpatch.patching.components import get_component
 from actpatch.patching.experiment import Experiment, can_pad, check_experiment, padded
 from actpatch.patching.groups import Progress
-from actpatch.patching.options import BATCHINGS
+from actpatch.patching.options import BATCHINGS, check_index
 from actpatch.patching.results.sweeps import PatchResult, SweepResult, TopToken
 from actpatch.patching.statistics import Bootstrap, bootstrap_interval
 
@@ -249,7 +248,7 @@ def patch(
     setup = prepare(exp, component, metric, direction)
     comp, model = setup.component, exp.model
     vocab = int(exp.logits("clean").shape[-1])
-    top_k = _check_index(vocab + 1, "top_k", top_k, f"list 0 to {vocab} (every token) top tokens")
+    top_k = check_index(vocab + 1, "top_k", top_k, f"list 0 to {vocab} (every token) top tokens")
     for axis, value in (("head", head), ("pos", pos)):
         if value is not None and axis not in comp.axes:
             raise InputError(
@@ -258,7 +257,7 @@ def patch(
                 f"{'z' if axis == 'head' else 'resid_pre or z_by_pos'}).",
                 field=axis,
             )
-    layer = _check_index(model.n_layers, "layer", layer)
+    layer = check_index(model.n_layers, "layer", layer)
     index: dict[str, int] = {"layer": layer}
     cell: list[int] = [layer]
     for axis in comp.axes[1:]:
@@ -268,7 +267,7 @@ def patch(
                 f"Component {comp.name!r} is indexed by {', '.join(comp.axes)}: give {axis}.",
                 field=axis,
             )
-        value = _check_index(axis_sizes(setup)[axis], axis, value)
+        value = check_index(axis_sizes(setup)[axis], axis, value)
         index[axis] = value
         cell.append(value)
 
@@ -333,23 +332,6 @@ def patch(
         note=note,
         warnings=guardrails.check(exp, setup.metric, values["clean"], values["corrupt"]),
     )
-
-
-def _check_index(size: int, axis: str, value: int, allowed: str = "") -> int:
-    try:  # any whole number: int, numpy's (a DataFrame's cell), a 0-d integer tensor
-        value = operator.index(value)
-    except TypeError:
-        raise InputError(
-            f"{axis} {value!r} is a {type(value).__name__}: give a whole number, 0 to {size - 1}.",
-            field=axis,
-        ) from None
-    if not 0 <= value < size:
-        allowed = allowed or f"this model has {axis}s 0 to {size - 1}"
-        raise InputError(
-            f"{axis} {value} is out of range: {allowed}.",
-            field=axis,
-        )
-    return value
 
 
 def sweep_many(

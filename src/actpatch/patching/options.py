@@ -14,6 +14,7 @@ parser without loading torch.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,3 +188,22 @@ def check_ablation_direction(ablation: str | None, direction: str | None) -> Non
             "ablation to patch.",
             field="direction",
         )
+
+
+def check_index(size: int, axis: str, value: Any, allowed: str = "") -> int:
+    """`value` as an index 0 to `size - 1` (a layer, head, position, pair); a teaching error for
+    one out of range or not a whole number."""
+    try:  # any whole number: int, numpy's (a DataFrame's cell), a 0-d integer tensor
+        value = operator.index(value)
+    except TypeError:
+        raise InputError(
+            f"{axis} {value!r} is a {type(value).__name__}: give a whole number, 0 to {size - 1}.",
+            field=axis,
+        ) from None
+    if not 0 <= value < size:
+        allowed = allowed or f"this model has {axis}s 0 to {size - 1}"
+        raise InputError(
+            f"{axis} {value} is out of range: {allowed}.",
+            field=axis,
+        )
+    return value

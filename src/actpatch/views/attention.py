@@ -34,9 +34,9 @@ def attention_pattern(
     """Head `head`'s (or each of several heads') attention pattern at `layer`, on pair `pair`'s
     clean and corrupted prompts."""
     check_experiment(exp)
-    check_layer(exp, layer)
-    heads = check_heads(exp, [head] if isinstance(head, int) else head)
-    check_pair(exp, pair)
+    layer = check_layer(exp, layer)
+    heads = check_heads(exp, head if isinstance(head, list | tuple) else [head])
+    pair = check_pair(exp, pair)
     clean, corrupt = both_runs(exp, ["pattern"])
     pad = padding(exp, pair)
 

@@ -5,6 +5,7 @@ in one batched forward."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 
@@ -12,41 +13,27 @@ from actpatch.errors import InputError
 from actpatch.patching import guardrails
 from actpatch.patching.experiment import Experiment, Run
 from actpatch.patching.metrics import from_logits
-from actpatch.patching.options import check_metric
+from actpatch.patching.options import check_index, check_metric
 from actpatch.patching.results import ResultWarning
 
 
-def check_layer(exp: Experiment, layer: int) -> int:
+def check_layer(exp: Experiment, layer: Any) -> int:
     n = exp.runner.n_layers
-    if not 0 <= layer < n:
-        raise InputError(
-            f"Layer {layer} does not exist: {exp.model.name} has layers 0 to {n - 1}.",
-            field="layer",
-        )
-    return layer
+    return check_index(n, "layer", layer, f"{exp.model.name} has layers 0 to {n - 1}")
 
 
-def check_heads(exp: Experiment, heads: Iterable[int]) -> list[int]:
+def check_heads(exp: Experiment, heads: Iterable[Any]) -> list[int]:
     n = exp.runner.n_heads
-    out = list(heads)
-    for h in out:
-        if not 0 <= h < n:
-            raise InputError(
-                f"Head {h} does not exist: {exp.model.name} has heads 0 to {n - 1} per layer.",
-                field="head",
-            )
+    allowed = f"{exp.model.name} has heads 0 to {n - 1} per layer"
+    out = [check_index(n, "head", h, allowed) for h in heads]
     if not out:
         raise InputError("No head given: give at least one.", field="head")
     return out
 
 
-def check_pair(exp: Experiment, pair: int) -> int:
-    if not 0 <= pair < exp.n_pairs:
-        raise InputError(
-            f"Pair {pair} does not exist: the experiment has pairs 0 to {exp.n_pairs - 1}.",
-            field="pair",
-        )
-    return pair
+def check_pair(exp: Experiment, pair: Any) -> int:
+    n = exp.n_pairs
+    return check_index(n, "pair", pair, f"the experiment has pairs 0 to {n - 1}")
 
 
 def padding(exp: Experiment, pair: int) -> int:
