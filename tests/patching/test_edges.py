@@ -310,3 +310,12 @@ def test_eap_on_a_rotary_layer_norm_family_equals_transformer_lens(tmp_path):
     reference = _tl_edges(bridge, exp)
     _assert_scores_close(dict(zip(ours.names, ours.scores, strict=True)),
                          _summed(reference.edge_scores))  # fmt: skip
+
+
+@pytest.mark.parametrize("verify", [-1, 2.5, "3"])
+def test_verify_is_a_count_of_edges_not_a_slice(tiny_model, answers, verify):
+    # names[:-1] would have patched every edge but the last, one run each
+    exp = actpatch.Experiment(tiny_model, IOI_CLEAN, IOI_CORRUPT, *answers)
+    with pytest.raises(actpatch.InputError, match="0 \\(none\\) or more") as caught:
+        edge_attribution(exp, "eap", verify=verify)
+    assert caught.value.field == "verify"

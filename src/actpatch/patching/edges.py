@@ -40,6 +40,7 @@ in for them.
 
 from __future__ import annotations
 
+import numbers
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -323,6 +324,12 @@ def edge_attribution(
     if method != "eap" and not 1 <= steps <= 1000:
         raise InputError(f"steps must be 1 to 1000, not {steps}.", field="steps")
     n_steps = steps if method != "eap" else 1
+    if not isinstance(verify, numbers.Integral) or verify < 0:  # -1 would patch all but one
+        raise InputError(
+            f"verify is how many top edges to patch exactly: 0 (none) or more, not {verify!r}.",
+            field="verify",
+        )
+    verify = int(verify)
     if metric == "rank":
         raise InputError(
             "The rank metric is a step function with no gradient; edge attribution needs a "
