@@ -137,7 +137,7 @@ def ray_session():
 
     from actpatch.patching.workers import release_workers
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     release_workers()
     ray.shutdown()

@@ -160,6 +160,8 @@ def test_gpt2_small_cannot_be_had_offline(monkeypatch):
     with pytest.raises(actpatch.ModelUnavailableError, match="GPT-2 small") as err:
         reproduce_ioi()
     assert err.value.field == "model" and "demo" in err.value.message
+    # what it says another model's report holds is what that report holds (no reference values)
+    assert "without GPT-2 small's published values" in err.value.message
 
 
 # -- on a model without published values --------------------------------------------------------

@@ -211,8 +211,9 @@ def _load(model: Any, device: str) -> Any:
         raise ModelUnavailableError(
             "The IOI reproduction is about GPT-2 small, and its weights could not be loaded "
             f"here.\n{exc.message}\nThe report can also run on another model (give it as the "
-            "model, e.g. 'demo'): every experiment then runs on that model and is shown beside "
-            "GPT-2 small's published values, which it is not expected to match.",
+            "model, e.g. 'demo'): every experiment then runs on that model and the report says "
+            "what it finds there, without GPT-2 small's published values (ask for the "
+            "references to see them beside it anyway).",
             field="model",
         ) from None
 

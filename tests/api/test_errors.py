@@ -46,6 +46,16 @@ def test_union_field_reports_once(client: TestClient) -> None:
     assert "string" in body["detail"]
 
 
+def test_a_list_field_given_one_string_says_to_send_a_list(client: TestClient) -> None:
+    """`nodes` is a list only: "a0.h0,m0" (the CLI's spelling) is refused with the list to send,
+    not with the prompts' "a string in quotes, or a list of strings"."""
+    response = client.post("/circuit/evaluate", json={**PROMPTS, "nodes": "a0.h0,m0"})
+    assert response.status_code == 422
+    body = response.json()
+    assert body["field"] == "nodes"
+    assert '["a0.h0", "m0"]' in body["detail"] and "string in quotes" not in body["detail"]
+
+
 def test_unknown_route_and_method(client: TestClient) -> None:
     missing = client.get("/nothing-here")
     assert missing.status_code == 404

@@ -109,3 +109,17 @@ def test_an_empty_model_name_is_refused_not_read_as_the_default(name, monkeypatc
         actpatch.load_model(name)
     assert caught.value.field == "model"
     assert actpatch.load_model(None).name == "demo"  # leaving it out still means the default
+
+
+def test_a_path_of_three_parts_that_does_not_exist_is_no_such_folder(tmp_path, monkeypatch):
+    """'path/to/llama' (the docs' placeholder) cannot be a hub name, which has at most two
+    parts: it is refused as a missing folder, not sent to the hub cache as a repo id."""
+    import actpatch
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(actpatch.InputError) as err:
+        actpatch.load_model("path/to/llama")
+    message = err.value.message
+    assert f"No such folder: {tmp_path / 'path' / 'to' / 'llama'}" in message
+    assert "'path' is not a folder here" in message and "download" not in message
+    assert err.value.field == "model"

@@ -113,6 +113,35 @@ def test_workers_without_ray_name_the_extra(monkeypatch):
         groups.check_workers(2, None)
 
 
+class RayBesideACluster:
+    """Ray as it behaves on a machine where `ray start --head` runs (or RAY_ADDRESS is set):
+    `ray.init()` without an address joins that cluster and refuses `num_cpus` there;
+    `address="local"` starts a new instance of this process's own."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[Any, Any]] = []
+
+    def is_initialized(self) -> bool:
+        return bool(self.started)
+
+    def init(self, address: Any = None, num_cpus: Any = None, **options: Any) -> None:
+        if address in (None, "auto") and num_cpus is not None:
+            raise ValueError(
+                "When connecting to an existing cluster, num_cpus and num_gpus must not be "
+                "provided."
+            )
+        self.started.append((address, num_cpus))
+
+
+def test_workers_start_their_own_ray_beside_a_running_cluster(monkeypatch):
+    ray = RayBesideACluster()
+    monkeypatch.setitem(sys.modules, "ray", ray)
+    monkeypatch.setattr("actpatch.patching.workers._connected", [])  # connect() remembers
+    assert workers.connect(None, 2) is ray
+    [(address, cpus)] = ray.started
+    assert address == "local" and cpus >= 2
+
+
 def test_bad_worker_counts_and_unreachable_addresses_fail_at_once(three_pairs):
     with pytest.raises(InputError, match="0 workers"):
         sweep_many(three_pairs, "z", workers=0)

@@ -10,6 +10,7 @@ answered with a 500 that says so, never with a stack trace.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -101,8 +102,16 @@ def explain(error: dict[str, Any]) -> tuple[str | None, str]:
         )
     if kind in ("int_parsing", "int_type", "int_from_float"):
         return field, f"{name} must be a whole number, e.g. 8 (got {got})."
-    if kind in ("string_type", "list_type"):
+    if kind == "string_type":
         return field, f"{name} must be a string in quotes, or a list of strings (got {got})."
+    if kind == "list_type":  # a list-only field (a union with str reports string_type first)
+        value = error.get("input")
+        example = (
+            json.dumps([part.strip() for part in value.split(",")])
+            if isinstance(value, str) and "," in value
+            else '["...", "..."]'
+        )
+        return field, f"{name} must be a JSON list, e.g. {example} (got {got})."
     if kind == "string_too_long":
         return field, (
             f"{name} is too long: the server takes at most {ctx.get('max_length')} characters. "

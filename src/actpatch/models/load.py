@@ -124,14 +124,22 @@ def check_device(device: str, dtype: torch.dtype) -> torch.device:
 
 
 def missing_local_folder(spec: str) -> str | None:
-    """The message for a relative path whose first folder exists here but which does not
-    ('models/dem' beside 'models/demo'): a mistyped local folder, not a hub name. None when the
-    spec reads as a hub name ('org/name' with no such local folder)."""
+    """The message for a relative path that does not exist but cannot be a hub name: its first
+    folder exists here ('models/dem' beside 'models/demo': a mistyped local folder), or it has
+    more parts than a hub name's 'org/name' ('path/to/llama'). None when the spec reads as a hub
+    name ('org/name' with no such local folder)."""
     import difflib
 
     parts = Path(spec).parts
-    if len(parts) < 2 or not Path(parts[0]).is_dir():
+    if len(parts) < 2 or (len(parts) == 2 and not Path(parts[0]).is_dir()):
         return None
+    if not Path(parts[0]).is_dir():
+        return (
+            f"No such folder: {Path(spec).absolute()} ({parts[0]!r} is not a folder here). "
+            f"{spec!r} has more parts than a hub name ('org/name'), so it was read as a local "
+            "path: give the path of a Hugging Face-format folder or a GGUF file that exists, a "
+            "hub name such as 'gpt2', or 'demo' for the bundled model."
+        )
     path = Path(spec).expanduser().absolute()
     parent = path.parent
     near: list[str] = []

@@ -130,7 +130,8 @@ def speaks_http2(connection: socket.socket) -> bool:
 def connect(address: str | None, workers: int | None) -> Any:
     """Ray, connected: to the instance this process already has (its own `ray.init` is used
     as it is), else to `address` (a cluster), else to a new local instance with a CPU for each
-    worker at least."""
+    worker at least (new even when `ray start` left a cluster on this machine or RAY_ADDRESS
+    names one: those are `address="auto"`'s)."""
     ray = import_ray()
     if address is not None and address != "auto":
         check_reachable(address)
@@ -152,7 +153,9 @@ def _connect(ray: Any, address: str | None, workers: int | None) -> Any:
     try:
         if address is None:
             cpus = max(workers or 1, os.cpu_count() or 1)
-            ray.init(num_cpus=cpus, include_dashboard=False, **quiet)
+            # "local": Ray's default would join a cluster found on this machine, and refuse
+            # num_cpus there
+            ray.init(address="local", num_cpus=cpus, include_dashboard=False, **quiet)
         else:
             ray.init(address=address, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as exc:
