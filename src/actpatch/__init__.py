@@ -50,6 +50,7 @@ if TYPE_CHECKING:
         ablate_many,
         attribute,
         attribute_components,
+        attribute_many,
         group_by_length,
         patch,
         sweep,
@@ -77,6 +78,7 @@ _WHERE = {
     "ATTRIBUTION_METHODS": "actpatch.patching.attribution",
     "attribute": "actpatch.patching.attribution",
     "attribute_components": "actpatch.patching.attribution",
+    "attribute_many": "actpatch.patching.attribution",
     "AblationResult": "actpatch.patching.results",
     "AttributionResult": "actpatch.patching.results",
 }
@@ -101,6 +103,7 @@ __all__ = [
     "ablate_many",
     "attribute",
     "attribute_components",
+    "attribute_many",
     "group_by_length",
     "load_model",
     "patch",

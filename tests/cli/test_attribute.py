@@ -79,3 +79,23 @@ def test_attribute_lists_only_corrections_that_change_a_printed_number(capsys, t
     )
     heading = next(i for i, line in enumerate(out.split("\n")) if "by layer x pos x head" in line)
     assert "too large for a table" in out.split("\n")[heading + 1]
+
+
+def test_attribute_over_a_dataset_of_several_lengths(capsys, tiny_model_dir):
+    code, out, err = run(
+        capsys, "attribute", "--model", tiny_model_dir, "--dataset", "ioi:12", "--json"
+    )
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["n_pairs"] == 12 and "one left-padded batch" in data["note"]
+    code, _, err = run(
+        capsys,
+        "attribute",
+        "--model",
+        tiny_model_dir,
+        "--dataset",
+        "ioi:12",
+        "--component",
+        "resid_pre",
+    )
+    assert code == 2 and "one length group at a time" in err

@@ -524,3 +524,57 @@ def test_components_given_as_one_string_are_its_comma_separated_names(exp):
     assert [z.component, mlp.component] == ["z_by_pos", "mlp_out"]
     _close(z.estimate, listed[0].estimate)
     _close(mlp.estimate, listed[1].estimate)
+
+
+# -- over a dataset's length groups ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ioi_length_groups(tiny_model):
+    from actpatch.datasets import load_dataset
+    from actpatch.patching.experiment import dataset_experiments
+
+    groups = dataset_experiments(tiny_model, load_dataset("ioi:12"))
+    assert len(groups) > 1  # several token lengths, or the test shows nothing
+    return groups
+
+
+@pytest.mark.parametrize("method", ["atp", "atp*"])
+def test_a_dataset_is_each_groups_estimate_weighted_by_its_pairs(ioi_length_groups, method):
+    from actpatch.patching.attribution import attribute_many
+
+    whole = attribute_many(ioi_length_groups, "z", method)
+    total = sum(g.n_pairs for g in ioi_length_groups)
+    # the metric is a mean over pairs, so its gradient estimate is each group's, pair-weighted
+    expected = sum(
+        attribute(g, "z", method).estimate * (g.n_pairs / total) for g in ioi_length_groups
+    )
+    torch.testing.assert_close(whole.estimate, expected, rtol=1e-4, atol=1e-5)
+    assert whole.n_pairs == total and "one left-padded batch" in (whole.note or "")
+
+
+def test_a_datasets_exact_comparison_is_the_dataset_sweep(ioi_length_groups):
+    from actpatch.patching.attribution import attribute_many
+    from actpatch.patching.engine import sweep_many
+
+    result = attribute_many(ioi_length_groups, "z", compare=True)
+    swept = sweep_many(ioi_length_groups, "z")  # each group on its own, then pooled
+    assert result.exact is not None
+    torch.testing.assert_close(result.exact, swept.raw - swept.corrupt, rtol=1e-4, atol=1e-5)
+
+
+def test_a_component_by_position_needs_one_length_group(ioi_length_groups):
+    from actpatch.patching.attribution import attribute_many
+
+    with pytest.raises(actpatch.InputError, match="other tokens at each position") as caught:
+        attribute_many(ioi_length_groups, "z_by_pos")
+    assert caught.value.field == "component"
+
+
+def test_the_old_attribute_many_of_components_still_answers_with_a_warning(tiny_model):
+    exp = actpatch.Experiment(tiny_model, IOI_CLEAN, IOI_CORRUPT, " Mary", " John")
+    with pytest.warns(FutureWarning, match="attribute_components"):
+        old = actpatch.attribute_many(exp, ["z", "mlp_out"])
+    new = attribute_components(exp, ["z", "mlp_out"])
+    for a, b in zip(old, new, strict=True):
+        torch.testing.assert_close(a.estimate, b.estimate)

@@ -19,7 +19,6 @@ from actpatch.cli.common import (
 )
 from actpatch.cli.report import report
 from actpatch.cli.tables import cell_text, effect_text, print_cells, top_heading
-from actpatch.errors import InputError
 from actpatch.patching.components import COMPONENTS
 from actpatch.patching.options import DEFAULT_COMPONENT
 
@@ -61,22 +60,15 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from actpatch.patching.attribution import attribute
+    from actpatch.patching.attribution import attribute_many
     from actpatch.patching.components import get_component
     from actpatch.plotting import attribution_heatmap, attribution_scatter
 
     component = get_component(args.component).name
     model = load_for(args)
-    pairs = experiments(args, model)
-    if len(pairs) > 1:
-        raise InputError(
-            "Attribution patching needs prompt pairs of one token length (one batch, one "
-            f"gradient); this dataset has {len(pairs)} length groups. Use a single-template "
-            "dataset.",
-            field="dataset",
-        )
-    result = attribute(
-        pairs[0],
+    pairs = experiments(args, model)  # a dataset's length groups run as one padded batch
+    result = attribute_many(
+        pairs,
         component,
         args.method,
         direction(args),

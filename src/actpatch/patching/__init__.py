@@ -12,7 +12,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from actpatch.patching.ablation import ABLATIONS, ablate, ablate_many
     from actpatch.patching.alignment import Alignment, align
-    from actpatch.patching.attribution import ATTRIBUTION_METHODS, attribute, attribute_components
+    from actpatch.patching.attribution import (
+        ATTRIBUTION_METHODS,
+        attribute,
+        attribute_components,
+        attribute_many,
+    )
     from actpatch.patching.circuit import evaluate_many, verify_edges
     from actpatch.patching.components import COMPONENTS, Component, get_component
     from actpatch.patching.edges import edge_attribution, edge_attribution_many
@@ -37,6 +42,7 @@ _WHERE = {
     "GradientRun": "gradients",
     "attribute": "attribution",
     "attribute_components": "attribution",
+    "attribute_many": "attribution",
     "gradient_run": "gradients",
     "Alignment": "alignment",
     "align": "alignment",
@@ -83,6 +89,7 @@ __all__ = [
     "align",
     "attribute",
     "attribute_components",
+    "attribute_many",
     "edge_attribution",
     "edge_attribution_many",
     "evaluate_many",
@@ -98,9 +105,10 @@ __all__ = [
 ]
 
 
-# Old names that still resolve (here and in `actpatch`): `attribute_many` attributed many
-# components of one experiment.
-RENAMED = {"attribute_many": "attribute_components"}
+# Old names that still resolve (here and in `actpatch`). (`attribute_many(exp, components)`, the
+# old name of `attribute_components`, is still answered by `attribute_many` itself, with a
+# FutureWarning: the name now takes a dataset's length groups, as every *_many function does.)
+RENAMED: dict[str, str] = {}
 
 
 def __getattr__(name: str) -> Any:

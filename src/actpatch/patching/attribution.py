@@ -42,16 +42,18 @@ the exact sweep's alignment: unaligned positions are not patched.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, overload
 
 import torch
 from torch import Tensor
 
 from actpatch.errors import CancelledError, InputError
-from actpatch.patching import guardrails, metrics
+from actpatch.patching import groups, guardrails, metrics
 from actpatch.patching.atp import Estimate, Work, estimate
 from actpatch.patching.budget import chunk_size, parse_memory
 from actpatch.patching.cells import (
@@ -63,7 +65,7 @@ from actpatch.patching.cells import (
     run_cells,
 )
 from actpatch.patching.components import get_component
-from actpatch.patching.experiment import Experiment, check_experiment
+from actpatch.patching.experiment import Experiment, can_pad, check_experiment, padded
 from actpatch.patching.gradients import (
     check_backend,
     check_gradient_metric,
@@ -128,6 +130,79 @@ def attribute(
         should_stop=should_stop,
         max_memory=max_memory,
     )[0]
+
+
+@overload
+def attribute_many(
+    experiments: Sequence[Experiment],
+    component: str = ...,
+    method: str = ...,
+    direction: str = ...,
+    metric: str | None = ...,
+    **options: Any,
+) -> AttributionResult: ...
+
+
+@overload
+def attribute_many(
+    experiments: Experiment,
+    component: Sequence[str],
+    method: str = ...,
+    direction: str = ...,
+    metric: str | None = ...,
+    **options: Any,
+) -> list[AttributionResult]: ...
+
+
+def attribute_many(
+    experiments: Sequence[Experiment] | Experiment,
+    component: str | Sequence[str] = "z",
+    method: str = "atp",
+    direction: str = "denoising",
+    metric: str | None = None,
+    **options: Any,
+) -> AttributionResult | list[AttributionResult]:
+    """`attribute` over a dataset's length groups: every pair joined into one left-padded batch
+    (`experiment.padded`), so one gradient estimates the whole dataset, as `attribute` does for
+    one length. For AtP this equals each group's estimate averaged with its pairs' weight (the
+    metric is a mean over pairs). A component by position needs one group: a position is
+    another token in each template. `options` are `attribute`'s."""
+    if isinstance(experiments, Experiment) and not isinstance(component, str):
+        # The old `attribute_many(exp, components)`, now `attribute_components`: still answered.
+        warnings.warn(
+            "attribute_many(exp, components) is now attribute_components(exp, components); "
+            "attribute_many takes a dataset's length groups, as every *_many function does.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return attribute_components(experiments, component, method, direction, metric, **options)
+    experiments = groups.check_experiments(experiments, "attribute_many")
+    if not isinstance(component, str):
+        raise InputError(
+            "attribute_many attributes one component over a dataset: give its name ('z').",
+            field="component",
+        )
+    if len(experiments) == 1:
+        return attribute(experiments[0], component, method, direction, metric, **options)
+    comp = get_component(component)
+    if comp.by_pos:
+        raise InputError(
+            f"{comp.name} is by position, and the dataset's {len(experiments)} length groups "
+            "put other tokens at each position: attribute one length group at a time, or a "
+            "component without positions over the whole dataset (z: every head).",
+            field="component",
+        )
+    why = can_pad(experiments)
+    if why is not None:
+        raise InputError(
+            f"Attribution over {len(experiments)} length groups runs them as one left-padded "
+            f"batch, which cannot be made here: {why}. Attribute each group on its own.",
+            field="dataset",
+        )
+    result = attribute(padded(experiments), comp.name, method, direction, metric, **options)
+    joined = f"{len(experiments)} length groups ran as one left-padded batch (one gradient)"
+    note = joined if result.note is None else f"{result.note}; {joined}"
+    return dataclasses.replace(result, note=note)
 
 
 def attribute_components(
@@ -408,4 +483,10 @@ def _verify(
     ]
 
 
-__all__ = ["ATTRIBUTION_METHODS", "attribute", "attribute_components", "check_method"]
+__all__ = [
+    "ATTRIBUTION_METHODS",
+    "attribute",
+    "attribute_components",
+    "attribute_many",
+    "check_method",
+]
