@@ -50,3 +50,19 @@ def test_a_dataset_sweep_survives_a_reload_and_its_link(page: Any, base_url: str
     # emptying the box takes the dataset out of the link
     page.fill("#dataset", "")
     assert "dataset" not in parse_qs(urlparse(page.url).query)
+
+
+@pytest.mark.parametrize("spec", ["ioi", "ioi:many", "factual:4:1:2"])
+def test_a_malformed_dataset_says_how_to_write_it(page: Any, base_url: str, spec: str) -> None:
+    """A known name without its count: the message shows the form to type, and offers no
+    file's path (the server reads none that a request names)."""
+    open_page(page, base_url)
+    page.fill("#dataset", spec)
+    page.click("#run-sweep")
+    box = page.locator("#sweep-error:not(.hidden)")
+    box.wait_for()
+    text = box.text_content() or ""
+    name = spec.split(":")[0]
+    assert f"'{name}:12'" in text and f"'{name}:12:3'" in text, text
+    assert "path" not in text and "file" not in text, text
+    assert "invalid" in (page.get_attribute("#dataset", "class") or "")
