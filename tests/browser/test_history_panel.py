@@ -195,3 +195,30 @@ def test_pin_and_unpin_a_run_from_its_row(page: Any, base_url: str) -> None:
     page.wait_for_selector("#history-note:not(.hidden)")
     note = page.text_content("#history-note") or ""
     assert f"Run #{gone_id} could not be pinned" in note and f"no run {gone_id}" in note
+
+
+def test_a_run_deleted_meanwhile_is_said_not_thrown(page: Any, base_url: str) -> None:
+    """Open or Compare on a run that retention or another tab deleted since the list was read:
+    the panel says so under the list and drops its row (it threw, and showed nothing)."""
+    open_page(page, base_url)
+    for _ in range(2):
+        page.click("#run-sweep")
+        page.wait_for_selector("#sweep-progress.hidden", state="attached")
+        page.wait_for_selector("#heatmap .main-svg")
+    run_patch(page)
+    patch = latest_run(base_url, "patch")
+    sweeps = httpx.get(f"{base_url}/runs", params={"kind": "sweep", "limit": 2}).json()["runs"]
+    history_item(page, patch["id"])
+    assert httpx.delete(f"{base_url}/runs/{patch['id']}").status_code == 200
+    page.click(f".history-open[data-run='{patch['id']}']")
+    note = page.locator("#history-note")
+    note.filter(has_text=f"Run #{patch['id']} cannot be opened").wait_for()
+    assert "deleted" in (note.text_content() or "")  # the server's reason, as it says it
+    page.locator(f".history-item[data-run='{patch['id']}']").wait_for(state="detached")
+    # two sweeps ticked, one of them deleted before Compare
+    for run in sweeps:
+        page.check(f".history-tick[data-run='{run['id']}']")
+    assert httpx.delete(f"{base_url}/runs/{sweeps[0]['id']}").status_code == 200
+    page.click("#history-compare")
+    note.filter(has_text="cannot be compared").wait_for()
+    page.locator(f".history-item[data-run='{sweeps[0]['id']}']").wait_for(state="detached")

@@ -262,7 +262,16 @@ class Workbench:
                     "(the server never reads files a request names).",
                     field="dataset",
                 )
-            n = rest.split(":")[0]
+            parts = rest.split(":")
+            if len(parts) > 2 or not all(part.strip().isdigit() for part in parts):
+                # load_dataset's own message offers a file's path, which the server refuses
+                raise actpatch.InputError(
+                    f"Cannot read dataset {request.dataset!r}: after its name give the number of "
+                    f"pairs, and a seed if you like, as whole numbers: '{head}:12' or "
+                    f"'{head}:12:3'.",
+                    field="dataset",
+                )
+            n = parts[0]
             if n.isdigit() and int(n) > limit:
                 raise actpatch.InputError(
                     f"The dataset {request.dataset!r} has {n} pairs, more than this server's "

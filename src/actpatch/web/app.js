@@ -165,6 +165,10 @@ function bindEvents() {
   $("dataset").addEventListener("input", () => {
     clearErrorsFor("dataset");
     checkStale();
+    saveUrl();
+  });
+  $("dataset").addEventListener("keydown", (event) => {
+    if (event.key === "Enter") runSweep(); // a dataset is swept, as Enter in a cell's box patches
   });
   $("copy-link").addEventListener("click", async () => {
     saveUrl();
@@ -207,6 +211,7 @@ async function start() {
   const fromUrl = stateFromUrl();
   writeState(fromUrl || example("factual"));
   if (fromUrl && fromUrl.view) $("view").value = fromUrl.view;
+  if (fromUrl && fromUrl.dataset) $("dataset").value = fromUrl.dataset;
   renderModelInfo();
   updateHints();
   tokenize();

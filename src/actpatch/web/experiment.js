@@ -30,7 +30,7 @@ const EXAMPLES = {
 export const TEXT_FIELDS = ["clean_prompt", "corrupt_prompt", "target_token", "wrong_token"];
 export const CHOICE_FIELDS = ["component", "metric", "direction", "ablate"];
 export const INDEX_FIELDS = ["layer", "head", "pos"];
-const URL_KEYS = [...TEXT_FIELDS, ...CHOICE_FIELDS, ...INDEX_FIELDS, "model", "sweep", "view", "slice"];
+const URL_KEYS = [...TEXT_FIELDS, ...CHOICE_FIELDS, ...INDEX_FIELDS, "model", "dataset", "sweep", "view", "slice"];
 
 // The page's names for the server's choices, where it has nicer ones than the value itself.
 const ABLATION_LABELS = { zero: "zero-ablate", mean: "mean-ablate", resample: "resample-ablate" };
@@ -142,6 +142,7 @@ export function saveUrl() {
     if (key === "slice") value = view.sweep && isThreeAxis(view.sweep) ? $("slice").value : null;
     if (key === "model" && value === server.default) value = null;
     if (key === "ablate" && !value) value = null;
+    if (key === "dataset") value = $("dataset").value.trim(); // a dataset sweep's link sweeps it again
     if (value === null || value === undefined || value === "") continue;
     if (key === "pos" && !componentAxes().includes("pos")) continue;
     if (key === "head" && !componentAxes().includes("head")) continue;

@@ -153,12 +153,26 @@ async function setPinned(run, pinned) {
   render();
 }
 
+// A run the panel could not read (deleted meanwhile, by retention or another tab): said under
+// the list, which is read again so that the run's row goes.
+function failed(message) {
+  $("history-note").textContent = message;
+  show($("history-note"), true);
+  refresh();
+}
+
 // A stored run, shown as it was computed: its request back in the form, its result in its
 // card (the patch's numbers, the sweep's heatmap, the attribution, the circuit, a view's
 // attention pattern, DLA heatmap or lens chart), nothing recomputed. What the form cannot hold
 // (another model, more prompt pairs) is said.
 async function reopen(id) {
-  const run = await api("GET", `/runs/${id}`);
+  let run;
+  try {
+    run = await api("GET", `/runs/${id}`);
+  } catch (err) {
+    failed(`Run #${id} cannot be opened: ${err.message}`);
+    return;
+  }
   const lost = restoreForm(run.request, run.result, run.kind);
   scheduleTokenize();
   checkStale(); // the other cards' results came from the inputs before
@@ -193,7 +207,13 @@ function gridOf(result) {
 }
 
 async function compare() {
-  const [first, second] = await Promise.all(state.ticked.map((id) => api("GET", `/runs/${id}`)));
+  let first, second;
+  try {
+    [first, second] = await Promise.all(state.ticked.map((id) => api("GET", `/runs/${id}`)));
+  } catch (err) {
+    failed(`Runs #${state.ticked.join(" and #")} cannot be compared: ${err.message}`);
+    return;
+  }
   const a = first.result;
   const b = second.result;
   const info = $("history-compare-info");

@@ -4,11 +4,11 @@
 // result it shows ("actpatch:patch-shown", for views.js's "Show attention" of a head). The
 // numbers shown are tied to the request that made them (stale.js): change an input and they grey.
 
-import { api, clearFieldErrors, renderWarnings, showApiError } from "./api.js";
+import { ApiError, api, clearFieldErrors, renderWarnings, showApiError } from "./api.js";
 import { $, el, formatNumber, formatProb, headName, show, showToken, modelTag } from "./dom.js";
 import { experimentBody, readState, saveUrl } from "./experiment.js";
 import { madeFrom, tieResults } from "./stale.js";
-import { componentAxes } from "./state.js";
+import { componentAxes, currentModel } from "./state.js";
 
 // The /patch request the form asks for now: the experiment and the cell.
 export function patchRequest(state = readState()) {
@@ -23,9 +23,28 @@ export function bindPatch() {
   tieResults("patch", { parts: ["patch-warnings", "patch-result"], request: patchRequest });
 }
 
+// A layer or head box left empty (or holding what is not a number): said here, with the range to
+// type, rather than sent as null (the server's answer read "got None"). An empty Pos box is
+// refilled with the final position when it changes (experiment.js).
+function emptyIndex(body) {
+  const model = currentModel();
+  const field = ["layer", "head"].find((f) => f in body && body[f] === null);
+  if (!field || !model) return null;
+  const what = {
+    layer: `Layer is empty: type a whole number, 0 to ${model.n_layers - 1}.`,
+    head: `Head is empty: type a whole number, 0 to ${model.n_heads - 1}.`,
+  };
+  return new ApiError(0, { detail: what[field], field });
+}
+
 export async function runPatch() {
   const state = readState();
   const body = patchRequest(state);
+  const empty = emptyIndex(body);
+  if (empty) {
+    showApiError($("patch-error"), empty);
+    return;
+  }
   const button = $("run-patch");
   button.disabled = true;
   button.classList.add("busy");
