@@ -169,9 +169,10 @@ def test_a_busy_history_answers_circuit_runs_with_a_warning(
         for route, body in CIRCUIT_RUNS:
             kept = client.post(route, json={**IOI, **body})
             assert kept.status_code == 200 and isinstance(kept.json()["run_id"], int)
+        other = {k: v.replace("zoo", "park") for k, v in IOI.items()}  # not the same run again
         with _locked(tmp_path / "runs.sqlite3"):
             for route, body in CIRCUIT_RUNS:
-                answer = client.post(route, json={**IOI, **body})
+                answer = client.post(route, json={**other, **body})
                 assert answer.status_code == 200, (route, answer.json())
                 assert answer.json()["run_id"] is None
                 codes = [w["code"] for w in answer.json()["warnings"]]
@@ -189,3 +190,19 @@ def test_a_history_left_aside_still_names_its_data_directory(
         assert Path(listed["data_dir"]) == tmp_path  # the folder the settings name
         assert listed["history"]["path"] == str(tmp_path / "runs.fresh.sqlite3")
         assert [(r["id"], r["kind"]) for r in listed["runs"]] == [(answer["run_id"], "path")]
+
+
+def test_the_same_run_again_is_one_row_and_a_different_one_is_another(
+    tiny_model: LoadedModel, tmp_path: Path
+) -> None:
+    # The page runs its patch and sweep again on every load: those are no new runs.
+    with _server(tiny_model, data_dir=tmp_path) as client:
+        first = client.post("/sweep", json=SWEEP).json()
+        again = client.post("/sweep", json=SWEEP).json()
+        assert again["run_id"] == first["run_id"]
+        assert again["raw"] == first["raw"]  # the same numbers, answered in full
+        other = client.post("/sweep", json={**SWEEP, "metric": "prob"}).json()
+        assert other["run_id"] != first["run_id"]
+        back = client.post("/sweep", json=SWEEP).json()  # not the newest sweep any more
+        assert back["run_id"] not in (first["run_id"], other["run_id"])
+        assert client.get("/runs").json()["total"] == 3

@@ -13,16 +13,21 @@ holds the lock past `history_busy_timeout_s`, a full disk) it is answered all th
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 from actpatch.history import History, HistoryError, RunNotFoundError
+from actpatch.history.schema import json_text
 
 from .errors import NotFoundError
 from .settings import Settings
 
 logger = logging.getLogger("actpatch.api")
 NOT_KEPT = "not_kept"
+# What may differ between a run and the same run again: how long it took, whether the server's
+# cache answered, and the id a kept run was given.
+REPEAT_IGNORES = frozenset({"seconds", "cached", "run_id"})
 
 
 class RunHistory:
@@ -55,6 +60,9 @@ class RunHistory:
         if not self.settings.keep_runs:
             return result
         try:
+            again = self.repeated(kind, request, result) if complete else None
+            if again is not None:  # the page reloaded, a script asked twice: one row, not two
+                return {**result, "run_id": again}
             run_id = self.history.store(kind, request, result, complete=complete)
         except HistoryError as exc:
             logger.warning("a %s run was not kept: %s", kind, exc.message)
@@ -66,6 +74,24 @@ class RunHistory:
             }
             return {**result, "run_id": None, "warnings": [*result.get("warnings", []), warning]}
         return {**result, "run_id": run_id}
+
+    def repeated(self, kind: str, request: dict[str, Any], result: dict[str, Any]) -> int | None:
+        """The id of the newest kept run of this kind when it is this very run again: the same
+        request, and the same result but for its timing (`REPEAT_IGNORES`); else None."""
+        newest = self.history.list(1, kind)
+        if not newest or not newest[0].complete:
+            return None
+        kept = self.history.get(newest[0].id)
+
+        def as_kept(value: dict[str, Any]) -> Any:  # as the history reads it back
+            return json.loads(json_text(value))
+
+        def numbers(answer: dict[str, Any]) -> Any:
+            return as_kept({k: v for k, v in answer.items() if k not in REPEAT_IGNORES})
+
+        if kept.request != as_kept(request) or numbers(kept.result) != numbers(result):
+            return None
+        return kept.id
 
     def page(self, limit: int, offset: int = 0, kind: str | None = None) -> dict[str, Any]:
         """`limit` runs from the `offset`-th most recent on, without their results, and the
