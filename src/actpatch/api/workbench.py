@@ -262,7 +262,7 @@ class Workbench:
                     "(the server never reads files a request names).",
                     field="dataset",
                 )
-            n = rest.split(":")[0]
+            n = rest.split(":")[0].strip()  # as load_dataset reads it
             if n.isdigit() and int(n) > limit:
                 raise actpatch.InputError(
                     f"The dataset {request.dataset!r} has {n} pairs, more than this server's "
