@@ -365,17 +365,20 @@ class Facts:
     answers: tuple[Found, ...]
 
 
-# Facts a Ray worker computed for an experiment of this process (`remember`).
+# Facts a Ray worker computed for an experiment of this process (`remember`), or read here.
 _told: weakref.WeakKeyDictionary[Experiment, Facts] = weakref.WeakKeyDictionary()
 
 
 def facts(exp: Experiment) -> Facts:
-    """`exp`'s facts: as a worker told them (`remember`), else read from its runs here."""
+    """`exp`'s facts: as a worker told them (`remember`), else read from its runs here (once:
+    a running sweep asks again at each group's end, and the runs stay the same)."""
     told = _told.get(exp)
     if told is not None:
         return told
     answers = (*_leading_space(exp), *_indistinguishable(exp))
-    return Facts(_identical_rows(exp), _missed_rows(exp), answers)
+    found = Facts(_identical_rows(exp), _missed_rows(exp), answers)
+    _told[exp] = found
+    return found
 
 
 def remember(exp: Experiment, told: Facts) -> None:
