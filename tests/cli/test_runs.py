@@ -45,7 +45,8 @@ def test_save_then_runs_list_show_export(capsys, tmp_path, monkeypatch) -> None:
 def test_every_kind_of_run_is_kept_with_save(capsys, tmp_path, monkeypatch, argv, kind, what):
     """`--save` keeps circuit and attribution runs too, as the --json output; `runs list` shows
     the title whole: the kind, the model's short name, what ran and the prompts (the IOI prompt
-    is 58 characters, not cut at 40)."""
+    is 58 characters, not cut at 40), after the time it took (a dla, lens or attention run had
+    none: their results carried no seconds)."""
     monkeypatch.setenv("ACTPATCH_DATA_DIR", str(tmp_path / "data"))
     code, out, _ = run(capsys, *argv, "--model", "demo", *IOI, "--json", "--save")
     assert code == 0
@@ -54,6 +55,9 @@ def test_every_kind_of_run_is_kept_with_save(capsys, tmp_path, monkeypatch, argv
     assert code == 0 and str(tmp_path / "data") in out
     line = out.splitlines()[1]
     assert f"{kind} · demo · {what}" in line and repr(IOI_CLEAN) in line
+    # the time column: how long the run took, as its own JSON says (a view's too)
+    assert isinstance(printed["seconds"], float) and printed["seconds"] > 0
+    assert f"{printed['seconds']:.2f} s  {kind}" in line
     code, out, _ = run(capsys, "runs", "show", "1")
     stored = json.loads(out)
     assert stored["kind"] == kind and stored["result"] == printed

@@ -197,3 +197,20 @@ def test_check_names_the_line_of_a_multi_token_answer_or_a_role_outside(tmp_path
     data = load_dataset(_write(tmp_path / "b.jsonl", lines))
     with pytest.raises(InputError, match=r"b.jsonl, line 2: positions puts role 'END' at \[9\]"):
         data.check(to_tokens, answer)
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ("ioi:-3", "N, the number of pairs, must be 1 or more, e.g. 'ioi:50'"),
+        ("add:0", "N, the number of pairs, must be 1 or more, e.g. 'add:50'"),
+        ("factual:4:-2", "SEED must be 0 or more, e.g. 'factual:4:2'"),
+    ],
+)
+def test_a_number_out_of_range_is_named_as_such(spec: str, says: str) -> None:
+    """A negative N or SEED is a whole number: the error says which is out of range, not that
+    it cannot be read."""
+    with pytest.raises(InputError) as info:
+        load_dataset(spec)
+    assert says in info.value.message and info.value.field == "dataset"
+    assert "whole numbers" not in info.value.message

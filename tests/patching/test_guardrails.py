@@ -8,6 +8,7 @@ Hugging Face's own forward pass.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -16,9 +17,13 @@ import torch
 from transformers import GPT2LMHeadModel
 
 import actpatch
+from actpatch.datasets import load_dataset
+from actpatch.patching.ablation import ablate_many
+from actpatch.patching.experiment import dataset_experiments
 from actpatch.patching.guardrails import BARELY_DIFFERENT, check
 from actpatch.planted import PlantedModel, build_head_circuit
 from tests.conftest import IOI_CLEAN, IOI_CORRUPT, make_random_gpt2
+from tests.patching.conftest import MIXED, MIXED_IDENTICAL, MIXED_UNSPACED, mixed_groups
 
 
 @pytest.fixture(scope="module")
@@ -154,4 +159,84 @@ def test_a_dataset_counts_pairs_over_the_whole_dataset_not_per_length_group(tiny
         assert any(f"in {missed} of 16 pairs" in m for m in counted), counted
     assert not any(
         f"of {e.n_pairs} pairs" in m for m in counted for e in experiments if e.n_pairs != 16
+    )
+
+
+def named(pairs: tuple[int, ...], n_pairs: int) -> str:
+    """How a warning counts and names `pairs` of `n_pairs` (the first five, then '...')."""
+    shown = ", ".join(map(str, pairs[:5])) + (", ..." if len(pairs) > 5 else "")
+    return f"{len(pairs)} of {n_pairs} pairs ({'pair' if len(pairs) == 1 else 'pairs'} {shown})"
+
+
+@pytest.mark.parametrize("batching", ["auto", "grouped"])
+def test_a_problem_of_some_pairs_is_one_warning_naming_them(
+    tiny_model, tiny_model_dir: Path, batching: str
+) -> None:
+    """Pairs 1, 3 and 6 of MIXED have identical prompts and pairs 2 and 4 an unspaced target,
+    by construction, across two length groups: one warning each, counting and naming exactly
+    those pairs, whether the groups run apart or padded into one batch."""
+    result = actpatch.sweep_many(mixed_groups(tiny_model), "z", batching=batching)
+    assert [w.code for w in result.warnings].count("identical_prompts") == 1
+    assert [w.code for w in result.warnings].count("leading_space") == 1
+    (same,) = [w for w in result.warnings if w.code == "identical_prompts"]
+    (space,) = [w for w in result.warnings if w.code == "leading_space"]
+    assert same.pairs == MIXED_IDENTICAL == (1, 3, 6)
+    assert f"In {named(MIXED_IDENTICAL, len(MIXED))} the clean" in same.message
+    assert space.pairs == MIXED_UNSPACED == (2, 4) and space.field == "target_token"
+    assert f"In {named(MIXED_UNSPACED, len(MIXED))} the target token 'Mary'" in space.message
+    # its probabilities are pair 2's (the first such pair), as Hugging Face computes them
+    first = MIXED[MIXED_UNSPACED[0]][0]
+    quoted = re.search(
+        rf"clean run of pair {MIXED_UNSPACED[0]} P\(' Mary'\) = (\S+) but", space.message
+    )
+    assert quoted is not None, space.message
+    assert float(quoted[1]) == pytest.approx(
+        hf_prob(tiny_model_dir, tiny_model, first, " Mary"), 1e-2
+    )
+    as_json = {w["code"]: w for w in result.to_dict()["warnings"]}
+    assert as_json["identical_prompts"]["pairs"] == [1, 3, 6]
+    assert as_json["leading_space"]["pairs"] == [2, 4]
+    back = type(result).from_dict(json.loads(json.dumps(result.to_dict())))
+    assert back.warnings == result.warnings
+
+
+def test_an_ablation_over_length_groups_names_the_pairs_too(tiny_model) -> None:
+    result = ablate_many(mixed_groups(tiny_model), "z", method="mean")
+    (same,) = [w for w in result.warnings if w.code == "identical_prompts"]
+    assert same.pairs == MIXED_IDENTICAL
+
+
+def test_a_dataset_where_every_pair_warns_gives_one_warning_per_kind() -> None:
+    """The demo model never learned arithmetic: its numbers' unembedding rows are identical
+    (read here from the weights), so each of add:12's pairs has a target and wrong answer it
+    cannot tell apart, and a target that shares its row. Two warnings, not one per pair."""
+    model = actpatch.load_model("demo")
+    data = load_dataset("add:12:1", tokenizer=model.tokenizer)
+    weight = model.hf_model.get_output_embeddings().weight.detach()
+
+    def token(text: str) -> int:
+        (only,) = model.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return only
+
+    assert data.wrong is not None
+    targets = [token(t) for t in data.target]
+    wrongs = [token(w) for w in data.wrong]
+    tied = tuple(
+        i
+        for i, (t, w) in enumerate(zip(targets, wrongs, strict=True))
+        if torch.equal(weight[t], weight[w])
+    )
+    sharing = tuple(i for i, t in enumerate(targets) if int((weight == weight[t]).all(1).sum()) > 1)
+    assert tied == sharing == tuple(range(12))  # every pair: what the demo model is
+    result = actpatch.sweep_many(dataset_experiments(model, data), "z")
+    kinds = [(w.code, w.field) for w in result.warnings]
+    assert len(kinds) == len(set(kinds)) == 4, [w.message for w in result.warnings]
+    indistinct = {w.field: w for w in result.warnings if w.code == "indistinguishable_answers"}
+    assert indistinct["wrong_token"].pairs == tied and indistinct["target_token"].pairs == sharing
+    n_targets = len(set(targets))
+    assert f"In {named(tied, 12)} the target shares" in indistinct["target_token"].message
+    assert f"({n_targets} different targets)" in indistinct["target_token"].message
+    assert (
+        f"({len(set(zip(targets, wrongs, strict=True)))} different answer pairs)"
+        in indistinct["wrong_token"].message
     )

@@ -33,6 +33,7 @@ from actpatch.patching.experiment import Experiment, dataset_experiments, group_
 from actpatch.patching.paths import path_patch_many
 from actpatch.patching.remote import GroupRecipe, ModelSpec
 from tests.conftest import IOI_CLEAN, IOI_CORRUPT
+from tests.patching.conftest import MIXED_IDENTICAL, MIXED_UNSPACED, mixed_groups
 
 SHORT = ("Mary met John, and John thanked", "Mary met John, and Mary thanked")
 
@@ -235,6 +236,27 @@ def test_other_methods_over_workers_are_their_one_process_results(
         assert as_json(there) == as_json(here), method.__name__
     pool = workers.current_pool()
     assert pool is not None and pool.tasks_run > ran  # they did run on the workers
+
+
+@ray_tests
+def test_warnings_naming_pairs_over_workers_are_the_one_process_warnings(
+    ray_session, tiny_model, monkeypatch
+):
+    """The workers tell each group's pairs by its own rows; the driver names them by their places
+    in the dataset, as one process does (MIXED: pairs 1, 3, 6 identical, 2 and 4 unspaced)."""
+    for method, options in [
+        (sweep_many, {"component": "z", "batching": "grouped"}),
+        (ablate_many, {"component": "z", "method": "mean"}),
+    ]:
+        here = method(mixed_groups(tiny_model), **options)
+        fresh = mixed_groups(tiny_model)
+        with monkeypatch.context() as patched:
+            no_runs_here(patched)
+            there = method(fresh, workers=2, **options)
+        assert as_json(there) == as_json(here), method.__name__
+        pairs = {w.code: w.pairs for w in there.warnings}
+        assert pairs["identical_prompts"] == MIXED_IDENTICAL, method.__name__
+        assert pairs["leading_space"] == MIXED_UNSPACED, method.__name__
 
 
 @ray_tests

@@ -271,7 +271,7 @@ class Workbench:
                     f"'{head}:12:3'.",
                     field="dataset",
                 )
-            n = parts[0]
+            n = parts[0].strip()  # as load_dataset reads it
             if n.isdigit() and int(n) > limit:
                 raise actpatch.InputError(
                     f"The dataset {request.dataset!r} has {n} pairs, more than this server's "

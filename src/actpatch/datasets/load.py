@@ -29,6 +29,9 @@ MAX_DEPTH = 32
 # A JSON string (its escapes included), and the brackets that open and close lists and objects.
 _JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
 _BRACKETS = re.compile(r"[\[\]{}]")
+# N or SEED of a spec as written: a whole number, negative ones included (so that 'ioi:-3' is
+# refused for being below 1, not as unreadable).
+_INTEGER = re.compile(r"-?\d+")
 
 
 # The generated datasets a spec "NAME:N[:SEED]" names, with what each is; the CLI's and the
@@ -53,6 +56,31 @@ SPEC_HELP = (
 )
 
 
+def _numbers(spec: str, head: str) -> tuple[int, int]:
+    """N and SEED of a spec "NAME:N[:SEED]" (SEED 0 when not given); a teaching error for a
+    spec without them, one that is not a whole number, an N below 1 or a SEED below 0."""
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or not all(_INTEGER.fullmatch(p.strip()) for p in parts[1:]):
+        raise InputError(
+            f"Cannot read dataset spec {spec!r}: N and SEED must be whole numbers. " + SPEC_HELP,
+            field="dataset",
+        )
+    n, seed = int(parts[1]), int(parts[2]) if len(parts) == 3 else 0
+    if n < 1:
+        raise InputError(
+            f"Dataset spec {spec!r} asks for {n} pairs: N, the number of pairs, must be 1 or "
+            f"more, e.g. '{head}:50'.",
+            field="dataset",
+        )
+    if seed < 0:
+        raise InputError(
+            f"Dataset spec {spec!r} has the seed {seed}: SEED must be 0 or more, e.g. "
+            f"'{head}:{n}:{-seed}'.",
+            field="dataset",
+        )
+    return n, seed
+
+
 def load_dataset(spec: str, tokenizer: Any = None) -> PromptDataset:
     """The dataset named by `spec`: "NAME:N[:SEED]" (`DATASET_SPECS`) or a JSONL file of pairs.
 
@@ -62,14 +90,7 @@ def load_dataset(spec: str, tokenizer: Any = None) -> PromptDataset:
     """
     head = spec.split(":", 1)[0]
     if head in DATASET_SPECS and not Path(spec).exists():
-        parts = spec.split(":")
-        if len(parts) not in (2, 3) or not all(p.strip().isdigit() for p in parts[1:]):
-            raise InputError(
-                f"Cannot read dataset spec {spec!r}: N and SEED must be whole numbers. "
-                + SPEC_HELP,
-                field="dataset",
-            )
-        n, seed = int(parts[1]), int(parts[2]) if len(parts) == 3 else 0
+        n, seed = _numbers(spec, head)
         if head == "ioi":
             return ioi(n, seed, tokenizer=tokenizer)
         if head == "factual":

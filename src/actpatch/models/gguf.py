@@ -23,6 +23,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from actpatch.errors import ModelUnavailableError
 from actpatch.models.loaded import LoadedModel, finish_loading
+from actpatch.models.quiet import hide_progress_bars
 from actpatch.tokenizer import cache_dir
 
 if TYPE_CHECKING:
@@ -96,6 +97,7 @@ def load_gguf(path: Path, name: str, source: str, device: str, dtype: torch.dtyp
 
     cached = _gguf_cache(path)
     tokenizer = AutoTokenizer.from_pretrained(str(cached))
+    hide_progress_bars()  # transformers' converter draws its own bar past its logging switch
     try:
         loaded = AutoModelForCausalLM.from_pretrained(
             str(path.parent),

@@ -21,6 +21,7 @@ from actpatch.dtypes import DEFAULT_DTYPE, DTYPES
 from actpatch.errors import InputError, ModelUnavailableError
 from actpatch.models.gguf import PACKAGED, load_gguf, packaged_gguf
 from actpatch.models.loaded import SAMPLE_PROMPT_KEY, LoadedModel, finish_loading
+from actpatch.models.quiet import hide_progress_bars
 from actpatch.tokenizer import gpt2_tokenizer
 
 DEFAULT_MODEL = "gpt2"
@@ -208,15 +209,13 @@ def check_cuda_graphs(device: str, device_map: str | dict[str, Any] | None) -> N
 
 def _load(spec: str | None, device: str, dtype: str | torch.dtype | None) -> LoadedModel:
     """`load_model` on one device."""
-    from transformers.utils import logging as hf_logging
-
     torch_dtype = check_dtype(dtype)
     check_device(device, torch_dtype)
     # Straight into the dtype, weights materialized once (transformers 5 always builds the
     # model on the meta device first; low_cpu_mem_usage says so to older versions too).
     load: dict[str, Any] = {"dtype": torch_dtype, "low_cpu_mem_usage": True}
 
-    hf_logging.disable_progress_bar()  # no "Loading weights" bars: the caller reports progress
+    hide_progress_bars()  # no "Loading weights" or GGUF bars: the caller reports progress
     if spec is not None and not spec.strip():  # an unset variable, not a request for GPT-2
         raise InputError(
             "The model's name is empty: give a hub name ('gpt2'), a local folder, a GGUF file, "

@@ -281,7 +281,7 @@ def ablate_many(
     clean = float(groups.pool([torch.tensor(r.clean) for r in results], weights))
     corrupt = float(groups.pool([torch.tensor(r.corrupt) for r in results], weights))
     normalized, note = metrics.normalized(raw, clean, corrupt, first.metric)
-    warnings = [w for w in groups.merged_warnings(results) if w.code != "small_reference"]
+    warnings = guardrails.check_many(experiments, first.metric, clean, corrupt)
     sizes = [_n_reference(e) for e in experiments]
     small = sorted(n for n in sizes if n < SMALL_REFERENCE)
     if method == "mean" and small:

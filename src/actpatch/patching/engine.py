@@ -470,11 +470,9 @@ def sweep_many(
         if complete:
             ci = bootstrap_interval(per_pair, clean, corrupt, bootstrap or Bootstrap())
         # Warnings over the whole dataset ("3 of 16 pairs", not each group's own count), from
-        # the batches that ran; a running sweep's partial result keeps its parts' own.
-        if complete:
-            warnings = guardrails.check_many(batches, first.metric, clean_value, corrupt_value)
-        else:
-            warnings = groups.merged_warnings([parts[i] for i in sorted(parts)])
+        # the batches that ran (a running sweep's partial result: those done so far).
+        ran = [batches[i] for i in sorted(parts)]
+        warnings = guardrails.check_many(ran, first.metric, clean_value, corrupt_value)
         if how == "padded":  # positions are described by the first group, never padded ones
             first = _as_first_group(first, experiments[0])
         ordered = [parts[i] for i in sorted(parts)]

@@ -37,7 +37,6 @@ from typing import Any, TypeVar, cast
 from actpatch.errors import InputError
 from actpatch.patching import guardrails
 from actpatch.patching.experiment import Experiment
-from actpatch.patching.results.warning import ResultWarning
 
 # `progress(done, total)`: how every method reports its work.
 Progress = Callable[[int, int], None]
@@ -198,12 +197,6 @@ def pool(values: Sequence[Pooled], weights: Sequence[float]) -> Pooled:
     return cast(Pooled, sum(w * v for w, v in zip(weights, each, strict=True)))
 
 
-def merged_warnings(results: Sequence[Any]) -> list[ResultWarning]:
-    """Every group's warnings, each once, in order (for what `guardrails.check_many` cannot
-    recount over the dataset)."""
-    return list(dict.fromkeys(w for r in results for w in r.warnings))
-
-
 def length_groups(experiments: Sequence[Experiment]) -> list[dict[str, int]]:
     """The groups a result was pooled over: each one's token lengths and number of pairs."""
     return [
@@ -246,7 +239,6 @@ __all__ = [
     "check_workers",
     "each_group",
     "length_groups",
-    "merged_warnings",
     "pair_weights",
     "pool",
     "pooled",

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerBase
 
+from actpatch.models.quiet import hide_progress_bars
 from actpatch.planted.ground_truth import (
     ANSWER_LOGIT,
     BIAS_NORM,
@@ -59,6 +60,7 @@ class Assembler:
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        hide_progress_bars()  # no "Writing model shards" bar: a builder is one quiet step
         self.model.save_pretrained(str(folder))
         save_gpt2_tokenizer(folder)
         return folder

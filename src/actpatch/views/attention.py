@@ -11,6 +11,7 @@ pattern costs nothing more once a sweep has run.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from torch import Tensor
@@ -33,6 +34,7 @@ def attention_pattern(
 ) -> AttentionResult:
     """Head `head`'s (or each of several heads') attention pattern at `layer`, on pair `pair`'s
     clean and corrupted prompts."""
+    t0 = time.perf_counter()
     check_experiment(exp)
     layer = check_layer(exp, layer)
     heads = check_heads(exp, head if isinstance(head, list | tuple) else [head])
@@ -59,4 +61,5 @@ def attention_pattern(
         corrupt=pattern(corrupt),
         pair=pair,
         warnings=warnings(exp),
+        seconds=time.perf_counter() - t0,
     )

@@ -24,6 +24,7 @@ pairs, at the final position (where the answer is read).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -191,6 +192,7 @@ def _actual(exp: Experiment, which: str, metric: str) -> float:
 def direct_logit_attribution(exp: Experiment) -> DLAResult:
     """Every head's, MLP's and the embeddings' direct share of the metric at the final position,
     on the clean and corrupted runs (module docstring)."""
+    t0 = time.perf_counter()
     check_experiment(exp)
     metric = "logit_diff" if exp.wrong_ids is not None else "logit"
     fast = exp.backend == "fast"
@@ -227,4 +229,5 @@ def direct_logit_attribution(exp: Experiment) -> DLAResult:
         n_pairs=exp.n_pairs,
         norm_note=note,
         warnings=found,
+        seconds=time.perf_counter() - t0,
     )

@@ -11,6 +11,8 @@ parallel-residual model has none).
 
 from __future__ import annotations
 
+import time
+
 import torch
 from torch import Tensor
 
@@ -75,6 +77,7 @@ def logit_lens(
     exp: Experiment, metric: str | None = None, k: int = 5, sublayers: bool = False
 ) -> LensResult:
     """The logit lens of both runs at the final position (module docstring)."""
+    t0 = time.perf_counter()
     check_experiment(exp)
     metric = check_metric(metric, exp.wrong_ids is not None)
     if k < 1:
@@ -97,4 +100,5 @@ def logit_lens(
         corrupt=runs["corrupt"],
         n_pairs=exp.n_pairs,
         warnings=warnings(exp, metric),
+        seconds=time.perf_counter() - t0,
     )

@@ -3,8 +3,8 @@
 The JSON field names are a contract (the CLI's `--json` and the API print them): `layer`,
 `head`, `tokens`, `corrupt_tokens`, `clean` and `corrupt` for attention; `metric`, `clean` and
 `corrupt` as `{"heads", "mlp", "embed", "total", "actual"}` for DLA; `clean` and `corrupt` as
-`{"metric", "target_rank", "top"}` and `tokens` for the logit lens; `model`, `backend` and
-`warnings` on each. Fields may be added, never renamed.
+`{"metric", "target_rank", "top"}` and `tokens` for the logit lens; `model`, `backend`,
+`warnings` and `seconds` on each. Fields may be added, never renamed.
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ class AttentionResult(Shown):
     warnings: list[ResultWarning] = field(default_factory=list)
     # The devices the model's weights are on, the embedding's first (several with a device map).
     devices: list[str] = field(default_factory=list)
+    # Seconds the view took (its forward passes too, unless the experiment had them cached).
+    seconds: float = 0.0
 
     @property
     def head(self) -> int:
@@ -75,6 +77,7 @@ class AttentionResult(Shown):
             "clean": _rows(self.clean[0]),
             "corrupt": _rows(self.corrupt[0]),
             "warnings": [w.to_dict() for w in self.warnings],
+            "seconds": round(self.seconds, 4),
         }
         if len(self.heads) > 1:
             out["heads"] = self.heads
@@ -139,6 +142,8 @@ class DLAResult(Shown):
     warnings: list[ResultWarning] = field(default_factory=list)
     # The devices the model's weights are on, the embedding's first (several with a device map).
     devices: list[str] = field(default_factory=list)
+    # Seconds the view took (its forward passes too, unless the experiment had them cached).
+    seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         c, k = self.clean, self.corrupt
@@ -160,6 +165,7 @@ class DLAResult(Shown):
             },
             "norm": self.norm_note,
             "warnings": [w.to_dict() for w in self.warnings],
+            "seconds": round(self.seconds, 4),
         }
 
 
@@ -200,6 +206,8 @@ class LensResult(Shown):
     warnings: list[ResultWarning] = field(default_factory=list)
     # The devices the model's weights are on, the embedding's first (several with a device map).
     devices: list[str] = field(default_factory=list)
+    # Seconds the view took (its forward passes too, unless the experiment had them cached).
+    seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -214,4 +222,5 @@ class LensResult(Shown):
             "clean": self.clean.to_dict(),
             "corrupt": self.corrupt.to_dict(),
             "warnings": [w.to_dict() for w in self.warnings],
+            "seconds": round(self.seconds, 4),
         }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
@@ -180,3 +181,23 @@ def test_an_uploaded_datasets_mistake_is_a_422_on_its_field(client: TestClient, 
     body = response.json()
     assert body["field"] == "dataset_jsonl"
     assert body["detail"].startswith("dataset_jsonl, line 1: missing key(s) ['target']")
+
+
+def test_a_problem_of_some_pairs_is_one_warning_with_its_pairs(client: TestClient) -> None:
+    """An uploaded dataset whose pairs 1 and 3 (and only they) repeat the clean prompt as the
+    corrupted one: one identical_prompts warning, whose `pairs` are [1, 3]."""
+    rows = [
+        (IOI_CLEAN, IOI_CORRUPT),
+        (IOI_CLEAN, IOI_CLEAN),
+        (IOI_CLEAN, IOI_CORRUPT),
+        (IOI_CLEAN, IOI_CLEAN),
+    ]
+    lines = [
+        json.dumps({"clean": clean, "corrupt": corrupt, "target": " Mary", "wrong": " John"})
+        for clean, corrupt in rows
+    ]
+    body = client.post("/sweep", json={"dataset_jsonl": "\n".join(lines), "component": "z"})
+    assert body.status_code == 200, body.text
+    same = [w for w in body.json()["warnings"] if w["code"] == "identical_prompts"]
+    assert [w["pairs"] for w in same] == [[1, 3]]
+    assert "2 of 4 pairs (pairs 1, 3)" in same[0]["message"]

@@ -153,6 +153,12 @@ class ResultWarning(BaseModel):
     )
     field: str | None = Field(description="The request field at fault, if one is.")
     message: str = Field(description="What is wrong and how to fix it.")
+    pairs: list[int] | None = Field(
+        default=None,
+        description="For a problem of some of the prompt pairs: every pair it occurs in (their "
+        "places in the dataset, from 0; the message counts them and names the first few). "
+        "None for a problem of the whole experiment.",
+    )
 
 
 class AlignmentInfo(BaseModel):

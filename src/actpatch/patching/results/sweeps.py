@@ -179,7 +179,7 @@ class SweepResult(Shown):
             backend=data.get("backend", ""),
             devices=list(data.get("devices", [])),
             note=data.get("note"),
-            warnings=[ResultWarning(**w) for w in data.get("warnings", [])],
+            warnings=[ResultWarning.from_dict(w) for w in data.get("warnings", [])],
             length_groups=list(data.get("length_groups", [])),
             batching=data.get("batching", "grouped" if data.get("length_groups") else "single"),
             batching_note=data.get("batching_note"),
