@@ -13,6 +13,7 @@
     >>> one = actpatch.patch(exp, layer=9, head=9)       # the specification's /patch numbers
     >>> est = actpatch.attribute(exp, "z_by_pos", method="atp*", compare=True)  # AtP* vs exact
     >>> knock = actpatch.ablate(exp, "z", "mean")         # mean-ablate each head in the clean run
+    >>> again = actpatch.read_result("out/sweep_z.json") # a saved result (--out, runs show), back
 
 Several prompt pairs: pass lists to `Experiment` (one token length each side), or, for a
 dataset of several templates, `sweep_many(group_by_length(model, clean, corrupt, target,
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
         sweep,
         sweep_many,
     )
+    from actpatch.reading import read_result
 
 __version__ = "0.1.0"
 
@@ -81,6 +83,7 @@ _WHERE = {
     "attribute_many": "actpatch.patching.attribution",
     "AblationResult": "actpatch.patching.results",
     "AttributionResult": "actpatch.patching.results",
+    "read_result": "actpatch.reading",
 }
 
 __all__ = [
@@ -107,6 +110,7 @@ __all__ = [
     "group_by_length",
     "load_model",
     "patch",
+    "read_result",
     "sweep",
     "sweep_many",
 ]

@@ -31,12 +31,18 @@ def _nulls(values: Any) -> Any:
     return None if math.isnan(values) else values
 
 
-def tensor_of(values: Any) -> Tensor:
-    """The inverse of `nested`: nested lists with None as NaN, as a float32 tensor."""
+def number_of(value: Any) -> float:
+    """The inverse of `jsonable`: JSON's null as NaN, any other number as a float."""
+    return math.nan if value is None else float(value)
+
+
+def tensor_of(values: Any, dtype: torch.dtype = torch.float32) -> Tensor:
+    """The inverse of `nested`: nested lists with None as NaN, as a float32 tensor (or `dtype`:
+    float64 keeps a number written in decimal, as the views round theirs, exactly)."""
 
     def fill(v: Any) -> Any:
         if isinstance(v, list):
             return [fill(x) for x in v]
         return float("nan") if v is None else float(v)
 
-    return torch.tensor(fill(values), dtype=torch.float32)
+    return torch.tensor(fill(values), dtype=dtype)

@@ -10,18 +10,30 @@ The JSON field names are a contract (the CLI's `--json` and the API print them):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
+import torch
 from torch import Tensor
 
 from actpatch.patching.results import ResultWarning
 from actpatch.patching.results.shown import Shown
+from actpatch.patching.serial import tensor_of
 
 
 def _rows(t: Tensor) -> list[Any]:
     """A tensor as nested lists of floats (rounded to 6 significant digits: a pattern's weights
     and a logit's share are not known better than that)."""
     return [float(f"{x:.6g}") for x in t.tolist()] if t.dim() == 1 else [_rows(r) for r in t]
+
+
+def _tensor(rows: Any) -> Tensor:
+    """What `_rows` wrote, as a tensor: float64, which holds each of its 6-digit decimals as the
+    JSON does, so that a view read back gives exactly the table its CSV export writes."""
+    return tensor_of(rows, torch.float64)
+
+
+def _warnings(data: dict[str, Any]) -> list[ResultWarning]:
+    return [ResultWarning(**w) for w in data.get("warnings", [])]
 
 
 @dataclass(repr=False, frozen=True)
@@ -32,6 +44,9 @@ class AttentionResult(Shown):
     each row summing to 1 over the keys a query may read. For a grouped-query model each query
     head has its own pattern (its key/value head is `kv_heads[i]`).
     """
+
+    # What its JSON's "result" field says it is (`actpatch.read_result` reads it back by it).
+    result_kind: ClassVar[str] = "attention"
 
     model: str
     backend: str
@@ -65,6 +80,7 @@ class AttentionResult(Shown):
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
+            "result": self.result_kind,
             "model": self.model,
             "backend": self.backend,
             "devices": self.devices,
@@ -89,6 +105,27 @@ class AttentionResult(Shown):
             ]
         return out
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AttentionResult:
+        """The patterns a `to_dict` wrote (the CLI's `--out`, a stored run): every head's, from
+        `by_head` when there were several, with the JSON's 6 significant digits."""
+        heads = data.get("by_head") or [{**data, "kv_head": data.get("kv_head", data["head"])}]
+        return cls(
+            model=data["model"],
+            backend=data.get("backend", ""),
+            layer=int(data["layer"]),
+            heads=[int(h["head"]) for h in heads],
+            kv_heads=[int(h["kv_head"]) for h in heads],
+            tokens=list(data["tokens"]),
+            corrupt_tokens=list(data["corrupt_tokens"]),
+            clean=_tensor([h["clean"] for h in heads]),
+            corrupt=_tensor([h["corrupt"] for h in heads]),
+            pair=int(data.get("pair", 0)),
+            warnings=_warnings(data),
+            devices=list(data.get("devices", [])),
+            seconds=float(data.get("seconds", 0.0)),
+        )
+
 
 @dataclass(frozen=True)
 class DirectEffects:
@@ -105,9 +142,14 @@ class DirectEffects:
     attn_bias: Tensor  # (layer,)
     const: float
     actual: float
+    # The total as computed from the unrounded parts, kept by `from_dict` (the JSON's parts have
+    # 6 significant digits, and their sum would not be the total it wrote); None: the parts' sum.
+    written_total: float | None = field(default=None, repr=False)
 
     @property
     def total(self) -> float:
+        if self.written_total is not None:
+            return self.written_total
         parts = self.heads.sum() + self.mlp.sum() + self.attn_bias.sum()
         return float(parts) + self.embed + self.const
 
@@ -123,6 +165,21 @@ class DirectEffects:
             "unexplained": self.actual - self.total,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DirectEffects:
+        """One run's shares as `to_dict` wrote them, and the total it wrote."""
+        mlp = _tensor(data["mlp"])
+        bias = data.get("attn_bias")
+        return cls(
+            heads=_tensor(data["heads"]),
+            mlp=mlp,
+            embed=float(data["embed"]),
+            attn_bias=torch.zeros_like(mlp) if bias is None else _tensor(bias),
+            const=float(data.get("const", 0.0)),
+            actual=float(data["actual"]),
+            written_total=None if data.get("total") is None else float(data["total"]),
+        )
+
 
 @dataclass(repr=False, frozen=True)
 class DLAResult(Shown):
@@ -131,6 +188,8 @@ class DLAResult(Shown):
     `metric` is "logit_diff" (target minus wrong answer) or "logit" (the target's logit, when no
     wrong answer is given): a linear read-out of the final residual stream, as DLA needs.
     """
+
+    result_kind: ClassVar[str] = "dla"
 
     model: str
     backend: str
@@ -144,10 +203,14 @@ class DLAResult(Shown):
     devices: list[str] = field(default_factory=list)
     # Seconds the view took (its forward passes too, unless the experiment had them cached).
     seconds: float = 0.0
+    # The difference as computed from the unrounded runs, kept by `from_dict` (as `total`);
+    # None: computed from `clean` and `corrupt`.
+    written_difference: dict[str, Any] | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         c, k = self.clean, self.corrupt
         return {
+            "result": self.result_kind,
             "model": self.model,
             "backend": self.backend,
             "devices": self.devices,
@@ -156,7 +219,8 @@ class DLAResult(Shown):
             "n_pairs": self.n_pairs,
             "clean": c.to_dict(),
             "corrupt": k.to_dict(),
-            "difference": {
+            "difference": self.written_difference
+            or {
                 "heads": _rows(c.heads - k.heads),
                 "mlp": _rows(c.mlp - k.mlp),
                 "embed": c.embed - k.embed,
@@ -167,6 +231,24 @@ class DLAResult(Shown):
             "warnings": [w.to_dict() for w in self.warnings],
             "seconds": round(self.seconds, 4),
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DLAResult:
+        """The attribution a `to_dict` wrote (the CLI's `--out`, a stored run): each part's
+        share with the JSON's 6 significant digits, and the totals and difference it wrote."""
+        return cls(
+            model=data["model"],
+            backend=data.get("backend", ""),
+            metric=data["metric"],
+            clean=DirectEffects.from_dict(data["clean"]),
+            corrupt=DirectEffects.from_dict(data["corrupt"]),
+            n_pairs=int(data["n_pairs"]),
+            norm_note=data.get("norm", ""),
+            warnings=_warnings(data),
+            devices=list(data.get("devices", [])),
+            seconds=float(data.get("seconds", 0.0)),
+            written_difference=data.get("difference"),
+        )
 
 
 @dataclass(frozen=True)
@@ -187,12 +269,23 @@ class LensRun:
             "top": self.top,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LensRun:
+        return cls(
+            metric=list(data["metric"]),
+            target_rank=list(data["target_rank"]),
+            target_prob=list(data.get("target_prob", [])),
+            top=[list(t) for t in data["top"]],
+        )
+
 
 @dataclass(repr=False, frozen=True)
 class LensResult(Shown):
     """The logit lens on the clean and corrupted runs: `labels[i]` names read-out point i
     (`resid_pre 0` ... `resid_post L-1`, and `resid_mid L` with sub-layers); the last point is the
     model's own output."""
+
+    result_kind: ClassVar[str] = "lens"
 
     model: str
     backend: str
@@ -211,6 +304,7 @@ class LensResult(Shown):
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "result": self.result_kind,
             "model": self.model,
             "backend": self.backend,
             "devices": self.devices,
@@ -224,3 +318,21 @@ class LensResult(Shown):
             "warnings": [w.to_dict() for w in self.warnings],
             "seconds": round(self.seconds, 4),
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LensResult:
+        """The logit lens a `to_dict` wrote (the CLI's `--out`, a stored run)."""
+        return cls(
+            model=data["model"],
+            backend=data.get("backend", ""),
+            metric=data["metric"],
+            labels=list(data["labels"]),
+            tokens=list(data.get("tokens", [])),
+            target=data["target"],
+            clean=LensRun.from_dict(data["clean"]),
+            corrupt=LensRun.from_dict(data["corrupt"]),
+            n_pairs=int(data["n_pairs"]),
+            warnings=_warnings(data),
+            devices=list(data.get("devices", [])),
+            seconds=float(data.get("seconds", 0.0)),
+        )

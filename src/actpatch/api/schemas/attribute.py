@@ -3,7 +3,7 @@ component estimated from one backward pass, now or in the background."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,6 +18,7 @@ from .common import (
     DIRECTION,
     IOI_EXAMPLE,
     METRIC,
+    RESULT,
     RUN_ID,
     WARNINGS,
     AlignmentInfo,
@@ -82,6 +83,7 @@ class Agreement(BaseModel):
 class AttributeResponse(BaseModel):
     """Attribution patching's result: what the CLI's --json prints, and the model."""
 
+    result: Literal["attribution"] = Field(description=RESULT)
     model: str
     component: str
     method: AttributionMethod

@@ -4,7 +4,7 @@ GPT-2 small's known head roles (GET /circuit/roles)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,6 +18,7 @@ from .common import (
     IOI_EXAMPLE,
     KV,
     METRIC,
+    RESULT,
     RUN_ID,
     WARNINGS,
     CircuitAblation,
@@ -89,6 +90,7 @@ class PathRequest(ExperimentFields):
 class PathResponse(BaseModel):
     """Path patching's result: the metric with each sender patched, raw and normalized."""
 
+    result: Literal["path"] = Field(description=RESULT)
     model: str
     senders: list[str] = Field(description="Each sender, EAP-IG style ('a9.h9', 'm0').")
     receivers: list[str]
@@ -155,6 +157,7 @@ class EdgeCheckItem(BaseModel):
 class EdgesResponse(BaseModel):
     """Every edge's attribution score, strongest first."""
 
+    result: Literal["edges"] = Field(description=RESULT)
     model: str
     method: str
     steps: int
@@ -220,6 +223,7 @@ class CircuitPointItem(BaseModel):
 class EvaluateResponse(BaseModel):
     """A circuit's faithfulness, or a curve of them."""
 
+    result: Literal["circuit"] = Field(description=RESULT)
     model: str
     metric: Metric
     ablation: str
@@ -260,6 +264,7 @@ class VerifyRequest(ExperimentFields):
 class VerifyResponse(BaseModel):
     """Each edge's exact effect."""
 
+    result: Literal["verify"] = Field(description=RESULT)
     model: str
     metric: Metric
     direction: Direction

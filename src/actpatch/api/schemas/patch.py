@@ -6,6 +6,8 @@ optional fields after the spec's (which model, component, direction, metric, wro
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from actpatch.errors import InputError
@@ -18,6 +20,7 @@ from .common import (
     DEVICES,
     DIRECTION,
     METRIC,
+    RESULT,
     RUN_ID,
     SPEC_EXAMPLE,
     WARNINGS,
@@ -85,6 +88,7 @@ class PatchResponse(BaseModel):
     top_clean: list[TopToken]
     top_corrupt: list[TopToken]
     top_patched: list[TopToken]
+    result: Literal["patch"] = Field(description=RESULT)
     model: str = Field(description="The model that computed this result.")
     component: str
     direction: Direction

@@ -3,7 +3,7 @@ the background, over prompts or a dataset."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -22,6 +22,7 @@ from .common import (
     DIRECTION,
     IOI_EXAMPLE,
     METRIC,
+    RESULT,
     RUN_ID,
     TARGET,
     WARNINGS,
@@ -135,6 +136,7 @@ class ConfidenceInterval(BaseModel):
 class SweepResponse(BaseModel):
     """A sweep's result: what the CLI's --json prints, and the model that computed it."""
 
+    result: Literal["sweep", "ablation"] = Field(description=RESULT)
     model: str
     component: str
     metric: Metric

@@ -6,6 +6,8 @@ The response fields named in the contract (`layer`, `head`, `tokens`, `corrupt_t
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from .common import (
@@ -13,6 +15,7 @@ from .common import (
     DEVICES,
     IOI_EXAMPLE,
     METRIC,
+    RESULT,
     RUN_ID,
     WARNINGS,
     ExperimentFields,
@@ -38,6 +41,7 @@ class AttentionResponse(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
+    result: Literal["attention"] = Field(description=RESULT)
     layer: int
     head: int
     kv_head: int = Field(description="The key/value head the query head reads (grouped-query).")
@@ -76,6 +80,7 @@ class DLAResponse(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
+    result: Literal["dla"] = Field(description=RESULT)
     metric: str = Field(description="logit_diff (with a wrong answer) or logit (the target's).")
     clean: DirectEffects
     corrupt: DirectEffects
@@ -112,6 +117,7 @@ class LensResponse(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
+    result: Literal["lens"] = Field(description=RESULT)
     clean: LensRun
     corrupt: LensRun
     labels: list[str]

@@ -4,13 +4,13 @@ one beside it (`actpatch.patching.attribution`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor
 
 from actpatch.patching.results.shown import Shown
 from actpatch.patching.results.warning import ResultWarning
-from actpatch.patching.serial import jsonable, nested
+from actpatch.patching.serial import jsonable, nested, number_of, tensor_of
 
 
 @dataclass(repr=False)
@@ -30,6 +30,8 @@ class AttributionResult(Shown):
     against it (`agreement_atp` plain AtP's, for AtP*). `verified` lists the cells patched
     exactly after screening, with both values.
     """
+
+    result_kind: ClassVar[str] = "attribution"
 
     model: str
     component: str
@@ -81,6 +83,7 @@ class AttributionResult(Shown):
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict, as the CLI and the API print it."""
         out: dict[str, Any] = {
+            "result": self.result_kind,
             "model": self.model,
             "component": self.component,
             "method": self.method,
@@ -118,3 +121,47 @@ class AttributionResult(Shown):
             out["agreement"] = self.agreement
             out["agreement_atp"] = self.agreement_atp
         return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AttributionResult:
+        """The attribution a `to_dict` wrote (the CLI's `--out`, a stored run), without
+        recomputing anything; without a comparison, `exact` and what goes with it are None."""
+
+        def optional(key: str) -> Tensor | None:
+            value = data.get(key)
+            return None if value is None else tensor_of(value)
+
+        return cls(
+            model=data["model"],
+            component=data["component"],
+            method=data["method"],
+            metric=data["metric"],
+            direction=data["direction"],
+            axes=tuple(data["axes"]),
+            clean=number_of(data["clean"]),
+            corrupt=number_of(data["corrupt"]),
+            estimate=tensor_of(data["estimate"]),
+            normalized=tensor_of(data["normalized"]),
+            score=tensor_of(data["score"]),
+            score_kind=data["score_kind"],
+            tokens=list(data.get("tokens", [])),
+            clean_tokens=list(data.get("clean_tokens", [])),
+            corrupt_tokens=list(data.get("corrupt_tokens", [])),
+            patched_positions=list(data.get("patched_positions", [])),
+            unpatched_positions=list(data.get("unpatched_positions", [])),
+            identical_positions=list(data.get("identical_positions", [])),
+            alignment=dict(data.get("alignment", {})),
+            n_pairs=int(data["n_pairs"]),
+            seconds=float(data.get("seconds", 0.0)),
+            backend=data.get("backend", ""),
+            devices=list(data.get("devices", [])),
+            note=data.get("note"),
+            warnings=[ResultWarning(**w) for w in data.get("warnings", [])],
+            atp=optional("atp"),
+            corrections=list(data.get("corrections", [])),
+            exact=optional("exact"),
+            exact_normalized=optional("exact_normalized"),
+            agreement=data.get("agreement"),
+            agreement_atp=data.get("agreement_atp"),
+            verified=list(data.get("verified", [])),
+        )

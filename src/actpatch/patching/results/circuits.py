@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor
 
 from actpatch.patching.results.shown import Shown
 from actpatch.patching.results.warning import ResultWarning
-from actpatch.patching.serial import jsonable, nested
+from actpatch.patching.serial import jsonable, nested, number_of, tensor_of
 
 
 @dataclass(repr=False)
@@ -21,6 +21,8 @@ class PathPatchResult(Shown):
     change. `raw[layer, head]` when the senders are every head, else one value per sender
     (`senders` names them, EAP-IG style: 'a9.h9', 'm0'). Normalized: clean = 1, corrupted = 0.
     """
+
+    result_kind: ClassVar[str] = "path"
 
     model: str
     senders: list[str]
@@ -64,6 +66,7 @@ class PathPatchResult(Shown):
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: `raw` and `normalized` are [layer][head] with every head as sender."""
         return {
+            "result": self.result_kind,
             "model": self.model,
             "senders": self.senders,
             "receivers": self.receivers,
@@ -83,6 +86,30 @@ class PathPatchResult(Shown):
             "warnings": [w.to_dict() for w in self.warnings],
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PathPatchResult:
+        """The path patching a `to_dict` wrote (the CLI's `--out`, a stored run), without
+        recomputing anything."""
+        return cls(
+            model=data["model"],
+            senders=list(data["senders"]),
+            receivers=list(data["receivers"]),
+            freeze_mlps=bool(data["freeze_mlps"]),
+            metric=data["metric"],
+            direction=data["direction"],
+            raw=tensor_of(data["raw"]),
+            normalized=tensor_of(data["normalized"]),
+            clean=number_of(data["clean"]),
+            corrupt=number_of(data["corrupt"]),
+            tokens=list(data.get("tokens", [])),
+            n_pairs=int(data["n_pairs"]),
+            seconds=float(data.get("seconds", 0.0)),
+            backend=data.get("backend", ""),
+            devices=list(data.get("devices", [])),
+            note=data.get("note"),
+            warnings=[ResultWarning(**w) for w in data.get("warnings", [])],
+        )
+
 
 @dataclass
 class CircuitPoint:
@@ -99,6 +126,14 @@ class CircuitPoint:
             "faithfulness": jsonable(self.faithfulness),
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CircuitPoint:
+        return cls(
+            n_edges=int(data["n_edges"]),
+            metric=number_of(data["metric"]),
+            faithfulness=number_of(data["faithfulness"]),
+        )
+
 
 @dataclass(repr=False)
 class CircuitResult(Shown):
@@ -108,6 +143,8 @@ class CircuitResult(Shown):
     n). `ablation` says what replaced an ablated writer: the corrupted run's output, or the
     mean over every prompt.
     """
+
+    result_kind: ClassVar[str] = "circuit"
 
     model: str
     metric: str
@@ -136,6 +173,7 @@ class CircuitResult(Shown):
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "result": self.result_kind,
             "model": self.model,
             "metric": self.metric,
             "ablation": self.ablation,
@@ -156,6 +194,33 @@ class CircuitResult(Shown):
             "warnings": [w.to_dict() for w in self.warnings],
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CircuitResult:
+        """The circuit evaluation a `to_dict` wrote (the CLI's `--out`, a stored run), without
+        recomputing anything. `faithfulness` is its last point's; a file without `graph` keeps
+        its `kv`."""
+        graph = dict(data.get("graph") or {})
+        if "kv" not in graph and data.get("kv", "ungrouped") != "ungrouped":
+            graph["kv"] = data["kv"]
+        return cls(
+            model=data["model"],
+            metric=data["metric"],
+            ablation=data["ablation"],
+            clean=number_of(data["clean"]),
+            corrupt=number_of(data["corrupt"]),
+            points=[CircuitPoint.from_dict(p) for p in data["points"]],
+            total_edges=int(data["total_edges"]),
+            n_pairs=int(data["n_pairs"]),
+            seconds=float(data.get("seconds", 0.0)),
+            backend=data.get("backend", ""),
+            nodes=data.get("nodes"),
+            method=data.get("method"),
+            warnings=[ResultWarning(**w) for w in data.get("warnings", [])],
+            devices=list(data.get("devices", [])),
+            graph=graph,
+            mib=data.get("mib"),
+        )
+
 
 @dataclass
 class EdgeCheck:
@@ -174,6 +239,15 @@ class EdgeCheck:
             "effect": jsonable(self.effect),
             "normalized": jsonable(self.normalized),
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EdgeCheck:
+        return cls(
+            edge=data["edge"],
+            metric=number_of(data["metric"]),
+            effect=number_of(data["effect"]),
+            normalized=number_of(data["normalized"]),
+        )
 
 
 @dataclass
@@ -199,6 +273,16 @@ class EdgeScore:
             out["by_pos"] = self.by_pos
         return out
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EdgeScore:
+        """An edge as `to_dict` writes it: its source and target, its score, `by_pos` if kept."""
+        by_pos = data.get("by_pos")
+        return cls(
+            name=f"{data['source']}->{data['target']}",
+            score=number_of(data["score"]),
+            by_pos=None if by_pos is None else [number_of(v) for v in by_pos],
+        )
+
 
 @dataclass(repr=False)
 class EdgeResult(Shown):
@@ -206,6 +290,8 @@ class EdgeResult(Shown):
     (by magnitude) first: `names[i]` scores `scores[i]` (`by_pos[i]` per position, when kept).
     `edges` gives them as `EdgeScore`s. `verified` holds the top edges patched exactly, when
     asked for."""
+
+    result_kind: ClassVar[str] = "edges"
 
     model: str
     method: str
@@ -251,6 +337,7 @@ class EdgeResult(Shown):
         """A JSON-ready dict; `top` keeps only the strongest edges (all by default)."""
         edges = self.top(len(self.names) if top is None else top)
         return {
+            "result": self.result_kind,
             "model": self.model,
             "method": self.method,
             "steps": self.steps,
@@ -272,10 +359,41 @@ class EdgeResult(Shown):
             "warnings": [w.to_dict() for w in self.warnings],
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EdgeResult:
+        """The edge attribution a `to_dict` wrote (the CLI's `--out`, a stored run), without
+        recomputing anything. A file written with `top` holds only its strongest edges, and so
+        does the result read back (its `n_edges` then counts those)."""
+        edges = [EdgeScore.from_dict(e) for e in data["edges"]]
+        kept = [e.by_pos for e in edges if e.by_pos is not None]
+        return cls(
+            model=data["model"],
+            method=data["method"],
+            steps=int(data["steps"]),
+            metric=data["metric"],
+            direction=data["direction"],
+            clean=number_of(data["clean"]),
+            corrupt=number_of(data["corrupt"]),
+            names=[e.name for e in edges],
+            scores=[e.score for e in edges],
+            tokens=list(data.get("tokens", [])),
+            first_diff=int(data.get("first_diff", 0)),
+            n_pairs=int(data["n_pairs"]),
+            seconds=float(data.get("seconds", 0.0)),
+            backend=data.get("backend", ""),
+            by_pos=kept if edges and len(kept) == len(edges) else None,
+            verified=[EdgeCheck.from_dict(c) for c in data.get("verified", [])],
+            warnings=[ResultWarning(**w) for w in data.get("warnings", [])],
+            devices=list(data.get("devices", [])),
+            graph=dict(data.get("graph") or {}),
+        )
+
 
 @dataclass(repr=False)
 class VerifyResult(Shown):
     """Edges patched exactly, one at a time: each edge's metric and effect."""
+
+    result_kind: ClassVar[str] = "verify"
 
     model: str
     metric: str
@@ -291,6 +409,7 @@ class VerifyResult(Shown):
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "result": self.result_kind,
             "model": self.model,
             "metric": self.metric,
             "direction": self.direction,
@@ -302,3 +421,20 @@ class VerifyResult(Shown):
             "devices": self.devices,
             "warnings": [w.to_dict() for w in self.warnings],
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VerifyResult:
+        """The exact edge checks a `to_dict` wrote (a stored run), without recomputing
+        anything."""
+        return cls(
+            model=data["model"],
+            metric=data["metric"],
+            direction=data["direction"],
+            clean=number_of(data["clean"]),
+            corrupt=number_of(data["corrupt"]),
+            edges=[EdgeCheck.from_dict(c) for c in data["edges"]],
+            seconds=float(data.get("seconds", 0.0)),
+            backend=data.get("backend", ""),
+            warnings=[ResultWarning(**w) for w in data.get("warnings", [])],
+            devices=list(data.get("devices", [])),
+        )

@@ -43,7 +43,7 @@ class Shown:
         """The result's kind and every field that is set, briefly (`brief`): readable where a
         notebook prints it as text (`print`, a list of results); `to_pandas()` has the numbers."""
         fields = dataclasses.fields(self)  # type: ignore[arg-type]
-        values = [(f.name, getattr(self, f.name)) for f in fields]
+        values = [(f.name, getattr(self, f.name)) for f in fields if f.repr]
         shown = [
             f"{name}={brief(value)}"
             for name, value in values

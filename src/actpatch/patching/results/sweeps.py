@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import Tensor
 
 from actpatch.patching.results.shown import Shown
 from actpatch.patching.results.warning import ResultWarning
-from actpatch.patching.serial import jsonable, nested, tensor_of
+from actpatch.patching.serial import jsonable, nested, number_of, tensor_of
 
 if TYPE_CHECKING:
     from actpatch.patching.statistics import Interval
@@ -28,6 +28,9 @@ class SweepResult(Shown):
     doubtful (`actpatch.patching.guardrails`). Over several length groups of a dataset,
     `length_groups` lists them and `tokens` are the first group's.
     """
+
+    # What its JSON's "result" field says it is (`actpatch.read_result` reads it back by it).
+    result_kind: ClassVar[str] = "sweep"
 
     model: str
     component: str
@@ -105,6 +108,7 @@ class SweepResult(Shown):
         `per_pair=False` leaves out the per-pair values (e.g. a running sweep's snapshots).
         """
         out = {
+            "result": self.result_kind,
             "model": self.model,
             "component": self.component,
             "metric": self.metric,
@@ -218,11 +222,20 @@ class TopToken:
     token: str
     prob: float
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TopToken:
+        """A top token as a patch's JSON lists it ({"token", "prob"})."""
+        return cls(token=data["token"], prob=float(data["prob"]))
+
 
 @dataclass(repr=False)
 class PatchResult(Shown):
     """One patch (e.g. one head): the target's probability and rank in the clean, corrupted and
     patched runs, the recovery, and each run's top tokens; plus the chosen metric."""
+
+    result_kind: ClassVar[str] = "patch"
+    # The keys of `index` its JSON spreads among its other fields, in the engine's order.
+    index_keys: ClassVar[tuple[str, ...]] = ("layer", "head", "pos")
 
     model: str
     component: str
@@ -269,6 +282,7 @@ class PatchResult(Shown):
             "top_clean": tops(self.top_clean),
             "top_corrupt": tops(self.top_corrupt),
             "top_patched": tops(self.top_patched),
+            "result": self.result_kind,
             "model": self.model,
             "component": self.component,
             "direction": self.direction,
@@ -286,6 +300,43 @@ class PatchResult(Shown):
             "warnings": [w.to_dict() for w in self.warnings],
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PatchResult:
+        """The patch a `to_dict` wrote (the CLI's `--out`, a stored run), without recomputing
+        anything. The fields the server adds beside them (`cached`, `clean_tokens`, ...) are
+        left out; a file without `backend`, `devices`, `note` or `warnings` reads as empty."""
+
+        def tops(key: str) -> list[TopToken]:
+            return [TopToken.from_dict(t) for t in data.get(key, [])]
+
+        return cls(
+            model=data["model"],
+            component=data["component"],
+            direction=data["direction"],
+            index={k: int(data[k]) for k in cls.index_keys if data.get(k) is not None},
+            clean_prob=float(data["clean_prob"]),
+            corrupt_prob=float(data["corrupt_prob"]),
+            patched_prob=float(data["patched_prob"]),
+            recovery_pct=number_of(data.get("recovery_pct")),
+            clean_rank=int(data["clean_rank"]),
+            corrupt_rank=int(data["corrupt_rank"]),
+            patched_rank=int(data["patched_rank"]),
+            top_clean=tops("top_clean"),
+            top_corrupt=tops("top_corrupt"),
+            top_patched=tops("top_patched"),
+            metric=data["metric"],
+            metric_clean=number_of(data.get("metric_clean")),
+            metric_corrupt=number_of(data.get("metric_corrupt")),
+            metric_patched=number_of(data.get("metric_patched")),
+            metric_normalized=number_of(data.get("metric_normalized")),
+            patched_positions=list(data.get("patched_positions", [])),
+            tokens=list(data.get("tokens", [])),
+            backend=data.get("backend", ""),
+            devices=list(data.get("devices", [])),
+            note=data.get("note"),
+            warnings=[ResultWarning(**w) for w in data.get("warnings", [])],
+        )
+
 
 @dataclass(repr=False)
 class AblationResult(SweepResult):
@@ -296,6 +347,8 @@ class AblationResult(SweepResult):
     computed from), `seed` and `resample_from` (resampling: pair i took pair
     `resample_from[i]`'s activation).
     """
+
+    result_kind: ClassVar[str] = "ablation"
 
     ablation: str = "zero"
     reference: str = ""
