@@ -33,6 +33,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from actpatch.errors import ActpatchError, CancelledError, InputError, ModelUnavailableError
+from actpatch.version import __version__ as __version__
 
 if TYPE_CHECKING:
     from actpatch.models import LoadedModel, load_model
@@ -59,7 +60,6 @@ if TYPE_CHECKING:
     )
     from actpatch.reading import read_result
 
-__version__ = "0.1.0"
 
 _WHERE = {
     "LoadedModel": "actpatch.models",

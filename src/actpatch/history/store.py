@@ -298,7 +298,7 @@ class History:
     ) -> int:
         """Keep one run (one transaction, then retention); its id. Model and backend are read
         from the result."""
-        from actpatch import __version__
+        from actpatch.version import __version__
 
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if seconds is None and isinstance(result.get("seconds"), int | float):
