@@ -249,7 +249,12 @@ class Workbench:
         if request.dataset is None and request.dataset_jsonl is None:
             exp, cached = self.experiment(request)
             return [exp], cached
-        from actpatch.datasets import DATASET_SPEC_LIST, DATASET_SPECS, load_dataset, parse_jsonl
+        from actpatch.datasets import (
+            DATASET_SPEC_LIST,
+            DATASET_SPECS,
+            generated_dataset,
+            parse_jsonl,
+        )
         from actpatch.patching.experiment import dataset_experiments
 
         limit = self.settings.max_pairs
@@ -264,14 +269,14 @@ class Workbench:
                 )
             parts = rest.split(":")
             if len(parts) > 2 or not all(part.strip().isdigit() for part in parts):
-                # load_dataset's own message offers a file's path, which the server refuses
+                # the core's own message offers a file's path, which the server refuses
                 raise actpatch.InputError(
                     f"Cannot read dataset {request.dataset!r}: after its name give the number of "
                     f"pairs, and a seed if you like, as whole numbers: '{head}:12' or "
                     f"'{head}:12:3'.",
                     field="dataset",
                 )
-            n = parts[0].strip()  # as load_dataset reads it
+            n = parts[0].strip()  # as the core reads it
             if n.isdigit() and int(n) > limit:
                 raise actpatch.InputError(
                     f"The dataset {request.dataset!r} has {n} pairs, more than this server's "
@@ -281,7 +286,8 @@ class Workbench:
                 )
             # The MIB tasks keep only answers that are one token for the served model.
             tokenizer = self.registry.get(request.model).tokenizer
-            data = load_dataset(request.dataset, tokenizer=tokenizer)
+            # generated, never a file of that name in the server's folder
+            data = generated_dataset(request.dataset, tokenizer=tokenizer)
         else:
             assert request.dataset_jsonl is not None
             data = parse_jsonl(request.dataset_jsonl, name="uploaded", where="dataset_jsonl")

@@ -51,6 +51,7 @@ from actpatch.datasets.ioi_task import (
 from actpatch.datasets.load import (
     DATASET_SPEC_LIST,
     DATASET_SPECS,
+    generated_dataset,
     load_dataset,
     parse_jsonl,
     unencodable,
@@ -90,6 +91,7 @@ __all__ = [
     "answer_form",
     "arithmetic",
     "factual",
+    "generated_dataset",
     "ioi",
     "ioi_positions",
     "load_dataset",

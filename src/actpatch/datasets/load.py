@@ -90,22 +90,31 @@ def load_dataset(spec: str, tokenizer: Any = None) -> PromptDataset:
     """
     head = spec.split(":", 1)[0]
     if head in DATASET_SPECS and not Path(spec).exists():
-        n, seed = _numbers(spec, head)
-        if head == "ioi":
-            return ioi(n, seed, tokenizer=tokenizer)
-        if head == "factual":
-            return factual(n, seed, tokenizer=tokenizer)
-        if head == "mib-ioi":
-            return mib_ioi(n, seed, tokenizer=tokenizer)
-        if head == "mcqa":
-            return mcqa(n, seed, tokenizer=tokenizer)
-        return arithmetic(n, seed, op="add" if head == "add" else "sub", tokenizer=tokenizer)
+        return generated_dataset(spec, tokenizer)
     path = Path(spec).expanduser()
     if not path.is_file():
         raise InputError(
             f"Dataset {spec!r} is neither a known spec nor a file. " + SPEC_HELP, field="dataset"
         )
     return _read_jsonl(path)
+
+
+def generated_dataset(spec: str, tokenizer: Any = None) -> PromptDataset:
+    """The generated dataset "NAME:N[:SEED]" names (`DATASET_SPECS`), never a file: what a
+    server, which reads no file a request names, asks for."""
+    head = spec.split(":", 1)[0]
+    if head not in DATASET_SPECS:
+        raise InputError(f"Unknown dataset {spec!r}. " + SPEC_HELP, field="dataset")
+    n, seed = _numbers(spec, head)
+    if head == "ioi":
+        return ioi(n, seed, tokenizer=tokenizer)
+    if head == "factual":
+        return factual(n, seed, tokenizer=tokenizer)
+    if head == "mib-ioi":
+        return mib_ioi(n, seed, tokenizer=tokenizer)
+    if head == "mcqa":
+        return mcqa(n, seed, tokenizer=tokenizer)
+    return arithmetic(n, seed, op="add" if head == "add" else "sub", tokenizer=tokenizer)
 
 
 def _read_jsonl(path: Path) -> PromptDataset:

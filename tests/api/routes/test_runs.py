@@ -103,6 +103,19 @@ def test_dataset_sweep_by_role_has_per_pair_and_interval(client):
     assert len(ci["low"]) == len(body["normalized"])
 
 
+def test_a_dataset_spec_is_generated_never_read_from_a_file_of_that_name(
+    client, tmp_path, monkeypatch
+):
+    # a file named like the spec in the server's folder: the CLI reads such a file, the
+    # server reads no file a request names
+    monkeypatch.chdir(tmp_path)
+    pair = {"clean": "Mary met John", "corrupt": "John met John", "target": " Mary"}
+    (tmp_path / "ioi:3").write_text(json.dumps(pair) + "\n")
+    response = client.post("/sweep", json={"dataset": "ioi:3", "component": "z"})
+    assert response.status_code == 200, response.text
+    assert response.json()["n_pairs"] == 3  # generated: the file holds one pair
+
+
 def test_mib_dataset_specs_sweep_with_the_served_models_tokenizer(client):
     """The server passes its model's tokenizer to the MIB generators, and lists their specs."""
     response = client.post("/sweep", json={"dataset": "mcqa:3:1", "component": "z"})
