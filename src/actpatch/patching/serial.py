@@ -46,3 +46,9 @@ def tensor_of(values: Any, dtype: torch.dtype = torch.float32) -> Tensor:
         return float("nan") if v is None else float(v)
 
     return torch.tensor(fill(values), dtype=dtype)
+
+
+def optional_tensor(data: dict[str, Any], key: str) -> Tensor | None:
+    """`tensor_of(data[key])`, or None where `data` has no such key or it is null."""
+    value = data.get(key)
+    return None if value is None else tensor_of(value)

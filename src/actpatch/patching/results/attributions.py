@@ -10,7 +10,7 @@ from torch import Tensor
 
 from actpatch.patching.results.shown import Shown
 from actpatch.patching.results.warning import ResultWarning
-from actpatch.patching.serial import jsonable, nested, number_of, tensor_of
+from actpatch.patching.serial import jsonable, nested, number_of, optional_tensor, tensor_of
 
 
 @dataclass(repr=False)
@@ -127,10 +127,6 @@ class AttributionResult(Shown):
         """The attribution a `to_dict` wrote (the CLI's `--out`, a stored run), without
         recomputing anything; without a comparison, `exact` and what goes with it are None."""
 
-        def optional(key: str) -> Tensor | None:
-            value = data.get(key)
-            return None if value is None else tensor_of(value)
-
         return cls(
             model=data["model"],
             component=data["component"],
@@ -157,10 +153,10 @@ class AttributionResult(Shown):
             devices=list(data.get("devices", [])),
             note=data.get("note"),
             warnings=[ResultWarning(**w) for w in data.get("warnings", [])],
-            atp=optional("atp"),
+            atp=optional_tensor(data, "atp"),
             corrections=list(data.get("corrections", [])),
-            exact=optional("exact"),
-            exact_normalized=optional("exact_normalized"),
+            exact=optional_tensor(data, "exact"),
+            exact_normalized=optional_tensor(data, "exact_normalized"),
             agreement=data.get("agreement"),
             agreement_atp=data.get("agreement_atp"),
             verified=list(data.get("verified", [])),

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from actpatch.patching.results.shown import Shown
 from actpatch.patching.results.warning import ResultWarning
-from actpatch.patching.serial import jsonable, nested, number_of, tensor_of
+from actpatch.patching.serial import jsonable, nested, number_of, optional_tensor, tensor_of
 
 if TYPE_CHECKING:
     from actpatch.patching.statistics import Interval
@@ -157,10 +157,6 @@ class SweepResult(Shown):
         """The constructor's arguments from what `to_dict` wrote."""
         from actpatch.patching.statistics import Interval
 
-        def optional(key: str) -> Tensor | None:
-            value = data.get(key)
-            return None if value is None else tensor_of(value)
-
         return dict(
             model=data["model"],
             component=data["component"],
@@ -169,8 +165,8 @@ class SweepResult(Shown):
             axes=tuple(data["axes"]),
             raw=tensor_of(data["raw"]),
             normalized=tensor_of(data["normalized"]),
-            clean=math.nan if data["clean"] is None else float(data["clean"]),
-            corrupt=math.nan if data["corrupt"] is None else float(data["corrupt"]),
+            clean=number_of(data["clean"]),
+            corrupt=number_of(data["corrupt"]),
             tokens=list(data["tokens"]),
             clean_tokens=list(data.get("clean_tokens", [])),
             corrupt_tokens=list(data.get("corrupt_tokens", [])),
@@ -187,9 +183,9 @@ class SweepResult(Shown):
             length_groups=list(data.get("length_groups", [])),
             batching=data.get("batching", "grouped" if data.get("length_groups") else "single"),
             batching_note=data.get("batching_note"),
-            per_pair=optional("per_pair"),
-            clean_per_pair=optional("clean_per_pair"),
-            corrupt_per_pair=optional("corrupt_per_pair"),
+            per_pair=optional_tensor(data, "per_pair"),
+            clean_per_pair=optional_tensor(data, "clean_per_pair"),
+            corrupt_per_pair=optional_tensor(data, "corrupt_per_pair"),
             ci=None if data.get("ci") is None else Interval.from_dict(data["ci"]),
             position_convention=data.get("position_convention", "index"),
             position_labels=list(data.get("position_labels", [])),
