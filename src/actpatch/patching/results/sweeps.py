@@ -3,7 +3,6 @@ computed on, and how (`actpatch.patching.engine`, `.ablation`)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
