@@ -17,6 +17,7 @@ from torch import Tensor
 
 from actpatch.patching.results import ResultWarning
 from actpatch.patching.results.shown import Shown
+from actpatch.patching.results.warning import read_warnings
 from actpatch.patching.serial import tensor_of
 
 
@@ -33,7 +34,7 @@ def _tensor(rows: Any) -> Tensor:
 
 
 def _warnings(data: dict[str, Any]) -> list[ResultWarning]:
-    return [ResultWarning(**w) for w in data.get("warnings", [])]
+    return read_warnings(data)
 
 
 @dataclass(repr=False, frozen=True)

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from torch import Tensor
 
 from actpatch.patching.results.shown import Shown
-from actpatch.patching.results.warning import ResultWarning
+from actpatch.patching.results.warning import ResultWarning, read_warnings
 from actpatch.patching.serial import jsonable, nested, number_of, optional_tensor, tensor_of
 
 
@@ -152,7 +152,7 @@ class AttributionResult(Shown):
             backend=data.get("backend", ""),
             devices=list(data.get("devices", [])),
             note=data.get("note"),
-            warnings=[ResultWarning(**w) for w in data.get("warnings", [])],
+            warnings=read_warnings(data),
             atp=optional_tensor(data, "atp"),
             corrections=list(data.get("corrections", [])),
             exact=optional_tensor(data, "exact"),

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 from torch import Tensor
 
 from actpatch.patching.results.shown import Shown
-from actpatch.patching.results.warning import ResultWarning
+from actpatch.patching.results.warning import ResultWarning, read_warnings
 from actpatch.patching.serial import jsonable, nested, number_of, tensor_of
 
 
@@ -107,7 +107,7 @@ class PathPatchResult(Shown):
             backend=data.get("backend", ""),
             devices=list(data.get("devices", [])),
             note=data.get("note"),
-            warnings=[ResultWarning(**w) for w in data.get("warnings", [])],
+            warnings=read_warnings(data),
         )
 
 
@@ -215,7 +215,7 @@ class CircuitResult(Shown):
             backend=data.get("backend", ""),
             nodes=data.get("nodes"),
             method=data.get("method"),
-            warnings=[ResultWarning(**w) for w in data.get("warnings", [])],
+            warnings=read_warnings(data),
             devices=list(data.get("devices", [])),
             graph=graph,
             mib=data.get("mib"),
@@ -383,7 +383,7 @@ class EdgeResult(Shown):
             backend=data.get("backend", ""),
             by_pos=kept if edges and len(kept) == len(edges) else None,
             verified=[EdgeCheck.from_dict(c) for c in data.get("verified", [])],
-            warnings=[ResultWarning(**w) for w in data.get("warnings", [])],
+            warnings=read_warnings(data),
             devices=list(data.get("devices", [])),
             graph=dict(data.get("graph") or {}),
         )
@@ -435,6 +435,6 @@ class VerifyResult(Shown):
             edges=[EdgeCheck.from_dict(c) for c in data["edges"]],
             seconds=float(data.get("seconds", 0.0)),
             backend=data.get("backend", ""),
-            warnings=[ResultWarning(**w) for w in data.get("warnings", [])],
+            warnings=read_warnings(data),
             devices=list(data.get("devices", [])),
         )

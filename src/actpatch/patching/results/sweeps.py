@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from torch import Tensor
 
 from actpatch.patching.results.shown import Shown
-from actpatch.patching.results.warning import ResultWarning
+from actpatch.patching.results.warning import ResultWarning, read_warnings
 from actpatch.patching.serial import jsonable, nested, number_of, optional_tensor, tensor_of
 
 if TYPE_CHECKING:
@@ -178,7 +178,7 @@ class SweepResult(Shown):
             backend=data.get("backend", ""),
             devices=list(data.get("devices", [])),
             note=data.get("note"),
-            warnings=[ResultWarning.from_dict(w) for w in data.get("warnings", [])],
+            warnings=read_warnings(data),
             length_groups=list(data.get("length_groups", [])),
             batching=data.get("batching", "grouped" if data.get("length_groups") else "single"),
             batching_note=data.get("batching_note"),
@@ -329,7 +329,7 @@ class PatchResult(Shown):
             backend=data.get("backend", ""),
             devices=list(data.get("devices", [])),
             note=data.get("note"),
-            warnings=[ResultWarning(**w) for w in data.get("warnings", [])],
+            warnings=read_warnings(data),
         )
 
 

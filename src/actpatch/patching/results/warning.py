@@ -34,3 +34,8 @@ class ResultWarning:
             data.get("field"),
             tuple(pairs) if pairs is not None else None,
         )
+
+
+def read_warnings(data: dict[str, Any]) -> list[ResultWarning]:
+    """The warnings a result's `to_dict` wrote (`data["warnings"]`), read back."""
+    return [ResultWarning.from_dict(w) for w in data.get("warnings", [])]
