@@ -3,11 +3,11 @@
 // The modules, in the order data flows: dom.js (elements, formatting), api.js (requests,
 // errors, background jobs), state.js (what the server offers, the sweep shown), experiment.js
 // (the form, its request body and the URL), tokens.js (live tokenization), then one module per
-// card: patch.js, sweep.js, views.js, attribution.js, circuit.js (with roles.js), history.js;
-// stale.js greys a card's result once the inputs that made it change. This file binds them
-// together and starts the page: it reads `GET /models` (the models, the components and every
-// option list the selects are built from), restores a link's experiment, and runs the first
-// patch.
+// card: patch.js, sweep.js, views.js, attribution.js, circuit.js (with roles.js), paths.js (path
+// patching), history.js; stale.js greys a card's result once the inputs that made it change.
+// This file binds them together and starts the page: it reads `GET /models` (the models, the
+// components and every option list the selects are built from), restores a link's experiment,
+// and runs the first patch.
 
 import { api, clearFieldErrors, showPageError } from "./api.js";
 import { attributionFromUrl, bindAttribution, fillAttributionChoices } from "./attribution.js";
@@ -30,6 +30,7 @@ import {
 } from "./experiment.js";
 import { bindHistory } from "./history.js";
 import { bindPatch, runPatch } from "./patch.js";
+import { buildPathCard, pathFromUrl } from "./paths.js";
 import { loadRoles } from "./roles.js";
 import { bindStale, checkStale } from "./stale.js";
 import { currentModel, noBehaviour, server } from "./state.js";
@@ -190,6 +191,7 @@ async function start() {
   bindSweep();
   bindAttribution();
   buildCircuitCard();
+  buildPathCard();
   bindHistory();
   bindViews();
   let data;
@@ -219,6 +221,7 @@ async function start() {
   if (!fromUrl) await runPatch();
   document.body.dataset.ready = "1";
   attributionFromUrl(); // a link's attribution runs beside its patch and sweep
+  pathFromUrl(); // and its path patching
   if (fromUrl) {
     // A link reproduces its experiment: the patch, and the sweep if one was shown.
     await runPatch();

@@ -15,6 +15,7 @@ import { showCurve, showEdges } from "./circuit.js";
 import { $, el, formatNumber, formatPct, show } from "./dom.js";
 import { restoreForm, saveUrl } from "./experiment.js";
 import { showPatch } from "./patch.js";
+import { showPath } from "./paths.js";
 import { DIVERGING, escapePlotly, loadPlotly } from "./plots.js";
 import { checkStale } from "./stale.js";
 import { server } from "./state.js";
@@ -22,7 +23,7 @@ import { showSweep } from "./sweep.js";
 import { scheduleTokenize } from "./tokens.js";
 import { showStoredView } from "./views.js";
 
-// The card (or panel) each kind of run reopens in (a path patching run has none yet); the page
+// The card (or panel) each kind of run reopens in; the page
 // scrolls to those named "-title" or "-panel".
 const CARDS = {
   patch: "patch-title",
@@ -31,6 +32,7 @@ const CARDS = {
   attribution: "attribution",
   edges: "circuit-card",
   evaluation: "circuit-card",
+  path: "path-card",
   attention: "attn-panel",
   dla: "dla-panel",
   lens: "lens-panel",
@@ -181,6 +183,7 @@ async function reopen(id) {
   else if (run.kind === "attribution") await showAttribution(run.result, run.request);
   else if (run.kind === "edges") showEdges(run.result, run.request);
   else if (run.kind === "evaluation") showCurve(run.result);
+  else if (run.kind === "path") await showPath(run.result, run.request);
   else if (VIEW_KINDS.includes(run.kind)) await showStoredView(run.kind, run.result, run.request);
   saveUrl();
   const notes = [];
