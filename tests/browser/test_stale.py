@@ -119,3 +119,32 @@ def test_an_example_marks_the_views_of_the_previous_prompts(page: Any, base_url:
         page.evaluate("() => getComputedStyle(document.getElementById('views-stale')).opacity")
         == "1"
     )
+
+
+def test_an_example_that_picks_its_head_shows_that_heads_patch(page: Any, demo_url: str) -> None:
+    """On the demo model (4 layers x 8 heads) the IOI example's L9H9 does not exist, so the
+    example sweeps the heads and selects the one that matters most; then, as at start-up, it
+    patches that head on its own prompts: the patch card shows IOI's patch, not Paris's greyed."""
+    open_page(page, demo_url)  # the start-up: Paris -> France, on the head its sweep picked
+    assert "prob" in (page.text_content("#patch-metric") or "")
+    page.click("#example-ioi")
+    page.wait_for_function(
+        "() => document.querySelector('#patch-metric').textContent.includes('logit_diff')"
+    )
+    assert not stale(page, "patch", "patch-result")
+    layer, head = int(page.input_value("#layer")), int(page.input_value("#head"))
+    assert f"z · L{layer}H{head} · " in (page.text_content("#patch-metric") or "")
+    prompts = {
+        "clean_prompt": "When Mary and John went to the store, John gave a drink to",
+        "corrupt_prompt": "When Mary and John went to the store, Mary gave a drink to",
+        "target_token": " Mary",
+        "wrong_token": " John",
+    }
+    assert page.input_value("#clean_prompt") == prompts["clean_prompt"]
+    # the head selected is the one whose patch moves the metric most (denoising: away from 0)
+    sweep = httpx.post(f"{demo_url}/sweep", json={**prompts, "component": "z"}).json()
+    grid = sweep["normalized"]
+    cells = [(abs(v), i, h) for i, row in enumerate(grid) for h, v in enumerate(row)]
+    assert max(cells)[1:] == (layer, head)
+    expected = httpx.post(f"{demo_url}/patch", json={**prompts, "layer": layer, "head": head})
+    assert page.text_content("#recovery") == f"{expected.json()['recovery_pct']:.1f}%"

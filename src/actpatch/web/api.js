@@ -45,8 +45,10 @@ export function clearFieldErrors() {
   document.querySelectorAll(".invalid").forEach((node) => node.classList.remove("invalid"));
 }
 
-// Show an API error: under the field at fault (if the page has it), and in the result box.
-export function showApiError(box, err) {
+// Show an API error: under the field at fault (if the page has it), and in the result box. An
+// error whose every field is one of `beside` (fields whose message sits right beside them, as
+// the sweep's Dataset box) is said there only, not a second time in the box.
+export function showApiError(box, err, beside = []) {
   clearFieldErrors();
   const fields = err.errors ? err.errors.map((e) => e.field) : [err.field];
   for (const field of fields) {
@@ -62,6 +64,11 @@ export function showApiError(box, err) {
   }
   box.textContent = "";
   box.dataset.fields = fields.filter(Boolean).join(" ");
+  const besideOnly = fields.length > 0 && fields.every((f) => beside.includes(f) && document.querySelector(`.field-msg[data-for="${f}"]`));
+  if (besideOnly) {
+    show(box, false);
+    return;
+  }
   const prefix = err.field ? `${err.field}: ` : "";
   box.append(el("strong", { text: err.status ? `Error ${err.status}` : "Error" }), el("span", { text: ` ${prefix}${err.message}` }));
   show(box, true);
@@ -99,8 +106,9 @@ export async function pollJob(url, onUpdate) {
 // Start a job (`POST path` with `body`) and follow it to its end. `started(id)` runs once the
 // server has accepted it, `progress(job)` with every poll, `ended()` as soon as it is over (also
 // when it could not start). A refusal, a failure or a cancellation is shown in `box` (`what`
-// names the job: "The sweep was cancelled."). Resolves with the finished job's result, or null.
-export async function runJob(path, body, { box, what, started, progress, ended }) {
+// names the job: "The sweep was cancelled."), or only beside its field when that is one of
+// `beside` (showApiError). Resolves with the finished job's result, or null.
+export async function runJob(path, body, { box, what, started, progress, ended, beside = [] }) {
   let job;
   try {
     const accepted = await api("POST", path, body);
@@ -108,7 +116,7 @@ export async function runJob(path, body, { box, what, started, progress, ended }
     job = await pollJob(`${path}/${accepted.id}`, progress);
   } catch (err) {
     ended();
-    showApiError(box, err);
+    showApiError(box, err, beside);
     return null;
   }
   ended();
@@ -118,7 +126,7 @@ export async function runJob(path, body, { box, what, started, progress, ended }
     box.classList.add("info");
     show(box, true);
   } else {
-    showApiError(box, new ApiError(422, job.error));
+    showApiError(box, new ApiError(422, job.error), beside);
   }
   return null;
 }

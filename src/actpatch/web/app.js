@@ -149,7 +149,12 @@ function bindEvents() {
       updateHints();
       scheduleTokenize();
       show($("patch-info"), false);
-      if (specHeadMissing()) await pickHeadThatMatters();
+      if (specHeadMissing()) {
+        // As at start-up: the head the example's sweep picked is patched on its prompts, so the
+        // patch card shows the example's own patch rather than the previous one, greyed.
+        await pickHeadThatMatters();
+        await runPatch();
+      }
       saveUrl();
     });
   }

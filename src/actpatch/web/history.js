@@ -6,8 +6,9 @@
 // patch's cell) and shows its result in its card; a run from a model this server does not serve
 // says so. "Pin" keeps a run for good (`PATCH /runs/{id}`: retention deletes only unpinned
 // runs) and marks its row; "Unpin" gives it back to retention. When the server could not use
-// its history file, the panel says so above the list (GET /runs' `history.problem`). Strings
-// from the server are set with textContent.
+// its history file, the panel says so above the list (GET /runs' `history.problem`). "Export"
+// downloads a run in the formats its kind has (`GET /runs/{id}/export/{fmt}`). Strings from the
+// server are set with textContent.
 
 import { api } from "./api.js";
 import { showAttribution } from "./attribution.js";
@@ -38,6 +39,23 @@ const CARDS = {
   lens: "lens-panel",
 };
 const VIEW_KINDS = ["attention", "dla", "lens"];
+
+// What a run downloads as, by its kind, as export.py serves it: any run as JSON; a grid of cells
+// (a sweep or an ablation) as CSV, a notebook and a PNG or SVG heatmap; a patch or an
+// attribution as a notebook too; a view as its tidy CSV. Any other kind: JSON.
+const GRID_KINDS = ["sweep", "ablation"];
+const NOTEBOOK_KINDS = ["patch", "sweep", "ablation", "attribution"];
+const EXPORT_LABELS = { csv: "CSV", json: "JSON", ipynb: "Notebook", png: "PNG heatmap", svg: "SVG heatmap" };
+
+function exportFormats(kind) {
+  const grid = GRID_KINDS.includes(kind);
+  return [
+    ...(grid || VIEW_KINDS.includes(kind) ? ["csv"] : []),
+    "json",
+    ...(NOTEBOOK_KINDS.includes(kind) ? ["ipynb"] : []),
+    ...(grid ? ["png", "svg"] : []),
+  ];
+}
 
 // A model as lists name it: a hub id or a folder by its last part (history.short_model_name).
 function shortModel(model) {
@@ -121,6 +139,7 @@ function render() {
       title: run.pinned ? "Pinned: retention never deletes this run. Unpin to let it go." : "Pin: keep this run for good (retention never deletes a pinned run).",
     });
     pin.addEventListener("click", () => setPinned(run, !run.pinned));
+    const exporter = exportSelect(run);
     const when = run.created_at.replace("T", " ").replace("Z", " UTC");
     const seconds = run.seconds === null ? "" : `${run.seconds.toFixed(2)} s`;
     const partial = run.complete ? "" : "partial (cancelled)";
@@ -135,10 +154,54 @@ function render() {
     ]);
     if (run.pinned) item.append(el("span", { class: "history-pinned", text: "pinned" }));
     if (other) item.append(el("span", { class: "history-other", text: "another model", title: `Computed on ${run.model}, which this server does not serve (it serves ${server.models.map((m) => m.name).join(", ")}).` }));
-    item.append(el("span", { class: "muted small history-when", text: [partial, seconds, when.slice(5, 16)].filter(Boolean).join(" · ") }), pin, open);
+    item.append(el("span", { class: "muted small history-when", text: [partial, seconds, when.slice(5, 16)].filter(Boolean).join(" · ") }), exporter, pin, open);
     list.append(item);
   }
   $("history-compare").disabled = state.ticked.length !== 2;
+}
+
+// A row's "Export" menu: choosing a format downloads the run in it, then the menu reads
+// "Export" again.
+function exportSelect(run) {
+  const select = el("select", { class: "history-export", "data-run": String(run.id), "aria-label": `Export run #${run.id}`, title: `Download run #${run.id} (${exportFormats(run.kind).map((f) => EXPORT_LABELS[f]).join(", ")})` }, [
+    el("option", { value: "", text: "Export" }),
+    ...exportFormats(run.kind).map((fmt) => el("option", { value: fmt, text: EXPORT_LABELS[fmt] })),
+  ]);
+  select.addEventListener("change", () => {
+    const fmt = select.value;
+    select.value = "";
+    if (fmt) download(run, fmt);
+  });
+  return select;
+}
+
+// The file itself: fetched first, so that a refusal (the run deleted meanwhile) is said under
+// the list rather than saved as a file; saved as actpatch-run-ID-KIND.EXT.
+async function download(run, fmt) {
+  const what = `Run #${run.id} cannot be exported as ${EXPORT_LABELS[fmt]}`;
+  let response;
+  try {
+    response = await fetch(`/runs/${run.id}/export/${fmt}`);
+  } catch (err) {
+    failed(`${what}: the server cannot be reached (${err.message}). Is actpatch serve still running?`);
+    return;
+  }
+  if (!response.ok) {
+    let detail = `the server answered ${response.status}`;
+    try {
+      detail = (await response.json()).detail || detail;
+    } catch (err) {
+      // not JSON: the status says it
+    }
+    failed(`${what}: ${detail}`);
+    return;
+  }
+  const url = URL.createObjectURL(await response.blob());
+  const link = el("a", { href: url, download: `actpatch-run-${run.id}-${run.kind}.${fmt}` });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }
 
 // Pin a run (retention never deletes it) or unpin it; the row shows what the server answered.

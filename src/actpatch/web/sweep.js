@@ -70,6 +70,7 @@ export async function runSweep({ slice } = {}) {
   const result = await runJob(JOBS, body, {
     box: $("sweep-error"),
     what: "sweep",
+    beside: ["dataset"], // a bad dataset is said under its box, not again above the heatmap
     started(id) {
       clearFieldErrors();
       running = id;
