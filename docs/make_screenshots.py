@@ -120,6 +120,11 @@ def take_views(page: Any, folder: Path, layer: int, head: int) -> None:
     page.locator("#lens-panel").scroll_into_view_if_needed()
     hover(page, "lens-chart", labels[-1], values[-1])
     page.locator("#lens-panel").screenshot(path=str(folder / "07-lens.png"))
+    # Path patching: every head's path into the logits, the card's defaults.
+    page.locator("#path-card").scroll_into_view_if_needed()
+    page.click("#run-path")
+    page.wait_for_selector("#path-heatmap[data-drawn] .main-svg")
+    page.locator("#path-card").screenshot(path=str(folder / "08-path-patching.png"))
 
 
 def main() -> None:
