@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
 
@@ -61,7 +62,7 @@ def test_heatmaps_png_and_svg(stored, tmp_path):
     assert heatmap(result, tmp_path / "h.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert b"<svg" in export("sweep", {}, data, "svg")[:400]
     with pytest.raises(actpatch.InputError, match="for sweeps"):
-        export("patch", {}, {"layer": 1}, "csv")
+        export("patch", {}, {"layer": 1}, "png")
 
 
 def test_exported_notebook_reruns_the_sweep_and_matches(stored):
@@ -328,3 +329,254 @@ def test_a_views_csv_needs_no_pandas():
     assert done.stdout.strip() == (
         "run,layer,head,kv_head,query_pos,query_token,key_pos,key_token,weight,pair,model"
     )
+
+
+# -- the patching results: a tidy CSV, the same table as to_pandas() ----------------------------
+
+
+@pytest.fixture(scope="module")
+def kept(demo):
+    """A result of each kind with a table of its own, on the IOI pair of the demo model, by the
+    name the history keeps its runs under (exact edge checks by their result's, "verify")."""
+    from actpatch.patching import edge_attribution, evaluate_many, path_patch, verify_edges
+
+    exp = actpatch.Experiment(demo, IOI_CLEAN, IOI_CORRUPT, " Mary", " John")
+    edges = edge_attribution(exp, "eap", verify=3)
+    return {
+        "patch": actpatch.patch(exp, layer=3, head=4),
+        "attribution": actpatch.attribute(exp, "z", method="atp*", compare=True),
+        "attribution_pos": actpatch.attribute(exp, "resid_pre", method="atp"),
+        "path": path_patch(exp),
+        "path_senders": path_patch(exp, senders=["a3.h4", "m0"]),
+        "edges": edges,
+        "verify": verify_edges(exp, edges.names[:3]),
+        "evaluation": evaluate_many([exp], ranked=edges.names, sizes=[5, 20, 100]),
+    }
+
+
+def kind_of(name: str) -> str:
+    return name.split("_")[0]
+
+
+def result_table(name: str, result) -> list[dict[str, str]]:
+    """A result as the history keeps it (its JSON, read back), exported as CSV and read by the
+    csv module: a dict per row."""
+    stored = json.loads(json.dumps(result.to_dict()))
+    text = export(kind_of(name), {}, stored, "csv").decode()
+    return list(csv.DictReader(io.StringIO(text, newline="")))
+
+
+def number(cell: str) -> float:
+    """A CSV cell as a number: empty is NaN (how the CSV writes a missing value)."""
+    return float("nan") if cell == "" else float(cell)
+
+
+def same(cell: str, value: float) -> bool:
+    """Whether a CSV cell holds `value` exactly (NaN as an empty cell)."""
+    return cell == "" if value != value else float(cell) == value
+
+
+def test_a_patchs_csv_holds_each_runs_numbers(kept):
+    result = kept["patch"]
+    rows = {r["run"]: r for r in result_table("patch", result)}
+    assert list(rows) == ["clean", "corrupt", "patched"]
+    runs = {
+        "clean": (result.clean_prob, result.clean_rank, result.metric_clean, result.top_clean),
+        "corrupt": (
+            result.corrupt_prob,
+            result.corrupt_rank,
+            result.metric_corrupt,
+            result.top_corrupt,
+        ),
+        "patched": (
+            result.patched_prob,
+            result.patched_rank,
+            result.metric_patched,
+            result.top_patched,
+        ),
+    }
+    for run, (prob, rank, metric, top) in runs.items():
+        row = rows[run]
+        assert float(row["target_prob"]) == prob and int(row["target_rank"]) == rank
+        assert float(row["metric_value"]) == metric
+        assert json.loads(row["top_tokens"]) == [t.token for t in top]
+        assert json.loads(row["top_probs"]) == [t.prob for t in top]
+        assert (row["layer"], row["head"], row["pos"]) == ("3", "4", "")  # no position given
+        assert (row["component"], row["model"]) == (result.component, result.model)
+    # the patched run's metric, normalized, is the recovery the result reports
+    low, high = float(rows["corrupt"]["metric_value"]), float(rows["clean"]["metric_value"])
+    recovered = (float(rows["patched"]["metric_value"]) - low) / (high - low)
+    assert recovered == pytest.approx(result.metric_normalized, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", ["attribution", "attribution_pos"])
+def test_an_attributions_csv_holds_every_cell(kept, name):
+    result = kept[name]
+    rows = result_table(name, result)
+    assert len(rows) == result.estimate.numel()
+    seen = set()
+    for row in rows:
+        cell = tuple(int(row[axis]) for axis in result.axes)
+        seen.add(cell)
+        assert same(row["estimate"], float(result.estimate[cell]))
+        assert same(row["normalized"], float(result.normalized[cell]))
+        assert same(row["score"], float(result.score[cell]))
+        for column, grid in (
+            ("atp", result.atp),
+            ("exact", result.exact),
+            ("exact_normalized", result.exact_normalized),
+        ):
+            assert row[column] == "" if grid is None else same(row[column], float(grid[cell]))
+        if "pos" in result.axes:
+            pos = cell[result.axes.index("pos")]
+            assert row["pos_label"] == f"{pos} {result.tokens[pos]!r}"
+        assert (row["method"], row["n_pairs"]) == (result.method, str(result.n_pairs))
+    assert len(seen) == len(rows)  # each cell once
+    if result.exact is not None:  # AtP*'s estimate, held to the exact patch it estimates
+        estimate = torch.tensor([number(r["estimate"]) for r in rows])
+        exact = torch.tensor([number(r["exact"]) for r in rows])
+        both = ~(estimate.isnan() | exact.isnan())
+        assert torch.corrcoef(torch.stack([estimate[both], exact[both]]))[0, 1] > 0.5
+
+
+@pytest.mark.parametrize("name", ["path", "path_senders"])
+def test_a_path_patchings_csv_names_each_sender(kept, name):
+    result = kept[name]
+    rows = result_table(name, result)
+    assert [r["sender"] for r in rows] == result.senders
+    for i, row in enumerate(rows):
+        if result.all_heads:
+            layer, head = int(row["layer"]), int(row["head"])
+            assert row["sender"] == f"a{layer}.h{head}"
+            assert same(row["raw"], float(result.raw[layer, head]))
+            assert same(row["normalized"], float(result.normalized[layer, head]))
+        else:
+            assert same(row["raw"], float(result.raw[i]))
+        assert row["receivers"] == ", ".join(result.receivers)
+    if not result.all_heads:  # an MLP has no head
+        assert [(r["layer"], r["head"]) for r in rows] == [("3", "4"), ("0", "")]
+
+
+def test_an_edge_attributions_csv_ranks_its_edges_with_their_exact_checks(kept):
+    result = kept["edges"]
+    rows = result_table("edges", result)
+    assert [r["edge"] for r in rows] == result.names
+    assert [float(r["score"]) for r in rows] == result.scores
+    assert [int(r["rank"]) for r in rows] == list(range(len(result.names)))
+    assert all(f"{r['source']}->{r['target']}" == r["edge"] for r in rows)
+    checked = [r for r in rows if r["exact_effect"] != ""]
+    assert [r["edge"] for r in checked] == [c.edge for c in result.verified]
+    assert [float(r["exact_effect"]) for r in checked] == [c.effect for c in result.verified]
+    assert len(checked) == 3
+
+
+def test_exact_edge_checks_csv(kept):
+    result = kept["verify"]
+    rows = result_table("verify", result)
+    assert [r["edge"] for r in rows] == [c.edge for c in result.edges]
+    for row, check in zip(rows, result.edges, strict=True):
+        assert same(row["metric_value"], check.metric) and same(row["effect"], check.effect)
+        assert same(row["normalized"], check.normalized)
+        # the effect is the metric's change from the corrupted run (denoising), by definition
+        assert float(row["effect"]) == pytest.approx(check.metric - result.corrupt, abs=1e-5)
+
+
+def test_a_circuit_evaluations_csv_has_one_row_per_size(kept):
+    result = kept["evaluation"]
+    rows = result_table("evaluation", result)
+    assert [int(r["n_edges"]) for r in rows] == [5, 20, 100]
+    for row, point in zip(rows, result.points, strict=True):
+        assert same(row["metric_value"], point.metric)
+        faithfulness = (point.metric - result.corrupt) / (result.clean - result.corrupt)
+        assert float(row["faithfulness"]) == pytest.approx(faithfulness, abs=1e-6)
+        assert (row["ablation"], row["total_edges"]) == (result.ablation, str(result.total_edges))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "patch",
+        "attribution",
+        "attribution_pos",
+        "path",
+        "path_senders",
+        "edges",
+        "verify",
+        "evaluation",
+    ],
+)
+def test_a_patching_results_csv_is_its_to_pandas_table(kept, name):
+    """Column for column and row for row, the CSV is the notebook's table, its numbers exactly
+    (written with repr, they read back as the same floats), its lists as JSON arrays."""
+    import pandas as pd
+
+    result = kept[name]
+    stored = json.loads(json.dumps(result.to_dict()))
+    header, *rows = list(
+        csv.reader(io.StringIO(export(kind_of(name), {}, stored, "csv").decode(), newline=""))
+    )
+    frame = result.to_pandas()
+    assert header == list(frame.columns)
+    assert len(rows) == len(frame) > 0
+    for row, want in zip(rows, frame.itertuples(index=False), strict=True):
+        for cell, value in zip(row, want, strict=True):
+            if value is None or value is pd.NA:
+                assert cell == ""
+            elif isinstance(value, (bool, str)):
+                assert cell == str(value)
+            elif isinstance(value, list):
+                assert json.loads(cell) == value
+            elif isinstance(value, float):
+                assert same(cell, value)
+            else:
+                assert int(cell) == value
+
+
+def test_every_kind_exports_in_exactly_the_formats_it_names(kept):
+    """`formats_of(kind)` (what errors and the page list) is what `export` does: each format it
+    names gives a file, each other is refused with a message naming those it has."""
+    from actpatch.export import FORMATS, formats_of
+
+    for name, result in kept.items():
+        kind, stored = kind_of(name), json.loads(json.dumps(result.to_dict()))
+        assert "csv" in formats_of(kind)
+        for fmt in FORMATS:
+            if fmt in formats_of(kind):
+                assert export(kind, {}, stored, fmt)
+            else:
+                with pytest.raises(actpatch.InputError, match="export it as json") as refused:
+                    export(kind, {}, stored, fmt)
+                said = refused.value.message.split("export it as ")[1].split(" (")[0]
+                assert set(re.split(r", | or ", said.rstrip("."))) == set(formats_of(kind))
+
+
+def test_a_result_that_is_not_its_kind_is_refused_naming_the_field():
+    with pytest.raises(actpatch.InputError, match="lacks field 'top_clean'"):
+        export("patch", {}, {"layer": 1}, "csv")
+
+
+def test_a_patching_results_csv_neutralises_cells_that_would_run_as_formulas():
+    hostile = {
+        "model": "=cmd|' /C calc'!A0",
+        "metric": "logit_diff",
+        "direction": "denoising",
+        "clean": 1.0,
+        "corrupt": -1.0,
+        "edges": [
+            {"edge": "=1+1->@SUM(A1)", "metric": -0.5, "effect": 0.5, "normalized": 0.25},
+            {"edge": "a0.h1->m0", "metric": None, "effect": None, "normalized": None},
+        ],
+    }
+    header, *rows = list(csv.reader(io.StringIO(export("verify", {}, hostile, "csv").decode())))
+    table = [dict(zip(header, row, strict=True)) for row in rows]
+    assert [(r["edge"], r["source"], r["target"]) for r in table] == [
+        ("'=1+1->@SUM(A1)", "'=1+1", "'@SUM(A1)"),
+        ("a0.h1->m0", "a0.h1", "m0"),
+    ]
+    assert {r["model"] for r in table} == {"'=cmd|' /C calc'!A0"}
+    assert [table[0][c] for c in ("metric_value", "effect", "normalized")] == [
+        "-0.5",
+        "0.5",
+        "0.25",
+    ]  # a negative number is still a number
+    assert [table[1][c] for c in ("metric_value", "effect", "normalized")] == ["", "", ""]

@@ -9,6 +9,9 @@
   a list (the lens's top tokens) is written as a JSON array. Written with the csv module: no
   pandas needed. Its numbers are the stored JSON's (a pattern's weights and a part's shares
   to 6 significant digits).
+- `result_csv(kind, result)`: a patch, an attribution, path patching, edge attribution, exact
+  edge checks or a circuit's evaluation as the same tidy table as its result's `to_pandas()`
+  (`actpatch.patching.results.columns`), written as `view_csv` writes a view's.
 - `to_json(result)`: the result exactly as the CLI's --json and the API return it.
 - `heatmap(result, path)`: the normalized mean per cell, PNG or SVG by the path's suffix; over a
   dataset, cells whose confidence interval contains the unpatched value (0 denoising, 1
@@ -17,8 +20,8 @@
   cells load the model, rebuild the prompts or the dataset, rerun the patch or the sweep with
   the library and compare its numbers with the stored ones.
 
-`export(kind, request, result, fmt)` picks one by name (FORMATS). Nothing here recomputes a
-result except the notebook, when someone runs it.
+`export(kind, request, result, fmt)` picks one by name (FORMATS); `formats_of(kind)` says which
+a kind of run has. Nothing here recomputes a result except the notebook, when someone runs it.
 """
 
 from __future__ import annotations
@@ -28,17 +31,23 @@ import io
 import json
 import math
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from actpatch.patching.results import SweepResult
-from actpatch.views.columns import TABLES
+from actpatch.patching.results.columns import TABLES as RESULT_TABLES
+from actpatch.views.columns import TABLES as VIEW_TABLES
 
 FORMATS = ("csv", "json", "png", "svg", "ipynb")
-# The kinds of run a notebook reproduces (the circuit kinds export as json).
+# The kinds of run a notebook reproduces (the circuit kinds export as json and csv).
 NOTEBOOK_KINDS = ("patch", "sweep", "ablation", "attribution")
+# The kinds of run whose cells make a heatmap (png, svg) and whose csv is `to_csv`'s.
+GRID_KINDS = ("sweep", "ablation")
 # The views' kinds of run, which export as their tidy table (csv) or json.
-VIEW_KINDS = tuple(TABLES)
+VIEW_KINDS = tuple(VIEW_TABLES)
+# The other kinds with a tidy table of their own (`actpatch.patching.results.columns`).
+TABLE_KINDS = tuple(RESULT_TABLES)
 MEDIA_TYPES = {
     "csv": "text/csv",
     "json": "application/json",
@@ -110,15 +119,60 @@ def _text(value: Any) -> Any:
     return value
 
 
-def view_csv(kind: str, result: dict[str, Any]) -> str:
-    """A view's run (`kind` attention, dla or lens) as its tidy table, from its stored JSON."""
-    columns, rows = TABLES[kind]
+def table_csv(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A tidy table as CSV: its header, then a line per row, each cell safe to open."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180's CRLF, as to_csv
-    writer.writerow(columns)
-    for row in rows(result):
+    writer.writerow([safe_cell(column) for column in columns])
+    for row in rows:
         writer.writerow([safe_cell(_text(value)) for value in row])
     return out.getvalue()
+
+
+def view_csv(kind: str, result: dict[str, Any]) -> str:
+    """A view's run (`kind` attention, dla or lens) as its tidy table, from its stored JSON."""
+    columns, rows = VIEW_TABLES[kind]
+    return table_csv(columns, rows(result))
+
+
+def result_csv(kind: str, result: dict[str, Any]) -> str:
+    """A patch, attribution, path, edges, verify or evaluation run (`TABLE_KINDS`) as its tidy
+    table, from its stored JSON. Refuses, naming the field, a result that lacks one."""
+    try:
+        columns, rows = RESULT_TABLES[kind](result)
+    except (KeyError, TypeError, ValueError) as error:
+        from actpatch.errors import InputError
+
+        what = f"field {error.args[0]!r}" if isinstance(error, KeyError) else "a field"
+        raise InputError(
+            f"This {kind} run's result lacks {what} its table needs (or holds a value of "
+            f"another type): it is not a {kind} result as actpatch writes it. Export it as "
+            "json to look at it.",
+            field="format",
+        ) from error
+    return table_csv(columns, rows)
+
+
+def formats_of(kind: str) -> tuple[str, ...]:
+    """The formats a kind of run exports as: any as json; a sweep or an ablation also as csv,
+    png and svg; a view or a patching result with a table as csv; a notebook's kinds as ipynb."""
+    tidy = kind in GRID_KINDS or kind in VIEW_KINDS or kind in TABLE_KINDS
+    return (
+        *(("csv",) if tidy else ()),
+        "json",
+        *(("png", "svg") if kind in GRID_KINDS else ()),
+        *(("ipynb",) if kind in NOTEBOOK_KINDS else ()),
+    )
+
+
+def _either(formats: Sequence[str]) -> str:
+    """'json', 'json or csv', 'json, csv or ipynb'."""
+    return formats[0] if len(formats) == 1 else f"{', '.join(formats[:-1])} or {formats[-1]}"
+
+
+def _what_it_takes(kind: str) -> str:
+    """The formats a kind of run does export as, json first: 'json or csv'."""
+    return _either(["json", *(f for f in formats_of(kind) if f != "json")])
 
 
 def _cells(shape: tuple[int, ...]) -> list[tuple[int, ...]]:
@@ -379,11 +433,11 @@ def notebook(kind: str, request: dict[str, Any], result: dict[str, Any]) -> dict
 
 
 def export(kind: str, request: dict[str, Any], result: dict[str, Any], fmt: str) -> bytes:
-    """A stored run in one of FORMATS, as bytes (PNG and SVG need a sweep; CSV a sweep or a
-    view)."""
-    if fmt not in FORMATS:
-        from actpatch.errors import InputError
+    """A stored run in one of FORMATS, as bytes (`formats_of(kind)` says which it has: PNG and
+    SVG need a sweep; CSV a sweep, a view or a patching result with a table)."""
+    from actpatch.errors import InputError
 
+    if fmt not in FORMATS:
         raise InputError(
             f"Unknown export format {fmt!r}: use {', '.join(FORMATS)}.", field="format"
         )
@@ -391,12 +445,9 @@ def export(kind: str, request: dict[str, Any], result: dict[str, Any], fmt: str)
         return to_json(result).encode()
     if fmt == "ipynb":
         if kind not in NOTEBOOK_KINDS:
-            from actpatch.errors import InputError
-
-            also = " or csv" if kind in VIEW_KINDS else ""
             raise InputError(
                 f"A {kind} run has no notebook yet (notebooks rerun a {', '.join(NOTEBOOK_KINDS)}"
-                f"): export it as json{also}.",
+                f"): export it as {_what_it_takes(kind)}.",
                 field="format",
             )
         nb = notebook(kind, request, result)
@@ -405,13 +456,13 @@ def export(kind: str, request: dict[str, Any], result: dict[str, Any], fmt: str)
         return (json.dumps(nb, indent=1) + "\n").encode()
     if fmt == "csv" and kind in VIEW_KINDS:
         return view_csv(kind, result).encode()
+    if fmt == "csv" and kind in TABLE_KINDS:
+        return result_csv(kind, result).encode()
     if "raw" not in result or "axes" not in result:
-        from actpatch.errors import InputError
-
-        also = " or ipynb" if kind in NOTEBOOK_KINDS else " or csv" if kind in VIEW_KINDS else ""
         raise InputError(
-            f"A {kind} has no grid of cells: export it as json{also} (png and svg are for "
-            "sweeps; csv for sweeps and the views).",
+            f"A {kind} has no grid of cells: export it as {_what_it_takes(kind)} (png and svg "
+            "are for sweeps and ablations; csv for those, the views, patches, attributions, "
+            "path patching, edges and circuit evaluations).",
             field="format",
         )
     sweep = SweepResult.from_dict(result)

@@ -68,6 +68,47 @@ def test_each_kind_offers_exactly_what_the_server_exports(page: Any, base_url: s
     assert "PNG" not in (dla.locator(".history-export").text_content() or "")
 
 
+# Runs of the other kinds, posted to the API (the page keeps them as it keeps its own): the body
+# of each beside the prompts.
+PROMPTS = {
+    "clean_prompt": "When Mary and John went to the zoo, John gave a drink to",
+    "corrupt_prompt": "When Mary and John went to the zoo, Mary gave a drink to",
+    "target_token": " Mary",
+    "wrong_token": " John",
+}
+POSTED = {
+    "attribution": ("/attribute", {"component": "resid_pre", "method": "atp"}),
+    "path": ("/path", {"receivers": ["2.1.v"]}),
+    "edges": ("/circuit/edges", {"method": "eap", "top": 5}),
+    "evaluation": ("/circuit/evaluate", {"ranked": ["a0.h1->m0", "m0->logits"], "sizes": [0, 2]}),
+}
+
+
+def test_the_patching_kinds_offer_their_csv_as_the_server_exports_it(
+    page: Any, base_url: str
+) -> None:
+    """An attribution, path patching, edges and a circuit's evaluation: each row offers CSV
+    (their tidy table) when, and only when, the server answers it with a file."""
+    open_page(page, base_url)
+    for kind, (route, body) in POSTED.items():
+        answer = httpx.post(f"{base_url}{route}", json={**PROMPTS, **body}, timeout=120)
+        assert answer.status_code == 200, (kind, answer.text)
+        run = latest_run(base_url, kind)
+        assert run["id"] == answer.json()["run_id"]
+        item = history_item(page, run["id"])
+        answers = {
+            fmt: httpx.get(f"{base_url}/runs/{run['id']}/export/{fmt}").status_code
+            for fmt in FORMATS
+        }
+        assert set(answers.values()) <= {200, 422}, (kind, answers)
+        assert set(offered(item)) == {f for f, s in answers.items() if s == 200}, (kind, answers)
+        assert "csv" in offered(item), kind
+        with page.expect_download() as info:
+            item.locator(".history-export").select_option("csv")
+        served = httpx.get(f"{base_url}/runs/{run['id']}/export/csv").content
+        assert Path(info.value.path()).read_bytes() == served
+
+
 def test_a_run_deleted_meanwhile_is_said_not_downloaded(page: Any, base_url: str) -> None:
     open_page(page, base_url)
     run_sweep(page)

@@ -1,5 +1,6 @@
 """`actpatch runs`: the history of runs kept with --save."""
 
+import csv
 import json
 
 import pytest
@@ -64,13 +65,58 @@ def test_every_kind_of_run_is_kept_with_save(capsys, tmp_path, monkeypatch, argv
     assert stored["request"]["clean_prompt"] == IOI_CLEAN
 
 
-def test_a_circuit_run_exports_as_json_not_as_a_wrong_notebook(capsys, tmp_path, monkeypatch):
+def test_a_circuit_run_exports_as_json_or_csv_not_as_a_wrong_notebook(
+    capsys, tmp_path, monkeypatch
+):
     monkeypatch.setenv("ACTPATCH_DATA_DIR", str(tmp_path / "data"))
     assert run(capsys, "circuit", "edges", "--model", "demo", *IOI, "--save")[0] == 0
     code, _, err = run(capsys, "runs", "export", "1", tmp_path / "edges.ipynb")
-    assert code == 2 and "export it as json" in err and not (tmp_path / "edges.ipynb").exists()
+    assert code == 2 and "export it as json or csv" in err
+    assert not (tmp_path / "edges.ipynb").exists()
     assert run(capsys, "runs", "export", "1", tmp_path / "edges.json")[0] == 0
-    assert json.loads((tmp_path / "edges.json").read_text())["method"] == "eap-ig"
+    stored = json.loads((tmp_path / "edges.json").read_text())
+    assert stored["method"] == "eap-ig"
+    assert run(capsys, "runs", "export", "1", tmp_path / "edges.csv")[0] == 0
+    with (tmp_path / "edges.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    # one row per stored edge, strongest first, with the stored score
+    assert [(r["source"], r["target"]) for r in rows] == [
+        (e["source"], e["target"]) for e in stored["edges"]
+    ]
+    assert [float(r["score"]) for r in rows] == [e["score"] for e in stored["edges"]]
+
+
+@pytest.mark.parametrize(
+    ("argv", "first"),
+    [
+        (["patch", "--layer", "3", "--head", "4"], "run"),
+        (["path", "--senders", "a3.h4,m0"], "sender"),
+        (["circuit", "evaluate", "--method", "eap", "--curve", "0,10"], "n_edges"),
+    ],
+)
+def test_a_command_writes_its_table_with_export_csv(capsys, tmp_path, argv, first):
+    """--export x.csv on a patch, path patching or circuit evaluation: its tidy table, whose
+    numbers are the run's own (its --json output)."""
+    code, out, _ = run(
+        capsys, *argv, "--model", "demo", *IOI, "--json", "--export", tmp_path / "x.csv"
+    )
+    assert code == 0
+    printed = json.loads(out)
+    with (tmp_path / "x.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert next(iter(rows[0])) == first
+    if first == "run":
+        assert [float(r["target_prob"]) for r in rows] == [
+            printed[f"{run}_prob"] for run in ("clean", "corrupt", "patched")
+        ]
+    elif first == "sender":
+        assert [r["sender"] for r in rows] == printed["senders"] == ["a3.h4", "m0"]
+        assert [float(r["raw"]) for r in rows] == printed["raw"]
+    else:
+        assert [int(r["n_edges"]) for r in rows] == [p["n_edges"] for p in printed["points"]]
+        assert [float(r["faithfulness"]) for r in rows] == [
+            p["faithfulness"] for p in printed["points"]
+        ]
 
 
 def test_runs_pin_and_unpin_keep_a_run_from_retention(capsys, tmp_path, monkeypatch) -> None:

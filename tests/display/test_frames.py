@@ -159,3 +159,26 @@ def test_without_pandas_the_error_names_the_extra(results, monkeypatch):
     monkeypatch.setitem(sys.modules, "pandas", None)  # `import pandas` raises ImportError
     with pytest.raises(ImportError, match=r"actpatch\[notebook\]"):
         results["lens"].to_pandas()
+
+
+# The columns `display.frames` documents for each patching result's table, in order: the shared
+# tables (`patching.results.columns`) keep them as they were before the CSV export shared them.
+COLUMNS = {
+    "patch": "run target_prob target_rank metric_value top_tokens top_probs layer head pos "
+    "metric component direction model",
+    "attribution": "layer pos pos_label estimate normalized score atp exact exact_normalized "
+    "n_pairs metric component method direction model",
+    "path": "sender layer head raw normalized receivers freeze_mlps metric direction model",
+    "edges": "rank edge source target score exact_effect exact_normalized method metric "
+    "direction model",
+    "verify": "edge source target metric_value effect normalized metric direction model",
+    "circuit": "n_edges metric_value faithfulness ablation method total_edges metric model",
+}
+
+
+@pytest.mark.parametrize("name", list(COLUMNS))
+def test_each_patching_tables_columns_are_as_documented(results, name):
+    frame = results[name].to_pandas()
+    assert list(frame.columns) == COLUMNS[name].split()
+    integers = {"patch": ["layer", "head", "pos"], "path": ["layer", "head"]}.get(name, [])
+    assert all(str(frame[c].dtype) == "Int64" for c in integers)  # <NA> where a cell has none

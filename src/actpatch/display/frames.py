@@ -37,6 +37,9 @@ Tidy means a spreadsheet or `df.groupby`/`df.pivot` reads it without reshaping. 
 
 The three views' tables are defined in `views.columns`, whose rows their CSV export
 (`actpatch.export.view_csv`) writes too: a view's CSV and its `to_pandas()` are the same table.
+So are the patching results' other than a sweep's (a patch, an attribution, path patching,
+edges, exact edge checks, a circuit's evaluation): defined in `patching.results.columns`,
+written by `actpatch.export.result_csv`.
 
 pandas is the `actpatch[notebook]` extra; nothing imports it until a table is asked for.
 """
@@ -44,13 +47,9 @@ pandas is the `actpatch[notebook]` extra; nothing imports it until a table is as
 from __future__ import annotations
 
 import io
-import re
 from functools import singledispatch
 from types import ModuleType
 from typing import Any
-
-import torch
-from torch import Tensor
 
 from actpatch.patching.results import (
     AttributionResult,
@@ -60,6 +59,14 @@ from actpatch.patching.results import (
     PathPatchResult,
     SweepResult,
     VerifyResult,
+)
+from actpatch.patching.results.columns import (
+    attribution_table,
+    circuit_table,
+    edge_table,
+    patch_table,
+    path_table,
+    verify_table,
 )
 from actpatch.views.columns import (
     ATTENTION_COLUMNS,
@@ -84,16 +91,6 @@ def pandas() -> ModuleType:
             "to_pandas() needs pandas: install it with `pip install 'actpatch[notebook]'`."
         ) from error
     return pandas
-
-
-def _cells(shape: tuple[int, ...]) -> list[list[int]]:
-    """Each axis's index of every cell, in row-major order (the order `flatten` reads)."""
-    grids = torch.meshgrid(*(torch.arange(n) for n in shape), indexing="ij")
-    return [g.flatten().tolist() for g in grids]
-
-
-def _values(t: Tensor | None, n: int) -> list[float]:
-    return [float("nan")] * n if t is None else t.flatten().double().tolist()
 
 
 @singledispatch
@@ -121,159 +118,47 @@ def _(result: SweepResult) -> Any:
     )
 
 
-@frame.register
-def _(result: AttributionResult) -> Any:
-    pd = pandas()
-    n = result.estimate.numel()
-    cells = _cells(tuple(result.estimate.shape))
-    columns: dict[str, Any] = dict(zip(result.axes, cells, strict=True))
-    if "pos" in result.axes:  # labelled as a sweep's CSV labels them
-        labels = [f"{i} {t!r}" for i, t in enumerate(result.tokens)]
-        columns["pos_label"] = [labels[p] for p in cells[result.axes.index("pos")]]
-    columns |= {
-        "estimate": _values(result.estimate, n),
-        "normalized": _values(result.normalized, n),
-        "score": _values(result.score, n),
-        "atp": _values(result.atp, n),
-        "exact": _values(result.exact, n),
-        "exact_normalized": _values(result.exact_normalized, n),
-        "n_pairs": result.n_pairs,
-        "metric": result.metric,
-        "component": result.component,
-        "method": result.method,
-        "direction": result.direction,
-        "model": result.model,
-    }
-    return pd.DataFrame(columns)
+# The patching results' tables: their columns and rows are `patching.results.columns`', made
+# from the result's JSON (`to_dict()`), which the CSV export writes too. Their JSON keeps every
+# number as the result holds it (a float32 tensor's value, exactly), so the tables are the same.
 
 
-@frame.register
-def _(result: PatchResult) -> Any:
-    pd = pandas()
-    runs = [
-        ("clean", result.clean_prob, result.clean_rank, result.metric_clean, result.top_clean),
-        ("corrupt", result.corrupt_prob, result.corrupt_rank, result.metric_corrupt,
-         result.top_corrupt),
-        ("patched", result.patched_prob, result.patched_rank, result.metric_patched,
-         result.top_patched),
-    ]  # fmt: skip
-    rows = [
-        {
-            "run": run,
-            "target_prob": prob,
-            "target_rank": rank,
-            "metric_value": metric,
-            "top_tokens": [t.token for t in top],
-            "top_probs": [t.prob for t in top],
-            "layer": result.index.get("layer"),
-            "head": result.index.get("head"),
-            "pos": result.index.get("pos"),
-            "metric": result.metric,
-            "component": result.component,
-            "direction": result.direction,
-            "model": result.model,
-        }
-        for run, prob, rank, metric, top in runs
-    ]
-    out = pd.DataFrame(rows)
-    for name in ("layer", "head", "pos"):
+def _table(columns: tuple[str, ...], rows: list[tuple[Any, ...]], *whole: str) -> Any:
+    """A table as a DataFrame; `whole`: columns of integers where some cells have none (<NA>)."""
+    out = pandas().DataFrame(rows, columns=list(columns))
+    for name in whole:
         out[name] = out[name].astype("Int64")
     return out
 
 
-_HEAD = re.compile(r"a(\d+)\.h(\d+)$")
-_MLP = re.compile(r"m(\d+)$")
+@frame.register
+def _(result: AttributionResult) -> Any:
+    return _table(*attribution_table(result.to_dict()))
 
 
-def _writer(name: str) -> tuple[int | None, int | None]:
-    """(layer, head) of a writer's name: 'a9.h9' -> (9, 9), 'm0' -> (0, None)."""
-    if match := _HEAD.match(name):
-        return int(match[1]), int(match[2])
-    if match := _MLP.match(name):
-        return int(match[1]), None
-    return None, None
+@frame.register
+def _(result: PatchResult) -> Any:
+    return _table(*patch_table(result.to_dict()), "layer", "head", "pos")
 
 
 @frame.register
 def _(result: PathPatchResult) -> Any:
-    pd = pandas()
-    n = len(result.senders)
-    where = [_writer(s) for s in result.senders]
-    return pd.DataFrame(
-        {
-            "sender": result.senders,
-            "layer": pd.array([w[0] for w in where], dtype="Int64"),
-            "head": pd.array([w[1] for w in where], dtype="Int64"),
-            "raw": _values(result.raw, n),
-            "normalized": _values(result.normalized, n),
-            "receivers": ", ".join(result.receivers),
-            "freeze_mlps": result.freeze_mlps,
-            "metric": result.metric,
-            "direction": result.direction,
-            "model": result.model,
-        }
-    )
+    return _table(*path_table(result.to_dict()), "layer", "head")
 
 
 @frame.register
 def _(result: EdgeResult) -> Any:
-    pd = pandas()
-    checked = {c.edge: c for c in result.verified}
-    nan = float("nan")
-    return pd.DataFrame(
-        {
-            "rank": range(len(result.names)),
-            "edge": result.names,
-            "source": [n.split("->")[0] for n in result.names],
-            "target": [n.split("->")[1] for n in result.names],
-            "score": result.scores,
-            "exact_effect": [checked[n].effect if n in checked else nan for n in result.names],
-            "exact_normalized": [
-                checked[n].normalized if n in checked else nan for n in result.names
-            ],
-            "method": result.method,
-            "metric": result.metric,
-            "direction": result.direction,
-            "model": result.model,
-        }
-    )
+    return _table(*edge_table(result.to_dict()))
 
 
 @frame.register
 def _(result: VerifyResult) -> Any:
-    pd = pandas()
-    edges = result.edges
-    return pd.DataFrame(
-        {
-            "edge": [c.edge for c in edges],
-            "source": [c.edge.split("->")[0] for c in edges],
-            "target": [c.edge.split("->")[1] for c in edges],
-            "metric_value": [c.metric for c in edges],
-            "effect": [c.effect for c in edges],
-            "normalized": [c.normalized for c in edges],
-            "metric": result.metric,
-            "direction": result.direction,
-            "model": result.model,
-        }
-    )
+    return _table(*verify_table(result.to_dict()))
 
 
 @frame.register
 def _(result: CircuitResult) -> Any:
-    pd = pandas()
-    points = result.points
-    return pd.DataFrame(
-        {
-            "n_edges": [p.n_edges for p in points],
-            "metric_value": [p.metric for p in points],
-            "faithfulness": [p.faithfulness for p in points],
-            "ablation": result.ablation,
-            "method": result.method,
-            "total_edges": result.total_edges,
-            "metric": result.metric,
-            "model": result.model,
-        }
-    )
+    return _table(*circuit_table(result.to_dict()))
 
 
 # The views' tables: their columns and rows are `views.columns`', which the CSV export writes

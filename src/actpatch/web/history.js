@@ -40,17 +40,20 @@ const CARDS = {
 };
 const VIEW_KINDS = ["attention", "dla", "lens"];
 
-// What a run downloads as, by its kind, as export.py serves it: any run as JSON; a grid of cells
-// (a sweep or an ablation) as CSV, a notebook and a PNG or SVG heatmap; a patch or an
-// attribution as a notebook too; a view as its tidy CSV. Any other kind: JSON.
+// What a run downloads as, by its kind, as export.py serves it (`formats_of`): any run as JSON;
+// a grid of cells (a sweep or an ablation) as CSV, a notebook and a PNG or SVG heatmap; a patch
+// or an attribution as a notebook too; a view or another patching result (patch, attribution,
+// path patching, edges, a circuit's evaluation) as its tidy CSV. Any other kind: JSON.
 const GRID_KINDS = ["sweep", "ablation"];
 const NOTEBOOK_KINDS = ["patch", "sweep", "ablation", "attribution"];
+const TABLE_KINDS = ["patch", "attribution", "path", "edges", "evaluation"];
 const EXPORT_LABELS = { csv: "CSV", json: "JSON", ipynb: "Notebook", png: "PNG heatmap", svg: "SVG heatmap" };
 
 function exportFormats(kind) {
   const grid = GRID_KINDS.includes(kind);
+  const tidy = grid || VIEW_KINDS.includes(kind) || TABLE_KINDS.includes(kind);
   return [
-    ...(grid || VIEW_KINDS.includes(kind) ? ["csv"] : []),
+    ...(tidy ? ["csv"] : []),
     "json",
     ...(NOTEBOOK_KINDS.includes(kind) ? ["ipynb"] : []),
     ...(grid ? ["png", "svg"] : []),

@@ -231,3 +231,50 @@ def test_the_run_list_names_its_data_directory(client, tmp_path):
     listed = client.get("/runs?limit=1").json()
     # tests/conftest.py points ACTPATCH_DATA_DIR at a fresh folder: the server's default
     assert Path(listed["data_dir"]) == Path(os.environ["ACTPATCH_DATA_DIR"])
+
+
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [
+        ("/patch", {"layer": 1, "head": 0}),
+        ("/attribute", {"component": "resid_pre", "method": "atp"}),
+        ("/path", {"receivers": ["2.1.v"]}),
+        ("/circuit/edges", {"method": "eap", "top": 5, "verify": 2}),
+        ("/circuit/evaluate", {"ranked": ["a0.h1->m0", "m0->logits"], "sizes": [0, 2]}),
+    ],
+)
+def test_a_patching_run_exports_as_a_tidy_csv(client, route, body):
+    """A patch, an attribution, path patching, edges and a circuit's evaluation download as CSV:
+    one row per value of the answer it gave, the numbers the answer's."""
+    answer = client.post(route, json={**IOI_TINY, **body}).json()
+    response = client.get(f"/runs/{answer['run_id']}/export/csv")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    if route == "/patch":
+        assert [r["run"] for r in rows] == ["clean", "corrupt", "patched"]
+        assert float(rows[2]["target_prob"]) == answer["patched_prob"]
+        assert json.loads(rows[0]["top_tokens"]) == [t["token"] for t in answer["top_clean"]]
+    elif route == "/attribute":
+        grid = {(int(r["layer"]), int(r["pos"])): r["estimate"] for r in rows}
+        for layer, values in enumerate(answer["estimate"]):
+            for pos, value in enumerate(values):
+                assert grid[layer, pos] == ("" if value is None else repr(value))
+    elif route == "/path":
+        assert [r["sender"] for r in rows] == answer["senders"]
+        assert [float(r["raw"]) for r in rows] == _flat(answer["raw"])
+    elif route == "/circuit/edges":
+        assert [float(r["score"]) for r in rows] == [e["score"] for e in answer["edges"]]
+        checked = [r for r in rows if r["exact_effect"]]
+        assert [float(r["exact_effect"]) for r in checked] == [
+            c["effect"] for c in answer["verified"]
+        ]
+    else:
+        assert [int(r["n_edges"]) for r in rows] == [0, 2]
+        assert [r["faithfulness"] for r in rows] == [
+            "" if p["faithfulness"] is None else repr(p["faithfulness"]) for p in answer["points"]
+        ]
+    # no heatmap of a run without a grid of cells: refused, naming what it exports as
+    refused = client.get(f"/runs/{answer['run_id']}/export/png")
+    assert refused.status_code == 422 and "export it as json" in refused.text
+    assert "csv" in refused.json()["detail"]

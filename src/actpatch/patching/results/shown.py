@@ -59,6 +59,7 @@ class Shown:
         return display().png(self)  # type: ignore[no-any-return]
 
     def to_pandas(self) -> Any:
-        """A tidy `pandas.DataFrame`, one row per cell (or per part) with its labels; a sweep's
-        has exactly the CSV export's columns. Each result's layout: `actpatch.display.frames`."""
+        """A tidy `pandas.DataFrame`, one row per cell (or per part) with its labels: the same
+        table, column for column, as the run's CSV export. Each result's layout:
+        `actpatch.display.frames`."""
         return display().to_pandas(self)
