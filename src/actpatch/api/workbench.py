@@ -45,6 +45,7 @@ from .registry import ExperimentCache, ModelRegistry
 from .run_history import RunHistory
 from .schemas import (
     AttributeRequest,
+    DatasetFields,
     EdgesRequest,
     EvaluateRequest,
     ExperimentFields,
@@ -243,7 +244,7 @@ class Workbench:
         out = respond(result.to_dict(), name, cached=cached)
         return self.history.keep("sweep", request.model_dump(exclude_none=True), out)
 
-    def _sweep_experiments(self, request: SweepRequest) -> tuple[list[Experiment], bool]:
+    def _sweep_experiments(self, request: DatasetFields) -> tuple[list[Experiment], bool]:
         """The request's experiments: one (cached) for prompts, one per length group for a
         dataset; refused with the limit named when the dataset is larger than the server's."""
         if request.dataset is None and request.dataset_jsonl is None:
@@ -325,10 +326,10 @@ class Workbench:
         should_stop: ShouldStop | None = None,
     ) -> dict[str, Any]:
         """Attribution patching of one component (AtP or AtP*), with the exact sweep if asked."""
-        exp, cached = self.experiment(request)
+        experiments, cached = self._sweep_experiments(request)
         with self.computing():
-            result = actpatch.attribute(
-                exp,
+            result = actpatch.attribute_many(
+                experiments,
                 request.component,
                 request.method,
                 request.direction,
@@ -339,16 +340,21 @@ class Workbench:
                 should_stop=should_stop,
                 max_memory=self.settings.max_memory,
             )
-        out = respond(result.to_dict(), self.registry.name_of(exp.model), cached=cached)
+        name = self.registry.name_of(experiments[0].model)
+        out = respond(result.to_dict(), name, cached=cached)
         return self.history.keep("attribution", request.model_dump(exclude_none=True), out)
 
     def start_attribute(self, request: AttributeRequest) -> Job:
         """Check the request now (bad input answers 422 at once), then attribute in the
         background."""
+        from actpatch.patching.attribution import check_groups
         from actpatch.patching.gradients import check_backend, check_gradient_metric
 
-        exp, _ = self.experiment(request)
+        experiments, _ = self._sweep_experiments(request)
+        exp = experiments[0]
         component = get_component(request.component)
+        if len(experiments) > 1:  # a dataset of several token lengths: one padded batch
+            check_groups(experiments, component.name)
         check_gradient_metric(request.metric, exp.wrong_ids is not None)
         check_backend(exp)
         return self.attribution_jobs.submit(

@@ -64,7 +64,7 @@ from actpatch.patching.cells import (
     prepare,
     run_cells,
 )
-from actpatch.patching.components import get_component
+from actpatch.patching.components import Component, get_component
 from actpatch.patching.experiment import Experiment, can_pad, check_experiment, padded
 from actpatch.patching.gradients import (
     check_backend,
@@ -132,6 +132,28 @@ def attribute(
     )[0]
 
 
+def check_groups(experiments: Sequence[Experiment], component: str) -> Component:
+    """The component attributed over several length groups; a teaching error where one
+    left-padded batch cannot hold them, or the component is by position (a position is
+    another token in each template)."""
+    comp = get_component(component)
+    if comp.by_pos:
+        raise InputError(
+            f"{comp.name} is by position, and the dataset's {len(experiments)} length groups "
+            "put other tokens at each position: attribute one length group at a time, or a "
+            "component without positions over the whole dataset (z: every head).",
+            field="component",
+        )
+    why = can_pad(experiments)
+    if why is not None:
+        raise InputError(
+            f"Attribution over {len(experiments)} length groups runs them as one left-padded "
+            f"batch, which cannot be made here: {why}. Attribute each group on its own.",
+            field="dataset",
+        )
+    return comp
+
+
 @overload
 def attribute_many(
     experiments: Sequence[Experiment],
@@ -184,21 +206,7 @@ def attribute_many(
         )
     if len(experiments) == 1:
         return attribute(experiments[0], component, method, direction, metric, **options)
-    comp = get_component(component)
-    if comp.by_pos:
-        raise InputError(
-            f"{comp.name} is by position, and the dataset's {len(experiments)} length groups "
-            "put other tokens at each position: attribute one length group at a time, or a "
-            "component without positions over the whole dataset (z: every head).",
-            field="component",
-        )
-    why = can_pad(experiments)
-    if why is not None:
-        raise InputError(
-            f"Attribution over {len(experiments)} length groups runs them as one left-padded "
-            f"batch, which cannot be made here: {why}. Attribute each group on its own.",
-            field="dataset",
-        )
+    comp = check_groups(experiments, component)
     result = attribute(padded(experiments), comp.name, method, direction, metric, **options)
     joined = f"{len(experiments)} length groups ran as one left-padded batch (one gradient)"
     note = joined if result.note is None else f"{result.note}; {joined}"
@@ -488,5 +496,6 @@ __all__ = [
     "attribute",
     "attribute_components",
     "attribute_many",
+    "check_groups",
     "check_method",
 ]

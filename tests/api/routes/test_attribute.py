@@ -104,3 +104,28 @@ def test_attributions_and_ablations_are_kept_in_the_history(client: TestClient) 
     assert stored["request"]["method"] == "atp*"
     notebook = client.get(f"/runs/{ablated['run_id']}/export/ipynb")
     assert notebook.status_code == 200 and "ablate_many" in notebook.text
+
+
+def test_attribute_over_a_dataset_is_each_length_groups_atp_weighted_by_its_pairs(
+    client: TestClient, tiny_model: LoadedModel
+) -> None:
+    from actpatch.datasets import load_dataset
+    from actpatch.patching.experiment import dataset_experiments
+
+    response = client.post("/attribute", json={"dataset": "ioi:12", "component": "z"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    groups = dataset_experiments(tiny_model, load_dataset("ioi:12", tokenizer=tiny_model.tokenizer))
+    assert len(groups) > 1 and body["n_pairs"] == 12
+    # the metric is a mean over pairs: each group's own AtP, weighted by its pairs
+    expected = sum(actpatch.attribute(g, "z").estimate * (g.n_pairs / 12) for g in groups)
+    assert_same_grid(body["estimate"], expected.tolist())
+    assert "one left-padded batch" in body["note"]
+
+
+def test_attribute_by_position_over_several_lengths_is_refused_at_once(client: TestClient) -> None:
+    request = {"dataset": "ioi:12", "component": "z_by_pos"}
+    for route in ("/attribute", "/attribute/jobs"):
+        response = client.post(route, json=request)
+        assert response.status_code == 422, (route, response.text)
+        assert "one length group at a time" in response.text

@@ -41,7 +41,7 @@ from .health import HealthResponse
 from .models import ComponentInfo, ModelInfo, ModelsResponse, OptionInfo
 from .patch import PatchRequest, PatchResponse, TopToken
 from .runs import HistoryInfo, RunDetail, RunList, RunSummary, RunUpdate
-from .sweep import ConfidenceInterval, SweepJob, SweepRequest, SweepResponse
+from .sweep import ConfidenceInterval, DatasetFields, SweepJob, SweepRequest, SweepResponse
 from .tokenize import TokenizedAnswer, TokenizedPrompt, TokenizeRequest, TokenizeResponse
 
 __all__ = [
@@ -54,6 +54,7 @@ __all__ = [
     "CircuitPointItem",
     "ComponentInfo",
     "ConfidenceInterval",
+    "DatasetFields",
     "EdgeCheckItem",
     "EdgeItem",
     "EdgesRequest",

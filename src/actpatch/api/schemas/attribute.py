@@ -25,17 +25,18 @@ from .common import (
     AttributionMethod,
     ComponentName,
     Direction,
-    ExperimentFields,
     Grid,
     JobStatus,
     Metric,
     ResultWarning,
 )
 from .errors import ErrorResponse
+from .sweep import DatasetFields
 
 
-class AttributeRequest(ExperimentFields):
-    """Attribution patching: estimate every cell of a component from one backward pass."""
+class AttributeRequest(DatasetFields):
+    """Attribution patching: estimate every cell of a component from one backward pass (over
+    prompts, or a dataset: its length groups run as one left-padded batch)."""
 
     model_config = ConfigDict(
         json_schema_extra={

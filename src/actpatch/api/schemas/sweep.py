@@ -51,16 +51,10 @@ ABLATE = (
 )
 
 
-class SweepRequest(ExperimentFields):
-    """A sweep: patch every cell of one component and measure the metric after each patch."""
+class DatasetFields(ExperimentFields):
+    """An experiment's prompts and answers, or a dataset instead: a generated one by name, or
+    uploaded pairs (what /sweep and /attribute take)."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{**IOI_EXAMPLE, "component": "z"}]})
-
-    component: ComponentName = Field(options.DEFAULT_COMPONENT, description=COMPONENT)
-    metric: Metric | None = Field(None, description=METRIC)
-    direction: Direction = Field(options.DEFAULT_DIRECTION, description=DIRECTION)
-    ablate: Ablation | None = Field(None, description=ABLATE)
-    seed: int = Field(0, ge=0, description="Seed of resample ablation.")
     # A dataset instead of prompts (issue 11): its pairs replace the prompt and answer fields.
     clean_prompt: Prompt | list[Prompt] | None = Field(None, description=CLEAN)  # type: ignore[assignment]
     corrupt_prompt: Prompt | list[Prompt] | None = Field(None, description=CORRUPT)  # type: ignore[assignment]
@@ -78,15 +72,6 @@ class SweepRequest(ExperimentFields):
         description='JSONL text, one pair a line: {"clean", "corrupt", "target", "wrong"?, '
         '"positions"?: {"IO": 2, ...}}. Errors name the line and the field.',
     )
-    positions: Positions = Field(
-        options.DEFAULT_POSITIONS,
-        description="A position-resolved sweep's columns: " + OPTIONS["positions"].help() + ".",
-    )
-    batching: Batching = Field(
-        options.DEFAULT_BATCHING,
-        description="A dataset of several token lengths: " + OPTIONS["batching"].help() + ". "
-        "The result's `batching` says which ran.",
-    )
 
     @field_validator("dataset_jsonl")
     @classmethod
@@ -103,7 +88,7 @@ class SweepRequest(ExperimentFields):
         return text
 
     @model_validator(mode="after")
-    def _prompts_or_dataset(self) -> SweepRequest:
+    def _prompts_or_dataset(self) -> DatasetFields:
         given = [n for n in ("dataset", "dataset_jsonl") if getattr(self, n) is not None]
         prompts = [n for n in ("clean_prompt", "corrupt_prompt") if getattr(self, n) is not None]
         if len(given) > 1 or (given and prompts):
@@ -117,6 +102,27 @@ class SweepRequest(ExperimentFields):
             if missing:
                 raise ValueError(f"{missing[0]} is required (or give a dataset)")
         return self
+
+
+class SweepRequest(DatasetFields):
+    """A sweep: patch every cell of one component and measure the metric after each patch."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{**IOI_EXAMPLE, "component": "z"}]})
+
+    component: ComponentName = Field(options.DEFAULT_COMPONENT, description=COMPONENT)
+    metric: Metric | None = Field(None, description=METRIC)
+    direction: Direction = Field(options.DEFAULT_DIRECTION, description=DIRECTION)
+    ablate: Ablation | None = Field(None, description=ABLATE)
+    seed: int = Field(0, ge=0, description="Seed of resample ablation.")
+    positions: Positions = Field(
+        options.DEFAULT_POSITIONS,
+        description="A position-resolved sweep's columns: " + OPTIONS["positions"].help() + ".",
+    )
+    batching: Batching = Field(
+        options.DEFAULT_BATCHING,
+        description="A dataset of several token lengths: " + OPTIONS["batching"].help() + ". "
+        "The result's `batching` says which ran.",
+    )
 
 
 class ConfidenceInterval(BaseModel):
