@@ -7,7 +7,7 @@
 // The graph is tied to the request that made it (stale.js): change an input and it greys.
 
 import { api, renderWarnings, showApiError } from "./api.js";
-import { $, el, fillSelect, formatNumber, formatPct, headName, show, modelTag } from "./dom.js";
+import { $, el, resultSlots, fillSelect, formatNumber, formatPct, headName, show, modelTag } from "./dom.js";
 import { readState } from "./experiment.js";
 import { rememberRoles, roleOf, rolesOf } from "./roles.js";
 import { madeFrom, tieResults } from "./stale.js";
@@ -45,14 +45,12 @@ export function buildCircuitCard() {
         el("button", { type: "button", id: "export-png", class: "ghost", text: "PNG", disabled: "" }),
       ]),
     ]),
-    el("div", { id: "circuit-error", class: "alert hidden", role: "alert" }),
-    el("div", { id: "circuit-warnings", class: "result-warnings hidden", role: "status" }),
-    el("div", { id: "circuit-empty", class: "empty" }, [
+    ...resultSlots(
+      "circuit",
       "Score every edge of the model's graph (each head's output into each later head's query, key or value, " +
         "each MLP, the logits) with edge attribution. EAP-IG integrates the gradient between the runs; " +
         "EAP takes it at the corrupted run. Click an edge to patch it exactly.",
-    ]),
-    el("div", { id: "circuit-summary", class: "summary hidden" }),
+    ),
     el("div", { class: "circuit-body" }, [
       el("div", { id: "circuit-graph", class: "circuit-graph hidden" }),
       el("div", { class: "circuit-side" }, [

@@ -16,6 +16,17 @@ export function el(tag, props = {}, children = []) {
   return node;
 }
 
+// A result card's four slots, ids `${prefix}-error`, -warnings, -empty (what the card is for,
+// shown until its first result) and -summary: the cards built in JavaScript share them.
+export function resultSlots(prefix, emptyText) {
+  return [
+    el("div", { id: `${prefix}-error`, class: "alert hidden", role: "alert" }),
+    el("div", { id: `${prefix}-warnings`, class: "result-warnings hidden", role: "status" }),
+    el("div", { id: `${prefix}-empty`, class: "empty" }, [emptyText]),
+    el("div", { id: `${prefix}-summary`, class: "summary hidden" }),
+  ];
+}
+
 export function show(node, visible) {
   node.classList.toggle("hidden", !visible);
 }

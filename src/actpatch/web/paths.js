@@ -9,7 +9,7 @@
 // (showPath), and a link carries the card's inputs and runs it again (pathFromUrl).
 
 import { api, renderWarnings, showApiError, showPageError } from "./api.js";
-import { $, el, formatNumber, formatPct, headName, show, modelTag } from "./dom.js";
+import { $, el, resultSlots, formatNumber, formatPct, headName, show, modelTag } from "./dom.js";
 import { addUrlPart, readState, saveUrl } from "./experiment.js";
 import { DIVERGING, escapePlotly, loadPlotly } from "./plots.js";
 import { headAnnotations, rememberRoles } from "./roles.js";
@@ -43,14 +43,12 @@ export function buildPathCard() {
     el("datalist", { id: "path-suggestions" }),
     el("div", { class: "field-msg", "data-for": "senders" }),
     el("div", { class: "field-msg", "data-for": "receivers" }),
-    el("div", { id: "path-error", class: "alert hidden", role: "alert" }),
-    el("div", { id: "path-warnings", class: "result-warnings hidden", role: "status" }),
-    el("div", { id: "path-empty", class: "empty" }, [
+    ...resultSlots(
+      "path",
       "Which heads act on the receivers directly? Each sender's activation is taken from the other run " +
         "while every other head stays frozen, so only the receivers (the logits, or heads' q/k/v inputs, " +
         "e.g. 9.9.q) see its change. Start at the logits, then trace back into the heads found there.",
-    ]),
-    el("div", { id: "path-summary", class: "summary hidden" }),
+    ),
     el("div", { id: "path-body", class: "path-body hidden" }, [
       el("div", { id: "path-heatmap", class: "heatmap" }),
       el("div", { id: "path-top", class: "path-top" }),
