@@ -8,7 +8,7 @@
 
 import { api, renderWarnings, showApiError } from "./api.js";
 import { $, el, resultSlots, fillSelect, formatNumber, formatPct, headName, show, modelTag } from "./dom.js";
-import { readState } from "./experiment.js";
+import { experimentFields } from "./experiment.js";
 import { rememberRoles, roleOf, rolesOf } from "./roles.js";
 import { madeFrom, tieResults } from "./stale.js";
 import { server } from "./state.js";
@@ -86,17 +86,7 @@ function showSteps() {
 
 // The experiment's fields, as the circuit routes take them (no component: every edge counts).
 function body() {
-  const s = readState();
-  const out = {
-    clean_prompt: s.clean_prompt,
-    corrupt_prompt: s.corrupt_prompt,
-    target_token: s.target_token,
-    direction: s.direction || server.options.direction.default,
-  };
-  if (s.wrong_token !== "") out.wrong_token = s.wrong_token;
-  if (Object.hasOwn(server.options.gradient_metric.choices, s.metric)) out.metric = s.metric; // rank has no gradient
-  if (s.model) out.model = s.model;
-  return out;
+  return experimentFields((metric) => Object.hasOwn(server.options.gradient_metric.choices, metric)); // rank has no gradient
 }
 
 // The /circuit/edges request the form and the card's controls ask for now.

@@ -110,6 +110,15 @@ export function experimentBody(state) {
   return body;
 }
 
+// The experiment's fields for the cards that take no component (circuits, path patching), with
+// the default direction, and the metric where `metricOk` allows it (gradients take no rank).
+export function experimentFields(metricOk = () => true) {
+  const { component: _, ...body } = experimentBody(readState());
+  body.direction = body.direction || server.options.direction.default;
+  if (body.metric && !metricOk(body.metric)) delete body.metric;
+  return body;
+}
+
 // The single patch's inputs follow the component's axes and the model's size.
 export function updateIndexInputs() {
   const axes = componentAxes();

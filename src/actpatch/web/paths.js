@@ -10,7 +10,7 @@
 
 import { api, renderWarnings, showApiError, showPageError } from "./api.js";
 import { $, el, resultSlots, formatNumber, formatPct, headName, show, modelTag } from "./dom.js";
-import { addUrlPart, readState, saveUrl } from "./experiment.js";
+import { addUrlPart, experimentFields, readState, saveUrl } from "./experiment.js";
 import { DIVERGING, escapePlotly, loadPlotly } from "./plots.js";
 import { headAnnotations, rememberRoles } from "./roles.js";
 import { madeFrom, tieResults } from "./stale.js";
@@ -94,20 +94,12 @@ function suggest() {
 // The /path request the form and the card ask for now (the experiment's prompts, answers,
 // metric, direction and model; the dataset box belongs to the sweep).
 function pathRequest() {
-  const s = readState();
-  const out = {
-    clean_prompt: s.clean_prompt,
-    corrupt_prompt: s.corrupt_prompt,
-    target_token: s.target_token,
-    direction: s.direction || server.options.direction.default,
+  return {
+    ...experimentFields(),
     senders: $("senders").value.trim() || "all",
     receivers: $("receivers").value.trim(),
     freeze_mlps: $("freeze_mlps").checked,
   };
-  if (s.wrong_token !== "") out.wrong_token = s.wrong_token;
-  if (s.metric) out.metric = s.metric;
-  if (s.model) out.model = s.model;
-  return out;
 }
 
 function setBusy(busy) {
