@@ -255,12 +255,13 @@ class Workbench:
             DATASET_SPECS,
             generated_dataset,
             parse_jsonl,
+            spec_numbers,
         )
         from actpatch.patching.experiment import dataset_experiments
 
         limit = self.settings.max_pairs
         if request.dataset is not None:
-            head, _, rest = request.dataset.partition(":")
+            head = request.dataset.partition(":")[0]
             if head not in DATASET_SPECS:
                 raise actpatch.InputError(
                     f"Unknown dataset {request.dataset!r}: give one of {DATASET_SPEC_LIST} (a "
@@ -268,17 +269,13 @@ class Workbench:
                     "(the server never reads files a request names).",
                     field="dataset",
                 )
-            parts = rest.split(":")
-            if len(parts) > 2 or not all(part.strip().isdigit() for part in parts):
-                # the core's own message offers a file's path, which the server refuses
-                raise actpatch.InputError(
-                    f"Cannot read dataset {request.dataset!r}: after its name give the number of "
-                    f"pairs, and a seed if you like, as whole numbers: '{head}:12' or "
-                    f"'{head}:12:3'.",
-                    field="dataset",
-                )
-            n = parts[0].strip()  # as the core reads it
-            if n.isdigit() and int(n) > limit:
+            # the core's own hint offers a file's path, which the server never reads
+            hint = (
+                "After its name give the number of pairs, and a seed if you like: "
+                f"'{head}:12' or '{head}:12:3'."
+            )
+            n, _ = spec_numbers(request.dataset, hint)
+            if n > limit:
                 raise actpatch.InputError(
                     f"The dataset {request.dataset!r} has {n} pairs, more than this server's "
                     f"limit of {limit} pairs per request (max_pairs, ACTPATCH_MAX_PAIRS). Ask "

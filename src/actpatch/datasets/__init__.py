@@ -54,6 +54,7 @@ from actpatch.datasets.load import (
     generated_dataset,
     load_dataset,
     parse_jsonl,
+    spec_numbers,
     unencodable,
 )
 from actpatch.datasets.mib_tasks import arithmetic, mcqa, mib_ioi
@@ -100,6 +101,7 @@ __all__ = [
     "parse_jsonl",
     "span_positions",
     "spans_are_one_token",
+    "spec_numbers",
     "token_offsets",
     "tokenizer_or_gpt2",
     "unencodable",

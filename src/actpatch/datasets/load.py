@@ -56,13 +56,15 @@ SPEC_HELP = (
 )
 
 
-def _numbers(spec: str, head: str) -> tuple[int, int]:
+def spec_numbers(spec: str, hint: str = SPEC_HELP) -> tuple[int, int]:
     """N and SEED of a spec "NAME:N[:SEED]" (SEED 0 when not given); a teaching error for a
-    spec without them, one that is not a whole number, an N below 1 or a SEED below 0."""
+    spec without them, one that is not a whole number, an N below 1 or a SEED below 0. `hint`
+    ends the message for a spec that cannot be read (a server's offers no file's path)."""
+    head = spec.split(":", 1)[0]
     parts = spec.split(":")
     if len(parts) not in (2, 3) or not all(_INTEGER.fullmatch(p.strip()) for p in parts[1:]):
         raise InputError(
-            f"Cannot read dataset spec {spec!r}: N and SEED must be whole numbers. " + SPEC_HELP,
+            f"Cannot read dataset spec {spec!r}: N and SEED must be whole numbers. " + hint,
             field="dataset",
         )
     n, seed = int(parts[1]), int(parts[2]) if len(parts) == 3 else 0
@@ -105,7 +107,7 @@ def generated_dataset(spec: str, tokenizer: Any = None) -> PromptDataset:
     head = spec.split(":", 1)[0]
     if head not in DATASET_SPECS:
         raise InputError(f"Unknown dataset {spec!r}. " + SPEC_HELP, field="dataset")
-    n, seed = _numbers(spec, head)
+    n, seed = spec_numbers(spec)
     if head == "ioi":
         return ioi(n, seed, tokenizer=tokenizer)
     if head == "factual":

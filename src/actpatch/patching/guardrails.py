@@ -59,7 +59,8 @@ def check(exp: Experiment, metric: str, clean: float, corrupt: float) -> list[Re
     """Every warning that applies to `exp` measured with `metric` (clean and corrupted values).
     A problem of some of its pairs is one warning that counts and names them."""
     where = None
-    if exp.n_pairs == 1 and _n_missed(exp):
+    found = facts(exp)
+    if exp.n_pairs == 1 and found.missed:
         logits = exp.logits("clean")
         top = int(logits[0].argmax())
         (top_str,) = exp.model.to_str_tokens([top])
@@ -70,7 +71,7 @@ def check(exp: Experiment, metric: str, clean: float, corrupt: float) -> list[Re
             f"its top token is {top_str!r} (P = {float(probs[top]):.3g}) and the "
             f"target {exp.target_strs[0]!r} has P = {float(probs[target]):.3g}, rank {rank}"
         )
-    return _warnings([exp], [facts(exp)], metric, clean, corrupt, where)
+    return _warnings([exp], [found], metric, clean, corrupt, where)
 
 
 def _fast_path_unavailable(exp: Experiment) -> list[ResultWarning]:
@@ -106,7 +107,7 @@ def _identical_rows(exp: Experiment) -> tuple[int, ...]:
 def _identical_message(pairs: Sequence[int], n_pairs: int) -> list[ResultWarning]:
     if not pairs:
         return []
-    which = "The" if n_pairs == 1 else f"In{where_pairs(pairs, n_pairs)[2:]} the"
+    which = "The" if n_pairs == 1 else f"{where_pairs(pairs, n_pairs).capitalize()} the"
     return [
         ResultWarning(
             "identical_prompts",
@@ -290,19 +291,15 @@ def _answer_messages(ids: list[list[int]], each: list[Facts], n_pairs: int) -> l
         if n_pairs == 1:
             text = example[0].upper() + example[1:] + kind.then
         elif len(answers) == 1:
-            text = f"In{where_pairs(pairs, n_pairs)[2:]} {example}{kind.then}"
+            text = f"{where_pairs(pairs, n_pairs).capitalize()} {example}{kind.then}"
         else:
+            where = where_pairs(pairs, n_pairs).capitalize()
             text = (
-                f"In{where_pairs(pairs, n_pairs)[2:]} {kind.general} ({len(answers)} different "
-                f"{kind.answers}); e.g. {example}{kind.then}"
+                f"{where} {kind.general} ({len(answers)} different {kind.answers}); e.g. "
+                f"{example}{kind.then}"
             )
         out.append(ResultWarning(kind.code, text, kind.field, tuple(pairs)))
     return out
-
-
-def _n_missed(exp: Experiment) -> int:
-    """In how many pairs the target is not the clean run's top token."""
-    return len(_missed_rows(exp))
 
 
 def _missed_rows(exp: Experiment) -> tuple[int, ...]:
