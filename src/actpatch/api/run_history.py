@@ -17,6 +17,7 @@ import json
 import logging
 from typing import Any
 
+from actpatch.export import formats_of
 from actpatch.history import History, HistoryError, RunNotFoundError
 from actpatch.history.schema import json_text
 
@@ -101,7 +102,8 @@ class RunHistory:
         total = self.history.count(kind)
         after = offset + len(runs)
         return {
-            "runs": [run.summary() for run in runs],
+            # what each downloads as (GET /runs/{id}/export/{fmt}): the page offers just these
+            "runs": [{**run.summary(), "formats": list(formats_of(run.kind))} for run in runs],
             "total": total,
             "offset": offset,
             "next_offset": after if after < total and runs else None,

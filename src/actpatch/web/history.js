@@ -40,25 +40,9 @@ const CARDS = {
 };
 const VIEW_KINDS = ["attention", "dla", "lens"];
 
-// What a run downloads as, by its kind, as export.py serves it (`formats_of`): any run as JSON;
-// a grid of cells (a sweep or an ablation) as CSV, a notebook and a PNG or SVG heatmap; a patch
-// or an attribution as a notebook too; a view or another patching result (patch, attribution,
-// path patching, edges, a circuit's evaluation) as its tidy CSV. Any other kind: JSON.
-const GRID_KINDS = ["sweep", "ablation"];
-const NOTEBOOK_KINDS = ["patch", "sweep", "ablation", "attribution"];
-const TABLE_KINDS = ["patch", "attribution", "path", "edges", "evaluation"];
+// The formats' names in a row's Export menu; which formats a run has, the server says (GET /runs'
+// `formats`, from export.py's `formats_of`).
 const EXPORT_LABELS = { csv: "CSV", json: "JSON", ipynb: "Notebook", png: "PNG heatmap", svg: "SVG heatmap" };
-
-function exportFormats(kind) {
-  const grid = GRID_KINDS.includes(kind);
-  const tidy = grid || VIEW_KINDS.includes(kind) || TABLE_KINDS.includes(kind);
-  return [
-    ...(tidy ? ["csv"] : []),
-    "json",
-    ...(NOTEBOOK_KINDS.includes(kind) ? ["ipynb"] : []),
-    ...(grid ? ["png", "svg"] : []),
-  ];
-}
 
 // A model as lists name it: a hub id or a folder by its last part (history.short_model_name).
 function shortModel(model) {
@@ -166,9 +150,10 @@ function render() {
 // A row's "Export" menu: choosing a format downloads the run in it, then the menu reads
 // "Export" again.
 function exportSelect(run) {
-  const select = el("select", { class: "history-export", "data-run": String(run.id), "aria-label": `Export run #${run.id}`, title: `Download run #${run.id} (${exportFormats(run.kind).map((f) => EXPORT_LABELS[f]).join(", ")})` }, [
+  const formats = run.formats || ["json"]; // any run exports as JSON
+  const select = el("select", { class: "history-export", "data-run": String(run.id), "aria-label": `Export run #${run.id}`, title: `Download run #${run.id} (${formats.map((f) => EXPORT_LABELS[f]).join(", ")})` }, [
     el("option", { value: "", text: "Export" }),
-    ...exportFormats(run.kind).map((fmt) => el("option", { value: fmt, text: EXPORT_LABELS[fmt] })),
+    ...formats.map((fmt) => el("option", { value: fmt, text: EXPORT_LABELS[fmt] })),
   ]);
   select.addEventListener("change", () => {
     const fmt = select.value;

@@ -58,6 +58,21 @@ def test_export_formats(client):
     assert client.get(f"/runs/{run_id}/export/xls").status_code == 422
 
 
+def test_each_listed_run_names_the_formats_it_exports_as(client):
+    client.post("/sweep", json=SWEEP)
+    client.post(
+        "/dla",
+        json={k: SPEC_REQUEST[k] for k in ("clean_prompt", "corrupt_prompt")}
+        | {"target_token": SPEC_REQUEST["target_token"]},
+    )
+    for run in client.get("/runs").json()["runs"]:
+        answers = {
+            fmt: client.get(f"/runs/{run['id']}/export/{fmt}").status_code
+            for fmt in ("csv", "json", "png", "svg", "ipynb")
+        }
+        assert set(run["formats"]) == {f for f, s in answers.items() if s == 200}, run["kind"]
+
+
 def _flat(grid):
     return [v for row in grid for v in row]
 

@@ -28,6 +28,12 @@ class RunSummary(BaseModel):
     seconds: float | None = Field(description="Time taken, in seconds.")
     complete: bool = Field(description="False for a cancelled sweep's partial result.")
     pinned: bool = Field(False, description="Pinned runs are never deleted by retention.")
+    formats: list[str] = Field(
+        default_factory=list,
+        description="In GET /runs: the formats the run exports as (GET /runs/{id}/export/{fmt}): "
+        "json for any, csv for those with a tidy table, png and svg for a sweep or an ablation, "
+        "ipynb for those a notebook reruns.",
+    )
 
 
 class HistoryInfo(BaseModel):
