@@ -37,6 +37,16 @@ export async function api(method, path, body) {
 
 // -- errors and warnings -------------------------------------------------------------------------
 
+// One field's message under it, and its red outline, gone (the field was edited).
+export function clearFieldError(field) {
+  const msg = document.querySelector(`.field-msg.error[data-for="${field}"]`);
+  if (msg) {
+    msg.textContent = "";
+    msg.classList.remove("error");
+  }
+  $(field)?.classList.remove("invalid");
+}
+
 export function clearFieldErrors() {
   document.querySelectorAll(".field-msg.error").forEach((node) => {
     node.textContent = "";

@@ -1,6 +1,7 @@
 // The experiment: the form's fields (prompts, answers, component, metric, direction, ablation,
 // layer/head/position, model), its request body, its hints, and the URL that reproduces it.
 
+import { clearFieldError } from "./api.js";
 import { $, el, fillSelect, show } from "./dom.js";
 import { componentAxes, currentModel, isThreeAxis, server, view } from "./state.js";
 
@@ -200,12 +201,7 @@ export function updateHints() {
 // An error box is about the input that caused it: once that input changes, the box goes.
 // (An error that names no field goes with any change of the experiment.)
 export function clearErrorsFor(field) {
-  const msg = document.querySelector(`.field-msg.error[data-for="${field}"]`);
-  if (msg) {
-    msg.textContent = "";
-    msg.classList.remove("error");
-  }
-  $(field)?.classList.remove("invalid");
+  clearFieldError(field);
   for (const id of ["patch-error", "sweep-error"]) {
     const box = $(id);
     if (box.classList.contains("hidden")) continue;

@@ -8,7 +8,7 @@
 // The result is tied to the request that made it (stale.js), reopens from the history
 // (showPath), and a link carries the card's inputs and runs it again (pathFromUrl).
 
-import { api, renderWarnings, showApiError, showPageError } from "./api.js";
+import { api, clearFieldError, renderWarnings, showApiError, showPageError } from "./api.js";
 import { $, el, resultSlots, formatNumber, formatPct, headName, show, modelTag } from "./dom.js";
 import { addUrlPart, experimentFields, readState, saveUrl } from "./experiment.js";
 import { DIVERGING, escapePlotly, loadPlotly } from "./plots.js";
@@ -67,12 +67,7 @@ export function buildPathCard() {
 
 // An edited field's error goes, and the alert with it when it was about that field.
 function clearError(field) {
-  const msg = document.querySelector(`.field-msg.error[data-for="${field}"]`);
-  if (msg) {
-    msg.textContent = "";
-    msg.classList.remove("error");
-  }
-  $(field).classList.remove("invalid");
+  clearFieldError(field);
   const box = $("path-error");
   if ((box.dataset.fields || "").split(" ").includes(field)) show(box, false);
 }
