@@ -33,10 +33,6 @@ def _tensor(rows: Any) -> Tensor:
     return tensor_of(rows, torch.float64)
 
 
-def _warnings(data: dict[str, Any]) -> list[ResultWarning]:
-    return read_warnings(data)
-
-
 @dataclass(repr=False, frozen=True)
 class AttentionResult(Shown):
     """Attention patterns of one layer's heads on the clean and corrupted runs of one pair.
@@ -122,7 +118,7 @@ class AttentionResult(Shown):
             clean=_tensor([h["clean"] for h in heads]),
             corrupt=_tensor([h["corrupt"] for h in heads]),
             pair=int(data.get("pair", 0)),
-            warnings=_warnings(data),
+            warnings=read_warnings(data),
             devices=list(data.get("devices", [])),
             seconds=float(data.get("seconds", 0.0)),
         )
@@ -245,7 +241,7 @@ class DLAResult(Shown):
             corrupt=DirectEffects.from_dict(data["corrupt"]),
             n_pairs=int(data["n_pairs"]),
             norm_note=data.get("norm", ""),
-            warnings=_warnings(data),
+            warnings=read_warnings(data),
             devices=list(data.get("devices", [])),
             seconds=float(data.get("seconds", 0.0)),
             written_difference=data.get("difference"),
@@ -333,7 +329,7 @@ class LensResult(Shown):
             clean=LensRun.from_dict(data["clean"]),
             corrupt=LensRun.from_dict(data["corrupt"]),
             n_pairs=int(data["n_pairs"]),
-            warnings=_warnings(data),
+            warnings=read_warnings(data),
             devices=list(data.get("devices", [])),
             seconds=float(data.get("seconds", 0.0)),
         )
