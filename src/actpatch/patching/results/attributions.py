@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from torch import Tensor
 
 from actpatch.patching.results.shown import Shown
+from actpatch.patching.results.sweeps import aligned_positions
 from actpatch.patching.results.warning import ResultWarning, read_warnings
 from actpatch.patching.serial import jsonable, nested, number_of, optional_tensor, tensor_of
 
@@ -141,12 +142,7 @@ class AttributionResult(Shown):
             score=tensor_of(data["score"]),
             score_kind=data["score_kind"],
             tokens=list(data.get("tokens", [])),
-            clean_tokens=list(data.get("clean_tokens", [])),
-            corrupt_tokens=list(data.get("corrupt_tokens", [])),
-            patched_positions=list(data.get("patched_positions", [])),
-            unpatched_positions=list(data.get("unpatched_positions", [])),
-            identical_positions=list(data.get("identical_positions", [])),
-            alignment=dict(data.get("alignment", {})),
+            **aligned_positions(data),
             n_pairs=int(data["n_pairs"]),
             seconds=float(data.get("seconds", 0.0)),
             backend=data.get("backend", ""),

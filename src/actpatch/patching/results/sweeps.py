@@ -16,6 +16,20 @@ if TYPE_CHECKING:
     from actpatch.patching.statistics import Interval
 
 
+def aligned_positions(data: dict[str, Any]) -> dict[str, Any]:
+    """The prompts' tokens and positions a sweep's or an attribution's `to_dict` wrote (what was
+    patched, what had no counterpart, what was the same, the alignment), as constructor
+    arguments; a file without them reads as empty."""
+    return dict(
+        clean_tokens=list(data.get("clean_tokens", [])),
+        corrupt_tokens=list(data.get("corrupt_tokens", [])),
+        patched_positions=list(data.get("patched_positions", [])),
+        unpatched_positions=list(data.get("unpatched_positions", [])),
+        identical_positions=list(data.get("identical_positions", [])),
+        alignment=dict(data.get("alignment", {})),
+    )
+
+
 @dataclass(repr=False)
 class SweepResult(Shown):
     """A patching sweep: the metric after each patch, raw and normalized (clean = 1, corrupt = 0).
@@ -167,12 +181,7 @@ class SweepResult(Shown):
             clean=number_of(data["clean"]),
             corrupt=number_of(data["corrupt"]),
             tokens=list(data["tokens"]),
-            clean_tokens=list(data.get("clean_tokens", [])),
-            corrupt_tokens=list(data.get("corrupt_tokens", [])),
-            patched_positions=list(data.get("patched_positions", [])),
-            unpatched_positions=list(data.get("unpatched_positions", [])),
-            identical_positions=list(data.get("identical_positions", [])),
-            alignment=dict(data.get("alignment", {})),
+            **aligned_positions(data),
             n_pairs=int(data["n_pairs"]),
             seconds=float(data.get("seconds", 0.0)),
             backend=data.get("backend", ""),
